@@ -1,0 +1,1 @@
+"""Django project of the forget service. Nothing here imports torch."""

@@ -1,0 +1,23 @@
+"""API clients: products that integrate the REST API. Their keys are stored hashed."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ApiClient(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    # The key is "fk_<prefix>_<secret>"; the prefix finds the row, the SHA-256 of the whole key checks it.
+    key_prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_authenticated(self) -> bool:  # lets DRF's IsAuthenticated accept a client
+        return True

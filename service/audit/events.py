@@ -1,0 +1,56 @@
+"""Every audit action, registered once with a dotted code and a human template.
+
+A code that is not registered here cannot be written: typos fail loudly in tests.
+"""
+
+from __future__ import annotations
+
+EVENTS: dict[str, str] = {
+    # requests
+    "request.submitted": "Request {target} submitted via {channel}",
+    "request.verification_sent": "Verification code sent for {target}",
+    "request.verification_failed": "Wrong verification code for {target} ({attempts_left} attempts left)",
+    "request.verified": "Request {target} verified",
+    "request.approved": "Request {target} approved",
+    "request.rejected": "Request {target} rejected: {reason}",
+    "request.cancelled": "Request {target} cancelled",
+    "request.expired": "Request {target} expired",
+    "request.deadline_extended": "Deadline of {target} extended to {deadline}: {reason}",
+    "request.deadline_reminder": "Deadline reminder for {target} ({days_left} days left)",
+    "request.queued": "Request {target} queued for unlearning",
+    "request.training": "Training started for {target}",
+    "request.evaluating": "Evaluation started for {target}",
+    "request.staged": "Unit for {target} staged",
+    "request.active": "Request {target} active on the gateway",
+    "request.failed": "Request {target} failed: {reason}",
+    "request.retried": "Request {target} retried",
+    "request.rolled_back": "Request {target} rolled back: {reason}",
+    "request.not_found_in_model": "Data of {target} not found in the model",
+    "request.personal_data_revealed": "Personal data of {target} revealed to {actor}",
+    # api clients
+    "api_client.created": "API client {target} created",
+    # adapters and gateway
+    "adapter.registered": "Adapter {target} registered",
+    "adapter.activated": "Adapter {target} activated",
+    "adapter.deactivated": "Adapter {target} deactivated: {reason}",
+    "adapter.revoked": "Adapter {target} revoked: {reason}",
+    "adapter.integrity_failed": "Adapter {target} failed its integrity check: {file}",
+    "gateway.loaded": "Gateway loaded {count} units (generation {generation})",
+    # audit itself
+    "audit.exported": "Audit log exported as {format}",
+}
+
+
+def describe(action: str, **fields) -> str:
+    template = EVENTS[action]
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError):
+        return template
+
+
+def register(action: str, template: str) -> None:
+    """For apps added later (e.g. the adapter registry) to add their own codes."""
+    if action in EVENTS and EVENTS[action] != template:
+        raise ValueError(f"audit action {action!r} is already registered with another template")
+    EVENTS[action] = template

@@ -1,0 +1,12 @@
+"""The Celery application; settings come from Django settings (CELERY_* names)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.config.settings")
+
+# DjangoTask gives delay_on_commit: jobs are enqueued only after the transaction commits.
+app = Celery("forget", task_cls="celery.contrib.django.task:DjangoTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers"], related_name="tasks")

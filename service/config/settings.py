@@ -1,0 +1,171 @@
+"""One settings module for every deployment, configured from the environment (12-factor).
+
+Embedded defaults (nothing set): SQLite, a Celery broker with no server (SQLAlchemy transport on a
+SQLite file), a filesystem adapter store and outgoing mail written to files under var/. Production
+sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), SECRET_KEY and the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").is_file() else None
+
+VAR_DIR = Path(env("FORGET_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=False)
+# The embedded default key is for local use only; production must set SECRET_KEY.
+SECRET_KEY = env("SECRET_KEY", default="embedded-mode-insecure-key-change-me-in-production-0123456789")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "service.common",
+    "service.accounts",
+    "service.audit",
+    "service.requests",
+]
+
+MIDDLEWARE = [
+    "service.common.middleware.RequestIdMiddleware",
+    "service.common.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "service.config.urls"
+WSGI_APPLICATION = "service.config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "service" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "service.accounts.context_processors.roles",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes (web, worker, gateway) share the embedded database: wait for locks.
+    # IMMEDIATE transactions take the write lock up front, so the audit chain's read-then-append
+    # never fails half-way with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/staff/"
+LOGOUT_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# Mail: files under var/outbox in the embedded mode, so the demo user can read verification codes.
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(VAR_DIR / "outbox"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="privacy@forget.example")
+
+# Keyed hash for personal data in the audit log (hashes, never the raw values).
+PII_HASH_KEY = env("PII_HASH_KEY", default=SECRET_KEY)
+
+# Fernet key(s) for personal data at rest; empty = derived from SECRET_KEY (embedded mode only).
+FORGET_ENCRYPTION_KEY = env("FORGET_ENCRYPTION_KEY", default="")
+
+# --- Product settings -----------------------------------------------------------------------------
+FORGET = {
+    # Unverified web requests expire after this many days.
+    "UNVERIFIED_EXPIRY_DAYS": env.int("FORGET_UNVERIFIED_EXPIRY_DAYS", default=7),
+    # Verification codes: lifetime, attempts, and the minimum seconds between two sends.
+    "CODE_TTL_SECONDS": env.int("FORGET_CODE_TTL_SECONDS", default=600),
+    "CODE_MAX_ATTEMPTS": env.int("FORGET_CODE_MAX_ATTEMPTS", default=3),
+    "CODE_RESEND_SECONDS": env.int("FORGET_CODE_RESEND_SECONDS", default=60),
+    # Requests with this many days left or fewer get a reminder and are highlighted.
+    "REMINDER_DAYS_LEFT": env.int("FORGET_REMINDER_DAYS_LEFT", default=7),
+    # Largest accepted request body, in bytes (413 above).
+    "MAX_BODY_BYTES": env.int("FORGET_MAX_BODY_BYTES", default=256 * 1024),
+    # Auto-approve verified requests (operator policy); off by default.
+    "AUTO_APPROVE": env.bool("FORGET_AUTO_APPROVE", default=False),
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
+
+# --- REST API -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "service.accounts.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "service.common.problems.problem_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "service.common.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Forget service API",
+    "DESCRIPTION": "Right-to-be-forgotten requests for language models, turned into O3 unlearning units.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Celery ---------------------------------------------------------------------------------------
+# Embedded default: the SQLAlchemy transport on a SQLite file, a broker with no server.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}")
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"workers.tasks.unlearning.*": {"queue": "gpu"}}
+# Longer than the longest training job, so Redis does not redeliver a job still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)}
+CELERY_BEAT_SCHEDULE = {
+    "expire-and-remind": {"task": "workers.tasks.housekeeping.expire_and_remind", "schedule": env.float("FORGET_HOUSEKEEPING_SECONDS", default=3600.0)},
+}
+CELERY_TIMEZONE = "UTC"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

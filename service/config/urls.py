@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("", include("service.requests.urls_public")),
+    path("staff/", include("service.requests.urls_staff")),
+    path("audit/", include("service.audit.urls")),
+    path("api/v1/", include("service.requests.urls_api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "service.common.views.bad_request"
+handler403 = "service.common.views.permission_denied"
+handler404 = "service.common.views.not_found"
+handler500 = "service.common.views.server_error"

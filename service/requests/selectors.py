@@ -1,0 +1,73 @@
+"""Reads of erasure requests, filtered by who is asking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from service.accounts.roles import Actor, Capability, Scope
+from service.common.errors import NotFound
+
+from .models import ErasureRequest
+from .services import _subject_request
+from .states import OPEN, Status
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    status: str = ""
+    regulation: str = ""
+    channel: str = ""
+    overdue: bool = False
+    due_within_days: int | None = None
+    q: str = ""  # reference search
+
+
+def requests_visible_to(actor: Actor) -> QuerySet[ErasureRequest]:
+    """Staff with READ_ALL see everything; an API client with `read` sees its own; others nothing."""
+    if actor.kind == "api_client":
+        actor.require_scope(Scope.READ)
+        return ErasureRequest.objects.filter(api_client_id=actor.client_pk)
+    actor.require(Capability.READ_ALL_REQUESTS)
+    return ErasureRequest.objects.all()
+
+
+def request_list(*, actor: Actor, filters: RequestFilters = RequestFilters()) -> QuerySet[ErasureRequest]:
+    requests = requests_visible_to(actor)
+    if filters.status:
+        requests = requests.filter(status__in=filters.status.split(","))
+    if filters.regulation:
+        requests = requests.filter(regulation=filters.regulation)
+    if filters.channel:
+        requests = requests.filter(channel=filters.channel)
+    now = timezone.now()
+    if filters.overdue:
+        requests = requests.filter(status__in=[s.value for s in OPEN], deadline_at__lt=now)
+    if filters.due_within_days is not None:
+        requests = requests.filter(status__in=[s.value for s in OPEN], deadline_at__lt=now + timedelta(days=filters.due_within_days))
+    if filters.q:
+        requests = requests.filter(Q(reference__icontains=filters.q.strip()))
+    return requests.order_by("deadline_at", "received_at")
+
+
+def review_queue(*, actor: Actor, filters: RequestFilters = RequestFilters()) -> QuerySet[ErasureRequest]:
+    """The reviewer's queue: by default, requests waiting for a decision, most urgent first."""
+    if not filters.status:
+        filters = RequestFilters(**{**filters.__dict__, "status": Status.VERIFIED.value})
+    return request_list(actor=actor, filters=filters)
+
+
+def request_get(*, actor: Actor, request_id) -> ErasureRequest:
+    try:
+        return requests_visible_to(actor).get(pk=request_id)
+    except (ErasureRequest.DoesNotExist, ValueError, TypeError):
+        # The same answer for "absent" and "not yours": no probing other clients' ids.
+        raise NotFound("No such request.") from None
+
+
+def request_for_subject(*, reference: str, email: str) -> ErasureRequest:
+    """The subject sees their own request only, found by reference AND email."""
+    return _subject_request(reference, email)

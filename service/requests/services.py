@@ -1,0 +1,348 @@
+"""Writes on erasure requests. Views, API classes, admin actions and tasks all call these.
+
+Every status change goes through `_transition`: a compare-and-set UPDATE guarded by the transition
+table, which writes its audit event in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from service.accounts.roles import SYSTEM, Actor, Capability, Scope, subject_actor
+from service.audit.services import audit_record
+from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, PermissionDenied, RateLimited
+from service.common.hashing import canonical_json, pii_hash, sha256_hex
+
+from . import notifications
+from .deadlines import extended_deadline, legal_deadline
+from .models import Channel, ErasureRequest
+from .states import Status, sources_for
+
+_REFERENCE_ALPHABET = "".join(c for c in string.ascii_uppercase + string.digits if c not in "0O1IL")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _new_reference() -> str:
+    return "RTBF-" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(6))
+
+
+def _code_hash(request_id, code: str) -> str:
+    return hmac.new(settings.SECRET_KEY.encode(), f"{request_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def content_hash(*, name: str, email: str, facts: list[str], evidence_prompts: list[str], regulation: str) -> str:
+    return sha256_hex(canonical_json({"name": name, "email": email.lower(), "facts": facts, "evidence_prompts": evidence_prompts, "regulation": regulation}))
+
+
+def _transition(request: ErasureRequest, to: Status, *, actor: Actor, data: dict[str, Any] | None = None, **fields: Any) -> ErasureRequest:
+    """Compare-and-set from any allowed source to `to`, plus its audit row, atomically.
+
+    Raises InvalidTransition when the request is not in a state that allows it (including a lost
+    race); the row is never changed in that case.
+    """
+    sources = sources_for(to)
+    with transaction.atomic():
+        now = timezone.now()
+        updated = ErasureRequest.objects.filter(pk=request.pk, status__in=[s.value for s in sources]).update(status=to.value, updated_at=now, **fields)
+        if not updated:
+            current = ErasureRequest.objects.filter(pk=request.pk).values_list("status", flat=True).first()
+            raise InvalidTransition(
+                f"Request {request.reference} is {current or 'gone'}; it cannot become {to.value}.",
+                extra={"current_status": current, "requested_status": to.value},
+            )
+        audit_record(action=f"request.{to.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": request.status, **(data or {})})
+    request.refresh_from_db()
+    return request
+
+
+def _issue_code(request: ErasureRequest, *, actor: Actor) -> None:
+    cfg = settings.FORGET
+    code = f"{secrets.randbelow(10**6):06d}"
+    now = timezone.now()
+    ErasureRequest.objects.filter(pk=request.pk).update(
+        code_hash=_code_hash(request.pk, code),
+        code_expires_at=now + timedelta(seconds=cfg["CODE_TTL_SECONDS"]),
+        code_attempts_left=cfg["CODE_MAX_ATTEMPTS"],
+        code_sent_at=now,
+    )
+    audit_record(action="request.verification_sent", actor=actor, target_type="request", target_id=request.reference, data={"email": request.subject_email_hash})
+    notifications.send_verification_code(email=request.subject["email"], reference=request.reference, code=code, ttl_minutes=cfg["CODE_TTL_SECONDS"] // 60)
+
+
+def _create(*, channel: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str], attested: bool, actor: Actor, api_client=None, idempotency_key: str = "", body_hash: str = "") -> ErasureRequest:
+    received = timezone.now()
+    for _ in range(5):  # a reference collision is astronomically rare; retry rather than fail
+        try:
+            with transaction.atomic():
+                request = ErasureRequest.objects.create(
+                    reference=_new_reference(),
+                    channel=channel,
+                    api_client=api_client,
+                    idempotency_key=idempotency_key,
+                    idempotency_body_hash=body_hash,
+                    subject={"name": name, "email": email},
+                    subject_email_hash=pii_hash(email),
+                    facts=facts,
+                    evidence_prompts=evidence_prompts,
+                    content_hash=content_hash(name=name, email=email, facts=facts, evidence_prompts=evidence_prompts, regulation=regulation),
+                    attested=attested,
+                    regulation=regulation,
+                    received_at=received,
+                    deadline_at=legal_deadline(regulation, received),
+                )
+                audit_record(
+                    action="request.submitted",
+                    actor=actor,
+                    target_type="request",
+                    target_id=request.reference,
+                    data={"channel": channel, "regulation": regulation, "content_hash": request.content_hash, "email": request.subject_email_hash, "facts": len(facts), "evidence_prompts": len(evidence_prompts)},
+                )
+                return request
+        except IntegrityError:
+            if idempotency_key and ErasureRequest.objects.filter(api_client=api_client, idempotency_key=idempotency_key).exists():
+                raise
+            continue
+    raise ApplicationError("Could not allocate a request reference; try again.", code="reference_exhausted", status=503)
+
+
+# --- intake --------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def request_submit_web(*, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str], attested: bool) -> ErasureRequest:
+    """A subject's request from the public form: created `submitted`, and a code is emailed."""
+    if not attested:
+        raise ApplicationError("You must confirm that the data is about you.", code="attestation_required")
+    request = _create(channel=Channel.WEB, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=subject_actor("new request"))
+    _issue_code(request, actor=subject_actor(request.reference))
+    request.refresh_from_db()
+    return request
+
+
+def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str]) -> tuple[ErasureRequest, bool]:
+    """A product's request. Returns (request, created).
+
+    Same Idempotency-Key and body: the existing request back (created=False). Same key, another
+    body: Conflict. Clients with `trusted_identity` verified the subject themselves, so the request
+    goes straight to `verified`; others get the emailed code like the web form.
+    """
+    actor.require_scope(Scope.CREATE)
+    from service.accounts.models import ApiClient
+
+    client = ApiClient.objects.get(pk=actor.client_pk)
+    body_hash = sha256_hex(canonical_json({"name": name, "email": email, "regulation": regulation, "facts": facts, "evidence_prompts": evidence_prompts}))
+
+    def existing() -> tuple[ErasureRequest, bool] | None:
+        found = ErasureRequest.objects.filter(api_client=client, idempotency_key=idempotency_key).first()
+        if found is None:
+            return None
+        if found.idempotency_body_hash != body_hash:
+            raise Conflict("This Idempotency-Key was already used with a different body.", code="idempotency_key_reused")
+        return found, False
+
+    if idempotency_key and (hit := existing()):
+        return hit
+    try:
+        with transaction.atomic():
+            request = _create(channel=Channel.API, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=actor, api_client=client, idempotency_key=idempotency_key, body_hash=body_hash)
+            if actor.has_scope(Scope.TRUSTED_IDENTITY):
+                request = _transition(request, Status.VERIFIED, actor=actor, data={"method": "trusted_identity"}, verified_at=timezone.now())
+                _maybe_auto_approve(request)
+            else:
+                _issue_code(request, actor=actor)
+    except IntegrityError:
+        # Two concurrent calls with the same key: the other one won; answer with its request.
+        if idempotency_key and (hit := existing()):
+            return hit
+        raise
+    request.refresh_from_db()
+    return request, True
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+def _subject_request(reference: str, email: str) -> ErasureRequest:
+    request = ErasureRequest.objects.filter(reference=reference.strip().upper(), subject_email_hash=pii_hash(email)).first()
+    if request is None:
+        raise NotFound("No request with this reference and email address.")
+    return request
+
+
+def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
+    """Checks the emailed code: 10 minutes, 3 attempts, compared in constant time."""
+    with transaction.atomic():
+        request = _subject_request(reference, email)
+        actor = subject_actor(request.reference)
+        if request.status != Status.SUBMITTED:
+            raise InvalidTransition(f"Request {request.reference} is already {request.status}.")
+        now = timezone.now()
+        if not request.code_hash or request.code_attempts_left <= 0:
+            raise ApplicationError("No attempts left for this code; ask for a new one.", code="code_attempts_exhausted")
+        if request.code_expires_at is None or request.code_expires_at < now:
+            raise ApplicationError("This code has expired; ask for a new one.", code="code_expired")
+        if not hmac.compare_digest(request.code_hash, _code_hash(request.pk, code.strip())):
+            left = request.code_attempts_left - 1
+            ErasureRequest.objects.filter(pk=request.pk).update(code_attempts_left=left)
+            audit_record(action="request.verification_failed", actor=actor, target_type="request", target_id=request.reference, data={"attempts_left": left})
+            wrong = ApplicationError(
+                f"Wrong code. {left} attempt(s) left." if left else "Wrong code. No attempts left; ask for a new code.",
+                code="code_invalid",
+                extra={"attempts_left": left},
+            )
+        else:
+            wrong = None
+            request = _transition(request, Status.VERIFIED, actor=actor, data={"method": "email_code"}, verified_at=now, code_hash="", code_attempts_left=0)
+            _maybe_auto_approve(request)
+    if wrong:  # raised outside the atomic block so the failed attempt is committed
+        raise wrong
+    request.refresh_from_db()
+    return request
+
+
+def request_resend_code(*, reference: str, email: str) -> ErasureRequest:
+    with transaction.atomic():
+        request = _subject_request(reference, email)
+        if request.status != Status.SUBMITTED:
+            raise InvalidTransition(f"Request {request.reference} is already {request.status}.")
+        wait = settings.FORGET["CODE_RESEND_SECONDS"]
+        if request.code_sent_at and (timezone.now() - request.code_sent_at).total_seconds() < wait:
+            raise RateLimited(f"A code was sent less than {wait} seconds ago; please wait before asking again.")
+        _issue_code(request, actor=subject_actor(request.reference))
+    return request
+
+
+def _maybe_auto_approve(request: ErasureRequest) -> None:
+    if settings.FORGET["AUTO_APPROVE"]:
+        _transition(request, Status.APPROVED, actor=SYSTEM, data={"policy": "auto_approve"}, decided_at=timezone.now())
+
+
+# --- review --------------------------------------------------------------------------------------
+
+
+def _get(request_id) -> ErasureRequest:
+    try:
+        return ErasureRequest.objects.get(pk=request_id)
+    except (ErasureRequest.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such request.") from None
+
+
+def _require_reason(reason: str, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError(f"A reason is required to {what}.", code="reason_required", extra={"errors": [{"field": "reason", "message": "This field is required.", "code": "required"}]})
+    return reason
+
+
+def request_approve(*, actor: Actor, request_id) -> ErasureRequest:
+    actor.require(Capability.REVIEW)
+    request = _get(request_id)
+    return _transition(request, Status.APPROVED, actor=actor, decided_at=timezone.now(), decided_by_id=actor.user_pk)
+
+
+def request_reject(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
+    actor.require(Capability.REVIEW)
+    reason = _require_reason(reason, "reject a request")
+    request = _get(request_id)
+    with transaction.atomic():
+        request = _transition(request, Status.REJECTED, actor=actor, data={"reason": reason}, decided_at=timezone.now(), decided_by_id=actor.user_pk, decision_reason=reason)
+        notifications.send_rejection(email=request.subject["email"], reference=request.reference, reason=reason)
+    return request
+
+
+def request_cancel(*, actor: Actor, request_id, reason: str = "") -> ErasureRequest:
+    """Reviewers cancel any open request; an API client only its own."""
+    request = _get(request_id)
+    if actor.kind == "api_client":
+        actor.require_scope(Scope.CREATE)
+        if request.api_client_id != actor.client_pk:
+            raise NotFound("No such request.")
+    else:
+        actor.require(Capability.REVIEW)
+    with transaction.atomic():
+        request = _transition(request, Status.CANCELLED, actor=actor, data={"reason": reason}, decision_reason=reason, decided_at=timezone.now(), decided_by_id=actor.user_pk)
+        notifications.send_cancellation(email=request.subject["email"], reference=request.reference, reason=reason)
+    return request
+
+
+def request_extend_deadline(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
+    """Once per request, with a reason (GDPR: +2 months; CCPA: +45 days)."""
+    actor.require(Capability.REVIEW)
+    reason = _require_reason(reason, "extend a deadline")
+    with transaction.atomic():
+        request = _get(request_id)
+        if not request.is_open:
+            raise InvalidTransition(f"Request {request.reference} is {request.status}; its deadline no longer runs.")
+        new_deadline = extended_deadline(request.regulation, request.deadline_at)
+        updated = ErasureRequest.objects.filter(pk=request.pk, deadline_extended=False).update(deadline_at=new_deadline, deadline_extended=True, extension_reason=reason, reminder_sent_at=None)
+        if not updated:
+            raise Conflict(f"The deadline of {request.reference} was already extended once.", code="already_extended")
+        audit_record(action="request.deadline_extended", actor=actor, target_type="request", target_id=request.reference, data={"reason": reason, "deadline": new_deadline.isoformat()})
+    request.refresh_from_db()
+    return request
+
+
+def requests_bulk_decide(*, actor: Actor, request_ids: list, decision: str, reason: str = "") -> dict[str, list[str]]:
+    """Approve or reject many; each request is its own transaction, failures are reported, not fatal."""
+    actor.require(Capability.REVIEW)
+    if decision not in ("approve", "reject"):
+        raise ApplicationError("decision must be 'approve' or 'reject'.", code="invalid_decision")
+    if decision == "reject":
+        reason = _require_reason(reason, "reject requests")
+    done, failed = [], []
+    for request_id in request_ids:
+        try:
+            if decision == "approve":
+                request = request_approve(actor=actor, request_id=request_id)
+            else:
+                request = request_reject(actor=actor, request_id=request_id, reason=reason)
+            done.append(request.reference)
+        except ApplicationError as exc:
+            failed.append(f"{request_id}: {exc.detail}")
+    return {"done": done, "failed": failed}
+
+
+# --- housekeeping (periodic task) ----------------------------------------------------------------
+
+
+def requests_expire_unverified(*, now=None) -> list[str]:
+    """Submitted requests older than FORGET['UNVERIFIED_EXPIRY_DAYS'] become `expired`."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.FORGET["UNVERIFIED_EXPIRY_DAYS"])
+    expired = []
+    for request in ErasureRequest.objects.filter(status=Status.SUBMITTED, received_at__lt=cutoff):
+        try:
+            _transition(request, Status.EXPIRED, actor=SYSTEM, data={"unverified_days": settings.FORGET["UNVERIFIED_EXPIRY_DAYS"]})
+            expired.append(request.reference)
+        except InvalidTransition:
+            continue  # verified meanwhile
+    return expired
+
+
+def requests_send_deadline_reminders(*, now=None) -> list[str]:
+    """One reminder per request whose deadline is within FORGET['REMINDER_DAYS_LEFT'] days."""
+    from .states import OPEN
+
+    now = now or timezone.now()
+    horizon = now + timedelta(days=settings.FORGET["REMINDER_DAYS_LEFT"])
+    reminded = []
+    for request in ErasureRequest.objects.filter(status__in=[s.value for s in OPEN if s != Status.SUBMITTED], deadline_at__lte=horizon, reminder_sent_at__isnull=True):
+        with transaction.atomic():
+            if not ErasureRequest.objects.filter(pk=request.pk, reminder_sent_at__isnull=True).update(reminder_sent_at=now):
+                continue
+            left = request.days_left(now)
+            audit_record(action="request.deadline_reminder", actor=SYSTEM, target_type="request", target_id=request.reference, data={"days_left": left})
+            notifications.send_deadline_reminder(reference=request.reference, days_left=left)
+        reminded.append(request.reference)
+    return reminded

@@ -1,0 +1,55 @@
+"""Fixtures shared by all tests. Service tests run on the real database that DATABASE_URL names
+(bin/test points it at PostgreSQL); engine tests need no database."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def mailoutbox_codes(mailoutbox):
+    """The six-digit codes in the emails sent so far, oldest first."""
+    import re
+
+    def codes() -> list[str]:
+        return [m for mail in mailoutbox for m in re.findall(r"\b(\d{6})\b", mail.body)]
+
+    return codes
+
+
+@pytest.fixture
+def staff(db):
+    """staff('reviewer') -> a user with that role (also 'auditor', 'admin')."""
+    from service.accounts.roles import Role
+    from service.accounts.services import staff_user_ensure
+
+    def make(role: str, username: str | None = None):
+        name = username or f"{role}{next(_counter)}"
+        return staff_user_ensure(username=name, password="pass-for-tests-123", role=Role(role), email=f"{name}@staff.example")
+
+    return make
+
+
+@pytest.fixture
+def actor_of():
+    from service.accounts.roles import actor_for_client, actor_for_user
+
+    def make(who):
+        return actor_for_client(who) if who.__class__.__name__ == "ApiClient" else actor_for_user(who)
+
+    return make
+
+
+@pytest.fixture
+def api_client_key(db):
+    """api_client_key(scopes=('create','read')) -> (ApiClient, key)."""
+    from service.accounts.services import api_client_create
+
+    def make(scopes=("create", "read"), name: str | None = None):
+        return api_client_create(name=name or f"client{next(_counter)}", scopes=list(scopes))
+
+    return make

@@ -1,0 +1,161 @@
+"""The configuration of one request's OOD detector (O3.md section 1).
+
+Plain dataclass with no torch import, so the service can validate and store a detector config
+without loading the engine. Every field carries its help text in `metadata["help"]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+MODES: tuple[str, ...] = ("shared", "lora")
+CEL_VARIANTS: tuple[str, ...] = ("corrected", "faithful")
+
+
+class DetectorConfigError(ValueError):
+    """A DetectorConfig field has an invalid value."""
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class DetectorConfig:
+    """How one request's detector is fitted and how its score becomes a gate weight."""
+
+    mode: str = _help(
+        "'shared': frozen backbone, one encoder pass per query shared by all requests, per-request "
+        "scorers only. 'lora': a per-request LoRA on the backbone trained with masked-token loss + "
+        "contrastive entropy loss (the reference design; one encoder pass per request per query).",
+        "shared",
+    )
+    layers: tuple[int, ...] | None = _help(
+        "Encoder layers whose mean-pooled states are scored: hidden-state indices, 0 = embeddings, "
+        "1..N = transformer layers. None means every transformer layer (1..N).",
+        None,
+    )
+    local_weight: float = _help(
+        "Weight of the local term: s_l = local_weight * c_l - global_weight * g_l^2, c_l the 1-NN "
+        "cosine, g_l the Mahalanobis distance. The reference writes -1000*c_l - 0.5*g_l^2, which "
+        "rewards DISsimilarity; we flip the local sign so that higher s_l means more forget-like.",
+        1000.0,
+    )
+    global_weight: float = _help("Weight of the global term 0.5 * g_l^2 in s_l (see local_weight).", 0.5)
+    nu: float = _help("nu of the linear one-class SVM on the layer-score vectors (0.01 to 0.1).", 0.05)
+    zeta: float = _help("Slope zeta of the gate weight w = sigmoid(zeta * c - 2).", 10.0)
+    weight_floor: float = _help(
+        "Weights below this are set to exactly 0, so unrelated prompts run on the base model. "
+        "sigmoid(zeta * c - 2) never drops below sigmoid(-2) = 0.119, so the floor must exceed "
+        "0.119 to act; the default 0.15 zeroes inputs whose two-sided tail probability c is below "
+        "about 0.03, i.e. scores below the bottom ~1.5% of the forget data's own scores.",
+        0.15,
+    )
+    holdout_fraction: float = _help(
+        "Fraction of the forget texts held out (D_rest) for calibration; the rest (D_used) is fitted.",
+        0.25,
+    )
+    cross_fit_folds: int = _help(
+        "Folds used to score D_used out of sample when fitting the SVM and the calibration (a text's "
+        "own features would otherwise be its own nearest neighbour, cosine exactly 1).",
+        5,
+    )
+    window_words: int = _help(
+        "Prompts longer than this many words are scored in windows (each sentence, and word spans "
+        "of this length); the request's score is the maximum over windows.",
+        24,
+    )
+    window_stride: int = _help("Step in words between consecutive word-span windows (overlap = words - stride).", 12)
+    batch_size: int = _help("Texts per encoder forward pass.", 64)
+    seed: int = _help("Seed for the D_used/D_rest split, the folds, the LoRA initialisation and data order.", 0)
+    # lora mode only
+    cel_variant: str = _help(
+        "Contrastive loss of lora mode. 'faithful': entropy of softmax_j(q_i . k_j) with padding in "
+        "the mean pooling and no normalisation, as the reference code. 'corrected': InfoNCE with the "
+        "masked view of x_i as the positive, attention-masked pooling, normalised features and a "
+        "temperature.",
+        "corrected",
+    )
+    lora_rank: int = _help("LoRA rank r of the detector LoRA (lora mode).", 8)
+    lora_alpha: float = _help("LoRA alpha of the detector LoRA (lora mode).", 32.0)
+    lora_target_modules: tuple[str, ...] = _help(
+        "Encoder modules that get the detector LoRA (BERT/RoBERTa attention: query, key, value).",
+        ("query", "key", "value"),
+    )
+    lora_epochs: int = _help("Passes over D_used when training the detector LoRA.", 5)
+    lora_batch_size: int = _help("Texts per LoRA training step (also the contrastive batch).", 16)
+    lora_lr: float = _help("AdamW learning rate of the detector LoRA.", 1e-3)
+    mask_probability: float = _help("Fraction of tokens replaced by the mask token in the masked view.", 0.15)
+    mlm_weight: float = _help(
+        "Weight of the masked-token loss. The backbone has no MLM head, so a light head tied to the "
+        "input embeddings (trainable LayerNorm + bias) is used during training and then discarded; "
+        "0 skips the masked-token loss (the masked view is still used by the contrastive loss).",
+        1.0,
+    )
+    temperature: float = _help("Temperature of the 'corrected' contrastive loss.", 0.05)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise DetectorConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.cel_variant not in CEL_VARIANTS:
+            raise DetectorConfigError(f"cel_variant must be one of {CEL_VARIANTS}, got {self.cel_variant!r}")
+        if self.layers is not None:
+            if isinstance(self.layers, int) or not all(isinstance(x, int) and x >= 0 for x in self.layers):
+                raise DetectorConfigError(f"layers must be None or a sequence of layer indices >= 0, got {self.layers!r}")
+            self.layers = tuple(sorted(set(self.layers)))
+            if not self.layers:
+                raise DetectorConfigError("layers must not be empty")
+        self.lora_target_modules = tuple(str(name) for name in self.lora_target_modules)
+        if not self.lora_target_modules:
+            raise DetectorConfigError("lora_target_modules must not be empty")
+        for name in ("cross_fit_folds", "window_words", "window_stride", "batch_size", "lora_rank",
+                     "lora_epochs", "lora_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DetectorConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.cross_fit_folds < 2:
+            raise DetectorConfigError(f"cross_fit_folds must be at least 2, got {self.cross_fit_folds}")
+        if self.window_stride > self.window_words:
+            raise DetectorConfigError("window_stride must not exceed window_words (spans would leave gaps)")
+        if self.lora_batch_size < 2:
+            raise DetectorConfigError("lora_batch_size must be at least 2 (the contrastive loss needs negatives)")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise DetectorConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not 0.01 <= self.nu <= 0.1:
+            raise DetectorConfigError(f"nu must be in [0.01, 0.1], got {self.nu}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise DetectorConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if not 0.0 <= self.weight_floor < 1.0:
+            raise DetectorConfigError(f"weight_floor must be in [0, 1), got {self.weight_floor}")
+        if not 0.0 < self.mask_probability < 1.0:
+            raise DetectorConfigError(f"mask_probability must be in (0, 1), got {self.mask_probability}")
+        for name in ("zeta", "lora_alpha", "lora_lr", "temperature"):
+            if not getattr(self, name) > 0:
+                raise DetectorConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("local_weight", "global_weight", "mlm_weight"):
+            if getattr(self, name) < 0:
+                raise DetectorConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.local_weight == 0 and self.global_weight == 0:
+            raise DetectorConfigError("local_weight and global_weight cannot both be 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DetectorConfig":
+        """Inverse of to_dict; unknown keys are an error so a typo never passes silently."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise DetectorConfigError(f"unknown DetectorConfig fields: {sorted(unknown)}")
+        values = dict(data)
+        for key in ("layers", "lora_target_modules"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        return cls(**values)
