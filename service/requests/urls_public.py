@@ -1,8 +1,12 @@
-# Placeholder routes so templates can reverse these names; replaced by the public pages.
-from django.http import HttpResponse
+"""The data subject's pages (server-rendered, usable without JavaScript)."""
+
 from django.urls import path
 
+from . import views_public
+
 urlpatterns = [
-    path("request/new/", lambda r: HttpResponse("todo"), name="request-new"),
-    path("request/status/", lambda r: HttpResponse("todo"), name="request-status"),
+    path("", views_public.home, name="home"),
+    path("request/new/", views_public.request_new, name="request-new"),
+    path("request/verify/", views_public.request_verify, name="request-verify"),
+    path("request/status/", views_public.request_status, name="request-status"),
 ]
