@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from django.contrib.auth.models import Group, User
@@ -15,6 +16,8 @@ from .models import ApiClient
 from .roles import Role, Scope
 
 KEY_PREFIX = "fk_"
+# fk_<12 hex digits>_<secret: token_urlsafe(32), 43 characters>
+_KEY_SHAPE = re.compile(KEY_PREFIX + r"([0-9a-f]{12})_[A-Za-z0-9_-]{16,128}")
 
 
 def hash_api_key(key: str) -> str:
@@ -40,9 +43,11 @@ def api_client_create(*, name: str, scopes: list[str]) -> tuple[ApiClient, str]:
 
 def api_client_for_key(key: str) -> ApiClient | None:
     """The active client whose key this is, or None. Constant-time comparison of the hash."""
-    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
+    # The shape is checked before any query: a header may carry anything (a NUL byte is a database error).
+    shape = _KEY_SHAPE.fullmatch(key)
+    if shape is None:
         return None
-    prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
+    prefix = shape.group(1)
     client = ApiClient.objects.filter(key_prefix=prefix, is_active=True).first()
     if client is None or not hmac.compare_digest(client.key_hash, hash_api_key(key)):
         return None

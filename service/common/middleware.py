@@ -42,8 +42,10 @@ class BodySizeLimitMiddleware:
         limit = settings.FORGET["MAX_BODY_BYTES"]
         try:
             length = int(request.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
         except ValueError:
-            return problem_response(request, status=400, code="bad_header", title="Bad request", detail="Content-Length is not a number.")
+            return problem_response(request, status=400, code="bad_header", title="Bad request", detail="Content-Length is not a non-negative number.")
         if length > limit:
             return problem_response(
                 request,

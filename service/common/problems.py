@@ -11,9 +11,13 @@ import json
 import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
 
 from .errors import ApplicationError
 from .request_context import get_request_id
@@ -60,7 +64,7 @@ def flatten_validation_errors(detail: Any, path: str = "") -> list[dict[str, str
     errors: list[dict[str, str]] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
-            field = key if key != "non_field_errors" else ""
+            field = str(key) if key != "non_field_errors" else ""  # list indexes come as ints (0 is falsy)
             errors += flatten_validation_errors(value, f"{path}.{field}".strip(".") if field else path)
     elif isinstance(detail, list):
         if all(isinstance(item, drf_exceptions.ErrorDetail) for item in detail):
@@ -86,11 +90,21 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
         return _problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):  # a model field refused a value the API let through
+        exc = drf_exceptions.ValidationError(detail=as_serializer_error(exc))
+    elif isinstance(exc, RequestDataTooBig):
+        return _problem(413, "body_too_large", "Request body too large", "The request body is larger than the configured limit.")
+    elif isinstance(exc, SuspiciousOperation):  # e.g. more than DATA_UPLOAD_MAX_NUMBER_FIELDS query parameters
+        return _problem(400, "bad_request", "Bad request", "The request could not be understood.")
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = flatten_validation_errors(exc.detail)
         return _problem(400, "validation_error", "Invalid input", "The request has invalid fields; see errors.", errors=errors)
     if isinstance(exc, drf_exceptions.APIException):
         code, title = next(((c, t) for cls, (c, t) in _DRF_CODES.items() if isinstance(exc, cls)), ("error", "Error"))
+        if isinstance(exc, drf_exceptions.PermissionDenied) and str(exc.detail).startswith("CSRF Failed"):
+            code, title = "csrf_failed", "CSRF check failed"  # SessionAuthentication: send X-CSRFToken
         headers = {}
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))

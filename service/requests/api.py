@@ -1,0 +1,451 @@
+"""REST API v1 for erasure requests: products (Bearer API keys) and reviewers (session login).
+
+One class per operation, each with its nested serializers; every class only parses, calls one
+service or selector, and renders. Who may do what is decided in the service layer (roles.py);
+errors come out as problem+json through service.common.problems.
+
+Personal data never leaves through the API: a request's representation carries the subject's
+email as a keyed hash and the number of facts and evidence prompts, not their text (the creating
+product already has them; a reviewer reads them in the staff UI, where each reveal is audited).
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from service.accounts.roles import Actor, Capability, Scope, actor_for_request
+from service.common.errors import ApplicationError
+from service.common.pagination import PageNumberPagination
+from service.common.schema import problem_example, problem_responses
+from service.common.serializers import StrictCharField, StrictSerializer
+
+from . import selectors, services
+from .deadlines import Regulation
+from .models import Channel, ErasureRequest
+from .states import Status, can_transition
+
+REQUEST_TAG = "requests"
+REVIEW_TAG = "review"
+PROBLEM = "application/problem+json"
+
+MAX_FACTS = 50
+MAX_EVIDENCE_PROMPTS = 20
+MAX_TEXT = 1000
+MAX_REASON = 2000
+MAX_BULK_IDS = 200
+
+# 1 to 128 printable ASCII characters, no leading or trailing space.
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    name="Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    type=str,
+    description=(
+        "Optional, recommended. 1 to 128 printable ASCII characters (e.g. a UUID) that identify this "
+        "submission for this API client. Retrying with the same key and the same body returns the request "
+        "created by the first call (202, `Idempotent-Replayed: true`); the same key with a different body is "
+        "refused with 409 `idempotency_key_reused`. A malformed key is refused with 400 `bad_header`."
+    ),
+)
+
+EXAMPLE_ID = "3b0f6d4e-8a51-4c36-9a3e-5c1d2b7e9f10"
+EXAMPLE_URL = f"https://forget.example/api/v1/requests/{EXAMPLE_ID}"
+EXAMPLE_REQUEST = {
+    "id": EXAMPLE_ID,
+    "reference": "RTBF-7K3M9Q",
+    "status": "submitted",
+    "status_label": "Submitted (awaiting email verification)",
+    "regulation": "gdpr",
+    "channel": "api",
+    "received_at": "2026-11-23T10:15:00Z",
+    "deadline_at": "2026-12-23T10:15:00Z",
+    "days_left": 30,
+    "deadline_extended": False,
+    "verified_at": None,
+    "decided_at": None,
+    "decision_reason": None,
+    "effective_at": None,
+    "subject_email_hash": "hmac-sha256:5e0c4b6f0d8f1f2a7c3b9e6d4a1f0e2b7c9d8e6f5a4b3c2d1e0f9a8b7c6d5e4f",
+    "facts_count": 2,
+    "evidence_prompts_count": 1,
+    "links": {"self": EXAMPLE_URL, "cancel": f"{EXAMPLE_URL}/cancel"},
+}
+
+
+def _actor(request) -> Actor:
+    """The authenticated caller (IsAuthenticated has already refused anonymous callers)."""
+    return actor_for_request(request)
+
+
+def _detail_url(request, erasure: ErasureRequest) -> str:
+    return request.build_absolute_uri(reverse("api-request-detail", kwargs={"request_id": erasure.pk}))
+
+
+# --- the representation ---------------------------------------------------------------------------
+
+
+class RequestRepresentationSerializer(serializers.Serializer):
+    """What every operation answers with: the request's state and deadline, no personal data."""
+
+    id = serializers.UUIDField()
+    reference = serializers.CharField(help_text="Public code the subject quotes, e.g. RTBF-7K3M9Q.")
+    status = serializers.ChoiceField(choices=Status.choices)
+    status_label = serializers.CharField()
+    regulation = serializers.ChoiceField(choices=Regulation.choices)
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    received_at = serializers.DateTimeField()
+    deadline_at = serializers.DateTimeField(help_text="The legal deadline (GDPR: one calendar month; CCPA: 45 days).")
+    days_left = serializers.IntegerField(allow_null=True, help_text="Whole days until the deadline, negative when overdue; null once the request is closed or done.")
+    deadline_extended = serializers.BooleanField()
+    verified_at = serializers.DateTimeField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_reason = serializers.SerializerMethodField(help_text="Why the request was rejected or cancelled; null otherwise.")
+    effective_at = serializers.DateTimeField(allow_null=True, help_text="When the model stopped serving the data (status active).")
+    subject_email_hash = serializers.CharField(help_text="Keyed hash of the subject's email: equal for the same address, not reversible.")
+    facts_count = serializers.SerializerMethodField()
+    evidence_prompts_count = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    def get_decision_reason(self, erasure: ErasureRequest) -> str | None:
+        return erasure.decision_reason if erasure.status in (Status.REJECTED, Status.CANCELLED) else None
+
+    def get_facts_count(self, erasure: ErasureRequest) -> int:
+        return len(erasure.facts or [])
+
+    def get_evidence_prompts_count(self, erasure: ErasureRequest) -> int:
+        return len(erasure.evidence_prompts or [])
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "description": "Absolute URLs of this request and of the operations the caller may apply to it now.",
+            "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "cancel", "approve", "reject", "extend_deadline")},
+            "required": ["self"],
+        }
+    )
+    def get_links(self, erasure: ErasureRequest) -> dict[str, str]:
+        request = self.context["request"]
+        actor: Actor = self.context["actor"]
+        base = _detail_url(request, erasure)
+        links = {"self": base}
+        reviewer = actor.can(Capability.REVIEW)
+        if can_transition(erasure.status, Status.CANCELLED) and (reviewer or actor.has_scope(Scope.CREATE)):
+            links["cancel"] = f"{base}/cancel"
+        if reviewer and can_transition(erasure.status, Status.APPROVED):
+            links["approve"] = f"{base}/approve"
+        if reviewer and can_transition(erasure.status, Status.REJECTED):
+            links["reject"] = f"{base}/reject"
+        if reviewer and erasure.is_open and not erasure.deadline_extended:
+            links["extend_deadline"] = f"{base}/extend-deadline"
+        return links
+
+
+def _represent(request, erasure: ErasureRequest) -> dict:
+    return RequestRepresentationSerializer(erasure, context={"request": request, "actor": _actor(request)}).data
+
+
+class _NoBodySerializer(StrictSerializer):
+    """For operations that take no parameters: an empty body or `{}`; anything else is refused."""
+
+
+def _reason_field(*, required: bool, help_text: str) -> StrictCharField:
+    if required:
+        return StrictCharField(max_length=MAX_REASON, help_text=help_text)
+    return StrictCharField(max_length=MAX_REASON, required=False, allow_blank=True, default="", help_text=help_text)
+
+
+# --- products: create, list, read, cancel ---------------------------------------------------------
+
+
+class RequestCreateApi(APIView):
+    class InputSerializer(StrictSerializer):
+        subject_name = StrictCharField(max_length=200, help_text="The data subject's name.")
+        subject_email = serializers.EmailField(max_length=254, help_text="Where the subject is reached (verification code, outcome).")
+        regulation = serializers.ChoiceField(choices=Regulation.choices)
+        facts = serializers.ListField(
+            child=StrictCharField(max_length=MAX_TEXT),
+            min_length=1,
+            max_length=MAX_FACTS,
+            help_text=f"The personal facts the model must stop revealing: 1 to {MAX_FACTS}, each 1 to {MAX_TEXT} characters.",
+        )
+        evidence_prompts = serializers.ListField(
+            child=StrictCharField(max_length=MAX_TEXT),
+            max_length=MAX_EVIDENCE_PROMPTS,
+            required=False,
+            default=list,
+            help_text=f"Prompts that made the model reveal the data: 0 to {MAX_EVIDENCE_PROMPTS}, each 1 to {MAX_TEXT} characters.",
+        )
+
+    @extend_schema(
+        operation_id="requests_create",
+        tags=[REQUEST_TAG],
+        summary="File an erasure request (API client with scope `create`)",
+        description=(
+            "Creates the request and answers **202 Accepted** with its representation and a `Location` header "
+            "naming its status resource: the rest happens asynchronously (verification, review, unlearning).\n\n"
+            "Clients with the `trusted_identity` scope have verified the subject themselves: the request starts "
+            "`verified`. For the others it starts `submitted` and the subject is emailed a six-digit code.\n\n"
+            "A retry with the same `Idempotency-Key` and body answers 202 again with the same request, whatever "
+            "its status is now, and the header `Idempotent-Replayed: true`."
+        ),
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        request=InputSerializer,
+        responses={
+            202: OpenApiResponse(RequestRepresentationSerializer, description="Accepted (or replayed: see `Idempotent-Replayed`)."),
+            **problem_responses(
+                400,
+                401,
+                403,
+                409,
+                413,
+                415,
+                descriptions={409: "`idempotency_key_reused`: this Idempotency-Key was already used with a different body."},
+                examples={
+                    409: [
+                        OpenApiExample(
+                            "idempotency_key_reused",
+                            value=problem_example(409, "idempotency_key_reused", "Conflict", "This Idempotency-Key was already used with a different body."),
+                            media_type=PROBLEM,
+                            status_codes=["409"],
+                            response_only=True,
+                        )
+                    ]
+                },
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "GDPR request",
+                value={
+                    "subject_name": "Alice Example",
+                    "subject_email": "alice@example.org",
+                    "regulation": "gdpr",
+                    "facts": ["Alice Example lives in Utrecht", "Alice Example's phone number is +31 6 1234 5678"],
+                    "evidence_prompts": ["Where does Alice Example live?"],
+                },
+                request_only=True,
+            ),
+            OpenApiExample("Accepted", value=EXAMPLE_REQUEST, response_only=True, status_codes=["202"]),
+        ],
+    )
+    def post(self, request):
+        actor = _actor(request)
+        actor.require_scope(Scope.CREATE)  # before reading the body: a client without the scope learns that first
+        idempotency_key = _idempotency_key(request)
+        serializer = RequestCreateApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        erasure, created = services.request_create_api(
+            actor=actor,
+            idempotency_key=idempotency_key,
+            name=data["subject_name"],
+            email=data["subject_email"],
+            regulation=data["regulation"],
+            facts=data["facts"],
+            evidence_prompts=data["evidence_prompts"],
+        )
+        headers = {"Location": _detail_url(request, erasure)}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(_represent(request, erasure), status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+def _idempotency_key(request) -> str:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return ""
+    if not _IDEMPOTENCY_KEY.fullmatch(raw):
+        message = "Idempotency-Key must be 1 to 128 printable ASCII characters, without leading or trailing spaces."
+        raise ApplicationError(message, code="bad_header", extra={"errors": [{"field": "Idempotency-Key", "message": message, "code": "invalid"}]})
+    return raw
+
+
+class RequestListApi(APIView):
+    pagination_class = PageNumberPagination
+
+    class FilterSerializer(StrictSerializer):
+        status = StrictCharField(required=False, help_text="One status or several, comma-separated: `verified,approved`.")
+        regulation = serializers.ChoiceField(choices=Regulation.choices, required=False)
+        overdue = serializers.BooleanField(required=False, default=False, help_text="Only open requests past their deadline.")
+        due_within_days = serializers.IntegerField(required=False, min_value=0, max_value=3650, help_text="Only open requests due within this many days (overdue ones included).")
+        page = serializers.IntegerField(required=False, min_value=1, help_text="Page number, from 1.")
+        page_size = serializers.IntegerField(required=False, min_value=1, max_value=PageNumberPagination.max_page_size, help_text="Results per page (default 50).")
+
+        def validate_status(self, value: str) -> str:
+            wanted = [part.strip() for part in value.split(",") if part.strip()]
+            unknown = [part for part in wanted if part not in Status.values]
+            if unknown:
+                raise serializers.ValidationError(f"Unknown status {', '.join(unknown)}; valid: {', '.join(Status.values)}.", code="invalid_choice")
+            return ",".join(wanted)
+
+    @extend_schema(
+        operation_id="requests_list",
+        tags=[REQUEST_TAG],
+        summary="List requests (clients: their own, scope `read`; staff: all)",
+        description="Most urgent first (earliest deadline). Paginated: `count`, `next`, `previous`, `results`. A page past the last one is 404.",
+        parameters=[FilterSerializer],
+        responses={200: RequestRepresentationSerializer(many=True), **problem_responses(400, 401, 403, 404, descriptions={404: "`not_found`: no such page."})},
+        examples=[OpenApiExample("One request", value=EXAMPLE_REQUEST, response_only=True, status_codes=["200"])],
+    )
+    def get(self, request):
+        actor = _actor(request)
+        filters = RequestListApi.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        requests = selectors.request_list(
+            actor=actor,
+            filters=selectors.RequestFilters(
+                status=data.get("status", ""),
+                regulation=data.get("regulation", ""),
+                overdue=data["overdue"],
+                due_within_days=data.get("due_within_days"),
+            ),
+        )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(requests, request, view=self)
+        context = {"request": request, "actor": actor}
+        return paginator.get_paginated_response(RequestRepresentationSerializer(page, many=True, context=context).data)
+
+
+class RequestCollectionApi(RequestListApi, RequestCreateApi):
+    """`/api/v1/requests`: GET lists (RequestListApi), POST creates (RequestCreateApi)."""
+
+
+class RequestDetailApi(APIView):
+    @extend_schema(
+        operation_id="requests_retrieve",
+        tags=[REQUEST_TAG],
+        summary="Read one request (the status resource)",
+        description="API clients (scope `read`) see only their own requests: another client's id answers 404, exactly like an absent one.",
+        responses={200: RequestRepresentationSerializer, **problem_responses(401, 403, 404)},
+        examples=[OpenApiExample("Submitted", value=EXAMPLE_REQUEST, response_only=True, status_codes=["200"])],
+    )
+    def get(self, request, request_id):
+        erasure = selectors.request_get(actor=_actor(request), request_id=request_id)
+        return Response(_represent(request, erasure))
+
+
+class RequestCancelApi(APIView):
+    class InputSerializer(StrictSerializer):
+        reason = _reason_field(required=False, help_text="Optional; sent to the subject.")
+
+    @extend_schema(
+        operation_id="requests_cancel",
+        tags=[REQUEST_TAG],
+        summary="Cancel a request (API client with scope `create`: its own; reviewer: any)",
+        description="The subject is emailed. Allowed until the request is staged; a closed or active request answers 409 `invalid_transition`.",
+        request=InputSerializer,
+        responses={200: RequestRepresentationSerializer, **problem_responses(400, 401, 403, 404, 409, 415)},
+        examples=[OpenApiExample("With a reason", value={"reason": "The subject withdrew the request."}, request_only=True)],
+    )
+    def post(self, request, request_id):
+        serializer = RequestCancelApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        erasure = services.request_cancel(actor=_actor(request), request_id=request_id, reason=serializer.validated_data["reason"])
+        return Response(_represent(request, erasure))
+
+
+# --- reviewers (session login; auditors read only) ------------------------------------------------
+
+_STAFF_NOTE = (
+    "Staff only: a logged-in reviewer or admin (session cookie; writes need the `X-CSRFToken` header). "
+    "Auditors and API clients are refused with 403."
+)
+
+
+class RequestApproveApi(APIView):
+    @extend_schema(
+        operation_id="requests_approve",
+        tags=[REVIEW_TAG],
+        summary="Approve a verified request",
+        description=_STAFF_NOTE + " Takes no body (or `{}`).",
+        request=None,
+        responses={200: RequestRepresentationSerializer, **problem_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, request_id):
+        _NoBodySerializer(data=request.data).is_valid(raise_exception=True)
+        erasure = services.request_approve(actor=_actor(request), request_id=request_id)
+        return Response(_represent(request, erasure))
+
+
+class RequestRejectApi(APIView):
+    class InputSerializer(StrictSerializer):
+        reason = _reason_field(required=True, help_text="Required; sent to the subject.")
+
+    @extend_schema(
+        operation_id="requests_reject",
+        tags=[REVIEW_TAG],
+        summary="Reject a verified request (reason required; the subject is emailed)",
+        description=_STAFF_NOTE,
+        request=InputSerializer,
+        responses={200: RequestRepresentationSerializer, **problem_responses(400, 401, 403, 404, 409, 415)},
+        examples=[OpenApiExample("Reason", value={"reason": "The facts are not about the requester."}, request_only=True)],
+    )
+    def post(self, request, request_id):
+        serializer = RequestRejectApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        erasure = services.request_reject(actor=_actor(request), request_id=request_id, reason=serializer.validated_data["reason"])
+        return Response(_represent(request, erasure))
+
+
+class RequestExtendDeadlineApi(APIView):
+    class InputSerializer(StrictSerializer):
+        reason = _reason_field(required=True, help_text="Required; recorded in the audit log.")
+
+    @extend_schema(
+        operation_id="requests_extend_deadline",
+        tags=[REVIEW_TAG],
+        summary="Extend the legal deadline once (GDPR: +2 months; CCPA: +45 days)",
+        description=_STAFF_NOTE + " A second extension answers 409 `already_extended`.",
+        request=InputSerializer,
+        responses={200: RequestRepresentationSerializer, **problem_responses(400, 401, 403, 404, 409, 415, descriptions={409: "`already_extended`, or `invalid_transition` for a closed request."})},
+        examples=[OpenApiExample("Reason", value={"reason": "Complex request: the data appears in several corpora."}, request_only=True)],
+    )
+    def post(self, request, request_id):
+        serializer = RequestExtendDeadlineApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        erasure = services.request_extend_deadline(actor=_actor(request), request_id=request_id, reason=serializer.validated_data["reason"])
+        return Response(_represent(request, erasure))
+
+
+class RequestsBulkDecideApi(APIView):
+    class InputSerializer(StrictSerializer):
+        ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=MAX_BULK_IDS, help_text=f"1 to {MAX_BULK_IDS} request ids.")
+        decision = serializers.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+        reason = _reason_field(required=False, help_text="Required for `reject`; sent to each subject.")
+
+        def validate(self, data):
+            if data["decision"] == "reject" and not data["reason"].strip():
+                raise serializers.ValidationError({"reason": ["A reason is required to reject requests."]}, code="required")
+            return data
+
+    class OutputSerializer(serializers.Serializer):
+        done = serializers.ListField(child=serializers.CharField(), help_text="References of the requests decided.")
+        failed = serializers.ListField(child=serializers.CharField(), help_text="`<id>: <why>` for each request that could not be decided.")
+
+    @extend_schema(
+        operation_id="requests_bulk_decide",
+        tags=[REVIEW_TAG],
+        summary="Approve or reject many requests",
+        description=_STAFF_NOTE + " Each request is decided on its own: one that cannot be (wrong status, unknown id) is listed under `failed` and does not stop the others.",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **problem_responses(400, 401, 403, 415)},
+        examples=[
+            OpenApiExample("Reject two", value={"ids": [EXAMPLE_ID, "9d2c7a4b-1e0f-4b8a-9c6d-2f3e4a5b6c7d"], "decision": "reject", "reason": "Duplicate of an earlier request."}, request_only=True),
+            OpenApiExample("Outcome", value={"done": ["RTBF-7K3M9Q"], "failed": ["9d2c7a4b-1e0f-4b8a-9c6d-2f3e4a5b6c7d: No such request."]}, response_only=True, status_codes=["200"]),
+        ],
+    )
+    def post(self, request):
+        serializer = RequestsBulkDecideApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        outcome = services.requests_bulk_decide(actor=_actor(request), request_ids=data["ids"], decision=data["decision"], reason=data["reason"])
+        return Response(RequestsBulkDecideApi.OutputSerializer(outcome).data)
