@@ -41,6 +41,16 @@ def api_client_create(*, name: str, scopes: list[str]) -> tuple[ApiClient, str]:
     return client, key
 
 
+@transaction.atomic
+def api_client_rotate_key(*, client: ApiClient) -> str:
+    """Gives the client a new secret key and returns it (shown once); the old key stops working."""
+    prefix = secrets.token_hex(6)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    ApiClient.objects.filter(pk=client.pk).update(key_prefix=prefix, key_hash=hash_api_key(key))
+    client.refresh_from_db()
+    return key
+
+
 def api_client_for_key(key: str) -> ApiClient | None:
     """The active client whose key this is, or None. Constant-time comparison of the hash."""
     # The shape is checked before any query: a header may carry anything (a NUL byte is a database error).

@@ -99,6 +99,12 @@ STATIC_ROOT = VAR_DIR / "static"
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(VAR_DIR / "outbox"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="privacy@forget.example")
+# For EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend in production.
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 
 # Keyed hash for personal data in the audit log (hashes, never the raw values).
 PII_HASH_KEY = env("PII_HASH_KEY", default=SECRET_KEY)
@@ -160,6 +166,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"workers.tasks.unlearning.*": {"queue": "gpu"}}
 # Longer than the longest training job, so Redis does not redeliver a job still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)}
+if CELERY_BROKER_URL.startswith("sqla+"):
+    # The embedded broker hands its transport options to SQLAlchemy's create_engine, which refuses
+    # visibility_timeout (that transport never redelivers a message on a timer anyway).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BEAT_SCHEDULE = {
     "expire-and-remind": {"task": "workers.tasks.housekeeping.expire_and_remind", "schedule": env.float("FORGET_HOUSEKEEPING_SECONDS", default=3600.0)},
 }

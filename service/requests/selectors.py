@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -63,7 +64,7 @@ def review_queue(*, actor: Actor, filters: RequestFilters = RequestFilters()) ->
 def request_get(*, actor: Actor, request_id) -> ErasureRequest:
     try:
         return requests_visible_to(actor).get(pk=request_id)
-    except (ErasureRequest.DoesNotExist, ValueError, TypeError):
+    except (ErasureRequest.DoesNotExist, ValidationError, ValueError, TypeError):  # ValidationError: not a UUID
         # The same answer for "absent" and "not yours": no probing other clients' ids.
         raise NotFound("No such request.") from None
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -234,7 +235,7 @@ def _maybe_auto_approve(request: ErasureRequest) -> None:
 def _get(request_id) -> ErasureRequest:
     try:
         return ErasureRequest.objects.get(pk=request_id)
-    except (ErasureRequest.DoesNotExist, ValueError, TypeError):
+    except (ErasureRequest.DoesNotExist, ValidationError, ValueError, TypeError):  # ValidationError: not a UUID
         raise NotFound("No such request.") from None
 
 
@@ -290,6 +291,14 @@ def request_extend_deadline(*, actor: Actor, request_id, reason: str) -> Erasure
             raise Conflict(f"The deadline of {request.reference} was already extended once.", code="already_extended")
         audit_record(action="request.deadline_extended", actor=actor, target_type="request", target_id=request.reference, data={"reason": reason, "deadline": new_deadline.isoformat()})
     request.refresh_from_db()
+    return request
+
+
+def request_reveal_personal_data(*, actor: Actor, request_id) -> ErasureRequest:
+    """The request with its personal data for one unmasked viewing; every reveal is audited."""
+    actor.require(Capability.REVEAL_PERSONAL_DATA)
+    request = _get(request_id)
+    audit_record(action="request.personal_data_revealed", actor=actor, target_type="request", target_id=request.reference)
     return request
 
 
