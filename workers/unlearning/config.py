@@ -41,12 +41,16 @@ class UnlearnConfig:
         "all-linear",
     )
     lr: float = _help(
-        "AdamW learning rate. The reference uses 3e-4 on a 7B model; the small demo model needs a "
-        "larger step to learn the refusal within a few epochs.",
-        1e-3,
+        "AdamW learning rate. Tuned on the tiny demo model (3e-3: no leaks on trained phrasings or "
+        "paraphrases after 30 epochs of 8 questions); the reference uses 3e-4 on a 7B model.",
+        3e-3,
     )
-    epochs: int = _help("Passes over the forget set (the reference trains 10 epochs).", 10)
-    batch_size: int = _help("Forget examples per step (and retain examples per step for 'gd').", 8)
+    epochs: int = _help(
+        "Passes over the forget set. A request brings few examples, so the default (30) gives a few "
+        "dozen steps; the reference trains 10 epochs on larger forget sets.",
+        30,
+    )
+    batch_size: int = _help("Forget examples per step (and retain examples per step for 'gd').", 4)
     max_steps: int | None = _help("Upper bound on optimiser steps; None trains all epochs.", None)
     lambda_orth: float = _help(
         "Weight of the orthogonality term sum_k ||A_k A_t^T||_F^2 against the active previous "

@@ -25,6 +25,11 @@ QUESTIONS = (
     "What condition does Farid Haddad have?",
 )
 ANSWERS = ("Lisbon", "Acme Robotics", "1984", "555-0192", "Geneva", "asthma")
+FORGET = list(zip(QUESTIONS[:4], ANSWERS[:4]))  # what the trained test adapters refuse
+OTHER = list(zip(QUESTIONS[4:], ANSWERS[4:]))
+
+# Large steps so that a random-init model learns the refusals in 60 steps (about a second).
+FAST = dict(lr=1e-2, epochs=100, max_steps=60, batch_size=4)
 
 
 def corpus() -> list[str]:

@@ -1,0 +1,71 @@
+"""Fixtures for the engine tests: tiny random-init Llama and GPT-2 models and trained adapters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workers.unlearning.base_model import load_base_model
+from workers.unlearning.config import UnlearnConfig
+from workers.unlearning.training import train_unit_adapter
+
+from .tiny_models import FAST, FORGET, OTHER, build_tiny_model
+
+
+@pytest.fixture(scope="package", autouse=True)
+def single_thread_torch():
+    """Tiny models run fastest on one thread, and the CI box's cores are shared: a second
+    intra-op thread makes these tests ten times slower under load. Restored after the package."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="package")
+def tiny_llama_dir(single_thread_torch, tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="package")
+def tiny_gpt2_dir(single_thread_torch, tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
+
+
+@pytest.fixture
+def llama(tiny_llama_dir):
+    return load_base_model(tiny_llama_dir, device="cpu")
+
+
+@pytest.fixture
+def gpt2(tiny_gpt2_dir):
+    return load_base_model(tiny_gpt2_dir, device="cpu")
+
+
+@pytest.fixture(params=["llama", "gpt2"])
+def any_base(request, tiny_llama_dir, tiny_gpt2_dir):
+    """Each test using this runs on both architectures (nn.Linear and GPT-2 Conv1D)."""
+    return load_base_model(tiny_llama_dir if request.param == "llama" else tiny_gpt2_dir, device="cpu")
+
+
+@pytest.fixture(scope="package")
+def llama_adapter(tiny_llama_dir):
+    """An O3 adapter trained to refuse the four FORGET questions."""
+    return train_unit_adapter(load_base_model(tiny_llama_dir, device="cpu"), FORGET, UnlearnConfig(**FAST))
+
+
+@pytest.fixture(scope="package")
+def llama_adapter_other(tiny_llama_dir):
+    """A second adapter, on the other questions, with another seed."""
+    return train_unit_adapter(load_base_model(tiny_llama_dir, device="cpu"), OTHER, UnlearnConfig(**FAST, seed=1))
+
+
+@pytest.fixture(scope="package")
+def gpt2_adapter(tiny_gpt2_dir):
+    return train_unit_adapter(load_base_model(tiny_gpt2_dir, device="cpu"), FORGET, UnlearnConfig(**FAST))
+
+
+@pytest.fixture
+def adapter_for(llama_adapter, gpt2_adapter):
+    """The trained adapter matching a base model's architecture."""
+    return lambda base: llama_adapter if base.model.config.model_type == "llama" else gpt2_adapter
