@@ -32,9 +32,12 @@ class DetectorConfig:
         "shared",
     )
     layers: tuple[int, ...] | None = _help(
-        "Encoder layers whose mean-pooled states are scored: hidden-state indices, 0 = embeddings, "
-        "1..N = transformer layers. None means every transformer layer (1..N).",
-        None,
+        "Encoder layers whose mean-pooled states are scored, as hidden-state indices: 0 = embeddings, "
+        "1..N = transformer layers, negative = counted from the end (-1 = the last layer). None means "
+        "every transformer layer (1..N), as the reference. Default: the last layer only, the one a "
+        "sentence encoder is trained to pool; the benchmark shows it separates better than all six "
+        "MiniLM layers and it makes the bank's per-request cost six times smaller.",
+        (-1,),
     )
     local_weight: float = _help(
         "Weight of the local term: s_l = local_weight * c_l - global_weight * g_l^2, c_l the 1-NN "
@@ -42,14 +45,14 @@ class DetectorConfig:
         "rewards DISsimilarity; we flip the local sign so that higher s_l means more forget-like.",
         1000.0,
     )
-    global_weight: float = _help("Weight of the global term 0.5 * g_l^2 in s_l (see local_weight).", 0.5)
+    global_weight: float = _help("Weight of g_l^2 in s_l (see local_weight; the reference's 0.5).", 0.5)
     nu: float = _help("nu of the linear one-class SVM on the layer-score vectors (0.01 to 0.1).", 0.05)
     zeta: float = _help("Slope zeta of the gate weight w = sigmoid(zeta * c - 2).", 10.0)
     weight_floor: float = _help(
         "Weights below this are set to exactly 0, so unrelated prompts run on the base model. "
-        "sigmoid(zeta * c - 2) never drops below sigmoid(-2) = 0.119, so the floor must exceed "
-        "0.119 to act; the default 0.15 zeroes inputs whose two-sided tail probability c is below "
-        "about 0.03, i.e. scores below the bottom ~1.5% of the forget data's own scores.",
+        "sigmoid(zeta * c - 2) never drops below sigmoid(-2) = 0.119, so a floor must exceed 0.119 "
+        "to act. The default 0.15 zeroes c < 0.027 (F(u) < 1.3%); since F jumps to 0.5/N at the "
+        "lowest of the N calibration scores, that means: inputs scoring below every forget text.",
         0.15,
     )
     holdout_fraction: float = _help(
@@ -101,9 +104,9 @@ class DetectorConfig:
         if self.cel_variant not in CEL_VARIANTS:
             raise DetectorConfigError(f"cel_variant must be one of {CEL_VARIANTS}, got {self.cel_variant!r}")
         if self.layers is not None:
-            if isinstance(self.layers, int) or not all(isinstance(x, int) and x >= 0 for x in self.layers):
-                raise DetectorConfigError(f"layers must be None or a sequence of layer indices >= 0, got {self.layers!r}")
-            self.layers = tuple(sorted(set(self.layers)))
+            if isinstance(self.layers, int) or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.layers):
+                raise DetectorConfigError(f"layers must be None or a sequence of layer indices, got {self.layers!r}")
+            self.layers = tuple(dict.fromkeys(self.layers))
             if not self.layers:
                 raise DetectorConfigError("layers must not be empty")
         self.lora_target_modules = tuple(str(name) for name in self.lora_target_modules)

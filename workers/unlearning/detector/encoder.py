@@ -63,11 +63,14 @@ class Encoder:
         return int(self.model.config.hidden_size)
 
     def resolve_layers(self, layers: Sequence[int] | None) -> tuple[int, ...]:
-        """Hidden-state indices to score: None means every transformer layer 1..N."""
-        resolved = tuple(range(1, self.num_layers + 1)) if layers is None else tuple(layers)
+        """Hidden-state indices 0..N to score: None means every transformer layer 1..N, a negative
+        index counts from the end (-1 is the last layer)."""
+        if layers is None:
+            return tuple(range(1, self.num_layers + 1))
+        resolved = tuple(dict.fromkeys(index + self.num_layers + 1 if index < 0 else index for index in layers))
         bad = [index for index in resolved if not 0 <= index <= self.num_layers]
-        if bad:
-            raise EncoderError(f"layers {bad} out of range for an encoder with {self.num_layers} layers (0..{self.num_layers})")
+        if bad or not resolved:
+            raise EncoderError(f"layers {tuple(layers)} out of range for an encoder with {self.num_layers} layers")
         return resolved
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,106 @@
+"""Many shared-mode detectors scored together: one encoder pass per prompt window for all requests.
+
+The per-request arrays are stacked (padded to a common sample count) into one ScorerStack, so the
+cost added per request is a slice of a few batched matmuls rather than an encoder pass. Requests
+can be added and removed at run time: every change drops the stack, the next call rebuilds it once,
+and calls in flight keep the immutable snapshot they started with.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from workers.unlearning.detector.config import DetectorConfig
+from workers.unlearning.detector.detector import Detector, DetectorError, score_windows
+from workers.unlearning.detector.encoder import Encoder
+from workers.unlearning.detector.scorer import ScorerStack
+
+
+@dataclass(frozen=True)
+class BankScores:
+    """Scores and gate weights of n prompts against the bank's requests, columns in unit_ids order."""
+
+    unit_ids: tuple[str, ...]
+    scores: np.ndarray  # [n_prompts, n_units] u(x), maximum over windows
+    weights: np.ndarray  # [n_prompts, n_units] w(x)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    unit_ids: tuple[str, ...]
+    stack: ScorerStack | None
+
+
+class DetectorBank:
+    """Shared-mode detectors of many requests over one frozen encoder. Thread-safe."""
+
+    def __init__(self, encoder: Encoder, config: DetectorConfig | None = None):
+        """`config` fixes the layers and windows every member must share (default: DetectorConfig())."""
+        self.encoder = encoder
+        self.config = config or DetectorConfig()
+        self.layers = encoder.resolve_layers(self.config.layers)
+        self._detectors: dict[str, Detector] = {}
+        self._snapshot: _Snapshot | None = _Snapshot((), None)
+        self._lock = threading.Lock()
+
+    def _check(self, detector: Detector) -> None:
+        if detector.config.mode != "shared":
+            raise DetectorError("only shared-mode detectors can join a bank (lora mode needs its own encoder pass)")
+        if detector.encoder.fingerprint != self.encoder.fingerprint:
+            raise DetectorError("detector was trained on another encoder than the bank's")
+        if detector.layers != self.layers:
+            raise DetectorError(f"detector scores layers {detector.layers}, the bank scores {self.layers}")
+        windows = (detector.config.window_words, detector.config.window_stride)
+        if windows != (self.config.window_words, self.config.window_stride):
+            raise DetectorError(f"detector windows {windows} differ from the bank's")
+
+    def add(self, unit_id: str, detector: Detector) -> None:
+        """Add or replace a request's detector."""
+        self._check(detector)
+        with self._lock:
+            self._detectors[unit_id] = detector
+            self._snapshot = None
+
+    def add_many(self, detectors: dict[str, Detector]) -> None:
+        for detector in detectors.values():
+            self._check(detector)
+        with self._lock:
+            self._detectors.update(detectors)
+            self._snapshot = None
+
+    def remove(self, unit_id: str) -> None:
+        """Remove a request's detector; unknown ids raise KeyError."""
+        with self._lock:
+            del self._detectors[unit_id]
+            self._snapshot = None
+
+    @property
+    def unit_ids(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._detectors)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._detectors)
+
+    def _current(self) -> _Snapshot:
+        with self._lock:
+            if self._snapshot is None:
+                units = [detector.unit for detector in self._detectors.values()]
+                stack = ScorerStack(units) if units else None
+                self._snapshot = _Snapshot(tuple(self._detectors), stack)
+            return self._snapshot
+
+    def score(self, prompts: Sequence[str]) -> BankScores:
+        """u and w of every prompt against every request, with one encoder pass over the windows."""
+        snapshot = self._current()
+        if snapshot.stack is None:
+            empty = np.zeros((len(prompts), 0), dtype=np.float32)
+            return BankScores(unit_ids=(), scores=empty, weights=empty.copy())
+        u = score_windows(self.encoder, snapshot.stack, self.layers, self.config, prompts)
+        weights = snapshot.stack.weights(u)
+        return BankScores(unit_ids=snapshot.unit_ids, scores=u.cpu().numpy(), weights=weights.cpu().numpy())

@@ -1,0 +1,168 @@
+"""One request's OOD detector: training on the forget texts, scoring prompts, saving and loading.
+
+On disk a detector is a directory with only JSON and safetensors (no pickle), so the registry can
+digest it and the inference gateway can load it safely:
+
+    detector.json          format, config, layers, encoder fingerprint, scalars, diagnostics, versions
+    detector.safetensors   the scorer arrays (features, mean, Woodbury core, SVM, calibration)
+    encoder_lora/          lora mode only: the encoder LoRA in PEFT format
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from workers.unlearning.detector.config import DetectorConfig
+from workers.unlearning.detector.encoder import Encoder
+from workers.unlearning.detector.lora import (
+    DetectorCancelled,
+    DetectorLora,
+    ProgressCallback,
+    StopCallback,
+    train_lora,
+)
+from workers.unlearning.detector.scorer import ScorerStack, UnitScorer, fit_unit_scorer, segment_max
+from workers.unlearning.detector.windows import split_all
+
+FORMAT = "o3-detector"
+FORMAT_VERSION = 1
+MIN_TEXTS = 4  # at least 3 to fit (cross-fitting needs 2 folds) and 1 held out
+
+
+class DetectorError(ValueError):
+    """The forget texts cannot make a detector, or a saved detector does not fit this encoder."""
+
+
+def score_windows(
+    encoder: Encoder, stack: ScorerStack, layers: Sequence[int], config: DetectorConfig, prompts: Sequence[str]
+) -> torch.Tensor:
+    """u [n_prompts, n_units]: each prompt's maximum score over its windows, one encoder pass."""
+    windows, owner = split_all(prompts, config.window_words, config.window_stride)
+    features = encoder.layer_features(windows, layers, config.batch_size)
+    return segment_max(stack.scores(features), owner, len(prompts))
+
+
+@dataclass(frozen=True, eq=False)
+class Detector:
+    """A fitted detector. Immutable; `scores` and `weights` are safe to call from several threads."""
+
+    config: DetectorConfig
+    encoder: Encoder  # the shared backbone (shared mode) or this request's merged LoRA copy (lora mode)
+    layers: tuple[int, ...]
+    unit: UnitScorer
+    lora: DetectorLora | None = None
+    metadata: dict = field(default_factory=dict)
+    stack: ScorerStack = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stack", ScorerStack([self.unit]))
+
+    def scores(self, prompts: Sequence[str]) -> np.ndarray:
+        """u(x) per prompt (maximum over its windows); higher means more like the forget data."""
+        return score_windows(self.encoder, self.stack, self.layers, self.config, prompts)[:, 0].cpu().numpy()
+
+    def weights_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Gate weights of scores already computed by `scores` (no encoder pass)."""
+        u = torch.as_tensor(np.asarray(scores, dtype=np.float32), device=self.stack.intercept.device)
+        return self.stack.weights(u[:, None])[:, 0].cpu().numpy()
+
+    def weights(self, prompts: Sequence[str]) -> np.ndarray:
+        """Gate weight w(x) in {0} U [weight_floor, 1] per prompt."""
+        return self.weights_from_scores(self.scores(prompts))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write detector.json + detector.safetensors (+ encoder_lora/ in lora mode)."""
+        root = Path(directory)
+        root.mkdir(parents=True, exist_ok=True)
+        save_file(self.unit.tensors(), str(root / "detector.safetensors"), metadata={"format": FORMAT})
+        if self.lora is not None:
+            self.lora.save(root / "encoder_lora")
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "layers": list(self.layers),
+            "encoder": {
+                "name": self.encoder.path.name,
+                "fingerprint": self.encoder.fingerprint,
+                "hidden_size": self.encoder.hidden_size,
+                "num_layers": self.encoder.num_layers,
+            },
+            "scalars": self.unit.scalars(),
+            "metadata": self.metadata,
+            "versions": {name: version(name) for name in ("torch", "transformers", "peft", "scikit-learn")},
+        }
+        (root / "detector.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return root
+
+
+def load_detector(directory: str | Path, encoder: Encoder) -> Detector:
+    """Load a saved detector onto `encoder`, which must be the backbone it was trained on."""
+    root = Path(directory)
+    try:
+        manifest = json.loads((root / "detector.json").read_text())
+    except FileNotFoundError as exc:
+        raise DetectorError(f"{root} has no detector.json") from exc
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise DetectorError(f"{root} is not a version-{FORMAT_VERSION} {FORMAT} directory")
+    if manifest["encoder"]["fingerprint"] != encoder.fingerprint:
+        raise DetectorError(
+            f"detector in {root} was trained on encoder {manifest['encoder']['name']} "
+            f"({manifest['encoder']['fingerprint'][:12]}), not on {encoder.path.name} ({encoder.fingerprint[:12]})"
+        )
+    config = DetectorConfig.from_dict(manifest["config"])
+    unit = UnitScorer.from_tensors(load_file(str(root / "detector.safetensors")), manifest["scalars"], encoder.device)
+    lora = DetectorLora.load(root / "encoder_lora") if config.mode == "lora" else None
+    if lora is not None:
+        encoder = lora.merged(encoder)
+    return Detector(config=config, encoder=encoder, layers=tuple(manifest["layers"]), unit=unit, lora=lora, metadata=manifest["metadata"])
+
+
+def _split(texts: Sequence[str], holdout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    order = np.random.default_rng(seed).permutation(len(texts))
+    n_rest = min(max(1, round(holdout_fraction * len(texts))), len(texts) - 3)
+    return [texts[i] for i in order[n_rest:]], [texts[i] for i in order[:n_rest]]
+
+
+def train_detector(
+    texts: Sequence[str],
+    config: DetectorConfig,
+    encoder: Encoder,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+) -> Detector:
+    """Fit a request's detector on its forget texts D_t only.
+
+    D_t is split into D_used (fitted) and D_rest (held out for calibration). In lora mode a LoRA is
+    first trained on D_used; progress(step, total, loss) is called after every step and
+    should_stop() before every step (True raises DetectorCancelled). Shared mode has no steps.
+    """
+    unique = list(dict.fromkeys(text.strip() for text in texts if text and text.strip()))
+    if len(unique) < MIN_TEXTS:
+        raise DetectorError(f"a detector needs at least {MIN_TEXTS} distinct non-empty texts, got {len(unique)}")
+    used, rest = _split(unique, config.holdout_fraction, config.seed)
+    layers = encoder.resolve_layers(config.layers)
+    used_windows, used_owner = split_all(used, config.window_words, config.window_stride)
+    rest_windows, rest_owner = split_all(rest, config.window_words, config.window_stride)
+    lora, losses = None, []
+    if config.mode == "lora":
+        lora, losses = train_lora(encoder, used_windows, layers, config, progress, should_stop)
+        encoder = lora.merged(encoder)
+    elif should_stop is not None and should_stop():
+        raise DetectorCancelled("detector fitting cancelled")
+    unit, diagnostics = fit_unit_scorer(
+        encoder.layer_features(used_windows, layers, config.batch_size), used_owner,
+        encoder.layer_features(rest_windows, layers, config.batch_size), rest_owner,
+        config,
+    )
+    if losses:
+        diagnostics["lora_losses"] = {"first": losses[0], "last": losses[-1], "steps": len(losses)}
+    return Detector(config=config, encoder=encoder, layers=layers, unit=unit, lora=lora, metadata=diagnostics)
