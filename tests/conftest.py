@@ -53,3 +53,24 @@ def api_client_key(db):
         return api_client_create(name=name or f"client{next(_counter)}", scopes=list(scopes))
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_log_flushable():
+    """Transactional tests (transactional_db, live_server) end with Django's flush, a TRUNCATE of
+    every table, which the audit log's append-only trigger rightly refuses. Let that one statement
+    through: the flush runs with session_replication_role=replica (SET LOCAL, so only inside the
+    flush's own transaction; needs the PostgreSQL superuser that bin/test uses). The trigger stays
+    active for everything the tests themselves do."""
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    original = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        if self.connection.vendor == "postgresql" and any("audit_auditevent" in sql for sql in sql_list):
+            sql_list = ["SET LOCAL session_replication_role = replica", *sql_list]
+        return original(self, sql_list)
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    BaseDatabaseOperations.execute_sql_flush = original

@@ -60,4 +60,5 @@ class AuditEvent(models.Model):
     def description(self) -> str:
         from .events import describe
 
-        return describe(self.action, target=f"{self.target_type}:{self.target_id}", actor=self.actor_label, **(self.data or {}))
+        # target and actor win over data keys of the same name (which would otherwise be a TypeError).
+        return describe(self.action, **{**(self.data or {}), "target": f"{self.target_type}:{self.target_id}", "actor": self.actor_label})

@@ -23,7 +23,7 @@ class ChainStatus:
     reason: str = ""
 
 
-def audit_events(*, actor: Actor, target_type: str = "", target_id: str = "", action: str = "", actor_label: str = "", since: datetime | None = None, until: datetime | None = None) -> QuerySet[AuditEvent]:
+def audit_events(*, actor: Actor, target_type: str = "", target_id: str = "", action: str = "", actor_label: str = "", since: datetime | None = None, until: datetime | None = None, from_seq: int | None = None, before_seq: int | None = None) -> QuerySet[AuditEvent]:
     actor.require(Capability.READ_AUDIT)
     events = AuditEvent.objects.all()
     if target_type:
@@ -38,6 +38,10 @@ def audit_events(*, actor: Actor, target_type: str = "", target_id: str = "", ac
         events = events.filter(created_at__gte=since)
     if until:
         events = events.filter(created_at__lt=until)
+    if from_seq is not None:
+        events = events.filter(seq__gte=from_seq)
+    if before_seq is not None:  # an export holds the events before its own `audit.exported` event
+        events = events.filter(seq__lt=before_seq)
     return events.order_by("seq")
 
 

@@ -1,5 +1,8 @@
-# Placeholder route so templates can reverse this name; replaced by the auditor pages.
-from django.http import HttpResponse
 from django.urls import path
 
-urlpatterns = [path("", lambda r: HttpResponse("todo"), name="audit-log")]
+from . import views
+
+urlpatterns = [
+    path("", views.audit_log, name="audit-log"),
+    path("export.csv", views.audit_export_csv, name="audit-export"),
+]

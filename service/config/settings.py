@@ -77,7 +77,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # IMMEDIATE transactions take the write lock up front, so the audit chain's read-then-append
     # never fails half-way with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# PostgreSQL: persistent connections (checked before reuse). Opening one per HTTP request halves
+# the intake throughput (bench/intake.py, docs/bench-intake.md). SQLite: nothing to keep open.
+_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60 if _POSTGRES else 0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = _POSTGRES
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope, subject_actor
-from service.audit.services import audit_record
+from service.audit.services import audit_deferred, audit_record
 from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, PermissionDenied, RateLimited
 from service.common.hashing import canonical_json, pii_hash, sha256_hex
 
@@ -63,7 +63,15 @@ def _transition(request: ErasureRequest, to: Status, *, actor: Actor, data: dict
                 extra={"current_status": current, "requested_status": to.value},
             )
         audit_record(action=f"request.{to.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": request.status, **(data or {})})
-    request.refresh_from_db()
+    # The row now holds exactly what the compare-and-set wrote: set it here instead of re-reading
+    # (and decrypting) the whole row; only database expressions need the round trip.
+    request.status, request.updated_at = to.value, now
+    expressions = [name for name, value in fields.items() if hasattr(value, "resolve_expression")]
+    for name, value in fields.items():
+        if name not in expressions:
+            setattr(request, name, value)
+    if expressions:
+        request.refresh_from_db(fields=expressions)
     return request
 
 
@@ -141,7 +149,7 @@ def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: 
     actor.require_scope(Scope.CREATE)
     from service.accounts.models import ApiClient
 
-    client = ApiClient.objects.get(pk=actor.client_pk)
+    client = ApiClient(pk=actor.client_pk)  # authentication has just loaded it; only its key is needed here
     body_hash = sha256_hex(canonical_json({"name": name, "email": email, "regulation": regulation, "facts": facts, "evidence_prompts": evidence_prompts}))
 
     def existing() -> tuple[ErasureRequest, bool] | None:
@@ -152,22 +160,22 @@ def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: 
             raise Conflict("This Idempotency-Key was already used with a different body.", code="idempotency_key_reused")
         return found, False
 
-    if idempotency_key and (hit := existing()):
-        return hit
+    # No look-up first: a new key (the usual case) costs one INSERT; a replayed key fails on the
+    # unique (api_client, idempotency_key) constraint and is answered below.
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_deferred():  # the hot path: audit events appended last, chain lock held briefly
             request = _create(channel=Channel.API, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=actor, api_client=client, idempotency_key=idempotency_key, body_hash=body_hash)
             if actor.has_scope(Scope.TRUSTED_IDENTITY):
                 request = _transition(request, Status.VERIFIED, actor=actor, data={"method": "trusted_identity"}, verified_at=timezone.now())
                 _maybe_auto_approve(request)
             else:
                 _issue_code(request, actor=actor)
+                request.refresh_from_db()  # _issue_code updates the row behind this object
     except IntegrityError:
-        # Two concurrent calls with the same key: the other one won; answer with its request.
+        # A replay, or two concurrent calls with the same key (the other one won): answer with its request.
         if idempotency_key and (hit := existing()):
             return hit
         raise
-    request.refresh_from_db()
     return request, True
 
 
