@@ -34,6 +34,7 @@ EVENTS: dict[str, str] = {
     "adapter.activated": "Adapter {target} activated",
     "adapter.deactivated": "Adapter {target} deactivated: {reason}",
     "adapter.revoked": "Adapter {target} revoked: {reason}",
+    "adapter.rolled_back": "Adapter {target} rolled back: {reason}",
     "adapter.integrity_failed": "Adapter {target} failed its integrity check: {file}",
     "gateway.loaded": "Gateway loaded {count} units (generation {generation})",
     # audit itself

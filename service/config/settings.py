@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "service.accounts",
     "service.audit",
     "service.requests",
+    "adapters_store",
 ]
 
 MIDDLEWARE = [
@@ -130,8 +131,19 @@ FORGET = {
     "MAX_BODY_BYTES": env.int("FORGET_MAX_BODY_BYTES", default=256 * 1024),
     # Auto-approve verified requests (operator policy); off by default.
     "AUTO_APPROVE": env.bool("FORGET_AUTO_APPROVE", default=False),
+    # Activate a registered unit as soon as its certificate passed (docs/registry.md). Off: a
+    # reviewer other than the request's approver activates it (two people).
+    "AUTO_ACTIVATE": env.bool("FORGET_AUTO_ACTIVATE", default=True),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
+
+# --- Adapter registry (adapters_store, docs/registry.md) ------------------------------------------
+# Where units are stored: file:///path or s3://bucket/prefix; empty = the directory below.
+ADAPTERS_STORE_URL = env("ADAPTERS_STORE_URL", default="")
+ADAPTERS_STORE_ROOT = Path(env("ADAPTERS_STORE_ROOT", default=str(VAR_DIR / "adapters_store")))
+# S3-compatible stores (MinIO, Ceph, ...): the endpoint; credentials come from the AWS_* variables.
+ADAPTERS_STORE_S3_ENDPOINT_URL = env("ADAPTERS_STORE_S3_ENDPOINT_URL", default=None)
+ADAPTERS_STORE_S3_REGION = env("ADAPTERS_STORE_S3_REGION", default=None)
 
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -157,6 +169,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets whose field names collide with another app's ("status"): named explicitly.
+    "ENUM_NAME_OVERRIDES": {"StatusEnum": "service.requests.states.Status", "UnitStatusEnum": "adapters_store.states.VersionStatus"},
 }
 
 # --- Celery ---------------------------------------------------------------------------------------

@@ -285,6 +285,14 @@ def request_cancel(*, actor: Actor, request_id, reason: str = "") -> ErasureRequ
     return request
 
 
+def request_roll_back(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
+    """An active request whose unit was taken off the gateway (adapters_store's adapter_rollback
+    calls this in its own transaction): the erasure no longer holds, and the reason says why."""
+    actor.require(Capability.REVIEW)
+    reason = _require_reason(reason, "roll back a request")
+    return _transition(_get(request_id), Status.ROLLED_BACK, actor=actor, data={"reason": reason})
+
+
 def request_extend_deadline(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
     """Once per request, with a reason (GDPR: +2 months; CCPA: +45 days)."""
     actor.require(Capability.REVIEW)

@@ -49,6 +49,7 @@ def api(*, reviewer, auditor, admin, api_read, api_create, api_none) -> dict[str
 
 
 REVIEW_API = api(reviewer=200, auditor=403, admin=200, api_read=403, api_create=403, api_none=403)
+STAFF_READ_API = api(reviewer=200, auditor=200, admin=200, api_read=403, api_create=403, api_none=403)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,14 @@ MATRIX: dict[str, list[Case]] = {
     # --- the auditor's pages -------------------------------------------------------------------------
     "audit-log": [Case("GET", staff_page(reviewer=403, auditor=200, admin=200))],
     "audit-export": [Case("GET", staff_page(reviewer=403, auditor=200, admin=200))],
+    # --- the adapter registry: staff read, reviewers and admins change (the sample request has a live unit)
+    "registry": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
+    "registry-live": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
+    "registry-unit": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
+    "registry-unit-activate": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), note="already live: back to the unit page with a message")],
+    "registry-unit-deactivate": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
+    "registry-unit-revoke": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
+    "registry-unit-rollback": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     # --- log in and out; Django's admin (staff flag: admins only) ------------------------------------
     "login": [Case("GET", every(200))],
     "logout": [Case("POST", every(302))],
@@ -113,6 +122,14 @@ MATRIX: dict[str, list[Case]] = {
     "api-request-reject": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-request-extend-deadline": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-requests-bulk-decide": [Case("POST", REVIEW_API, lambda w: {"ids": [str(w.request.pk)], "decision": "approve"}, json=True)],
+    # The registry is the operator's: no API client reaches it, whatever its scopes.
+    "api-registry-units": [Case("GET", STAFF_READ_API)],
+    "api-registry-unit": [Case("GET", STAFF_READ_API)],
+    "api-registry-live": [Case("GET", STAFF_READ_API)],
+    "api-registry-unit-activate": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="the sample unit is live already: 409 shows the role got through")],
+    "api-registry-unit-deactivate": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
+    "api-registry-unit-revoke": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
+    "api-registry-request-rollback": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
 }
 
 
@@ -181,6 +198,23 @@ def world(db, api_client_key, actor_of) -> World:
     return World(sample, clients, keys)
 
 
+@pytest.fixture
+def sample_unit(settings, tmp_path):
+    """sample_unit(world) -> the id of a live unit of the sample request, made now (registry routes only)."""
+
+    def make(world: World) -> str:
+        from adapters_store.services import adapter_register
+        from service.accounts.roles import SYSTEM
+        from tests.adapters_store.units import write_test_unit
+
+        settings.ADAPTERS_STORE_URL, settings.ADAPTERS_STORE_ROOT = "", tmp_path / "store"
+        ErasureRequest.objects.filter(pk=world.request.pk).update(status="active")
+        unit = write_test_unit(tmp_path / "matrix-unit")
+        return adapter_register(unit_dir=unit, actor=SYSTEM, request=world.request, certificate_passed=True).unit_id
+
+    return make
+
+
 def _cells() -> list:
     routed = routes()
     return [
@@ -205,10 +239,12 @@ def _assert_answer(response, expected, *, role: str, label: str) -> None:
 
 
 @pytest.mark.parametrize("name, index, role", _cells())
-def test_role_gets_the_expected_answer(name, index, role, client, staff, world, fast_passwords):
+def test_role_gets_the_expected_answer(name, index, role, client, staff, world, fast_passwords, sample_unit):
     case = MATRIX[name][index]
     route = routes()[name]
     known = {"request_id": world.request.pk}
+    if name.startswith(("registry", "api-registry")):
+        known["unit_id"] = sample_unit(world)
     missing = sorted(set(route.params) - set(known))
     assert not missing, f"{name}: the matrix does not know how to fill {missing}"
     url = reverse(name, kwargs={p: known[p] for p in route.params})

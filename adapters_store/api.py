@@ -1,0 +1,301 @@
+"""REST API of the adapter registry (mounted at /api/v1/registry/).
+
+Staff only, with their session login: reviewers, auditors and admins read; reviewers and admins
+activate, deactivate, revoke and roll back. API clients (products) have no access: the registry is
+the operator's. One class per operation; each parses, calls one service or selector, and renders.
+Errors are problem+json (service.common.problems).
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from service.accounts.roles import Actor, Capability, actor_for_request
+from service.common.errors import ApplicationError
+from service.common.pagination import PageNumberPagination
+from service.common.schema import problem_responses
+from service.common.serializers import StrictCharField, StrictSerializer
+
+from . import selectors, services
+from .models import AdapterVersion
+from .states import EventAction, VersionStatus, can_transition
+
+TAG = "registry"
+MAX_REASON = services.MAX_REASON
+
+_READ_NOTE = "Staff only (session login): reviewers, auditors and admins. API clients are refused with 403."
+_WRITE_NOTE = (
+    "Reviewers and admins (session login; writes need the `X-CSRFToken` header). Auditors and API clients "
+    "are refused with 403. Every change bumps the registry generation, which the gateways poll."
+)
+
+
+def _actor(request) -> Actor:
+    return actor_for_request(request)
+
+
+def _refuse_api_clients(actor: Actor) -> None:
+    """The registry is staff business; an API client's scopes do not reach it."""
+    actor.require(Capability.READ_ALL_REQUESTS)
+
+
+class EventSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=EventAction.choices)
+    reason = serializers.CharField()
+    actor = serializers.CharField(source="actor_label")
+    at = serializers.DateTimeField()
+    generation = serializers.IntegerField(help_text="The registry generation this change produced.")
+
+
+class UnitSerializer(serializers.Serializer):
+    unit_id = serializers.CharField()
+    version = serializers.IntegerField(help_text="1, 2, ... per request.")
+    status = serializers.ChoiceField(choices=VersionStatus.choices)
+    status_label = serializers.CharField()
+    request = serializers.SerializerMethodField()
+    base_fingerprint = serializers.CharField()
+    adapter_sha256 = serializers.CharField(help_text="SHA-256 of adapter/adapter_model.safetensors.")
+    detector_sha256 = serializers.CharField(help_text="SHA-256 over the detector files' paths and digests; empty without a detector.")
+    manifest_sha256 = serializers.CharField(help_text="SHA-256 of manifest.json (which lists every file's digest).")
+    forget_set_hash = serializers.CharField()
+    storage_uri = serializers.CharField()
+    training_config = serializers.JSONField()
+    library_versions = serializers.JSONField()
+    certificate = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    links = serializers.SerializerMethodField()
+
+    @extend_schema_field({"type": "object", "nullable": True, "properties": {"id": {"type": "string", "format": "uuid"}, "reference": {"type": "string"}}})
+    def get_request(self, version: AdapterVersion) -> dict | None:
+        if version.request_id is None:
+            return None
+        return {"id": str(version.request_id), "reference": version.request.reference}
+
+    @extend_schema_field({"type": "object", "properties": {"passed": {"type": "boolean"}, "metrics": {"type": "object"}}})
+    def get_certificate(self, version: AdapterVersion) -> dict:
+        return {"passed": version.certificate_passed, "metrics": version.certificate_metrics}
+
+    @extend_schema_field({"type": "object", "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "activate", "deactivate", "revoke")}, "required": ["self"]})
+    def get_links(self, version: AdapterVersion) -> dict[str, str]:
+        request = self.context["request"]
+        actor: Actor = self.context["actor"]
+        base = request.build_absolute_uri(reverse("api-registry-unit", kwargs={"unit_id": version.unit_id}))
+        links = {"self": base}
+        if actor.can(Capability.REVIEW):
+            if can_transition(version.status, VersionStatus.ACTIVE) and version.certificate_passed:
+                links["activate"] = f"{base}/activate"
+            if can_transition(version.status, VersionStatus.INACTIVE):
+                links["deactivate"] = f"{base}/deactivate"
+            if can_transition(version.status, VersionStatus.REVOKED):
+                links["revoke"] = f"{base}/revoke"
+        return links
+
+
+class UnitDetailSerializer(UnitSerializer):
+    events = serializers.SerializerMethodField(help_text="The unit's activation history, oldest first.")
+
+    @extend_schema_field(EventSerializer(many=True))
+    def get_events(self, version: AdapterVersion) -> list:
+        return EventSerializer(selectors.version_events(version=version), many=True).data
+
+
+def _unit(request, version: AdapterVersion, serializer=UnitDetailSerializer) -> dict:
+    return serializer(version, context={"request": request, "actor": _actor(request)}).data
+
+
+def _reason(help_text: str) -> StrictCharField:
+    return StrictCharField(max_length=MAX_REASON, help_text=help_text)
+
+
+class _NoBodySerializer(StrictSerializer):
+    """An empty body or `{}`."""
+
+
+class UnitListApi(APIView):
+    pagination_class = PageNumberPagination
+
+    class FilterSerializer(StrictSerializer):
+        status = StrictCharField(required=False, help_text="One status or several, comma-separated: `active,candidate`.")
+        request = StrictCharField(required=False, max_length=64, help_text="A request's id or reference (RTBF-...).")
+        page = serializers.IntegerField(required=False, min_value=1)
+        page_size = serializers.IntegerField(required=False, min_value=1, max_value=PageNumberPagination.max_page_size)
+
+        def validate_status(self, value: str) -> str:
+            wanted = [part.strip() for part in value.split(",") if part.strip()]
+            unknown = [part for part in wanted if part not in VersionStatus.values]
+            if unknown:
+                raise serializers.ValidationError(f"Unknown status {', '.join(unknown)}; valid: {', '.join(VersionStatus.values)}.", code="invalid_choice")
+            return ",".join(wanted)
+
+    @extend_schema(
+        operation_id="registry_units_list",
+        tags=[TAG],
+        summary="List unit versions, newest first",
+        description=_READ_NOTE,
+        parameters=[FilterSerializer],
+        responses={200: UnitSerializer(many=True), **problem_responses(400, 401, 403, 404)},
+    )
+    def get(self, request):
+        actor = _actor(request)
+        _refuse_api_clients(actor)
+        filters = UnitListApi.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        versions = selectors.version_list(actor=actor, status=data.get("status", ""), request=data.get("request"))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(versions, request, view=self)
+        return paginator.get_paginated_response(UnitSerializer(page, many=True, context={"request": request, "actor": actor}).data)
+
+
+class UnitDetailApi(APIView):
+    @extend_schema(
+        operation_id="registry_units_retrieve",
+        tags=[TAG],
+        summary="Read one unit version with its activation history",
+        description=_READ_NOTE,
+        responses={200: UnitDetailSerializer, **problem_responses(401, 403, 404)},
+    )
+    def get(self, request, unit_id):
+        actor = _actor(request)
+        _refuse_api_clients(actor)
+        return Response(_unit(request, selectors.version_get(actor=actor, unit_id=unit_id)))
+
+
+class UnitActivateApi(APIView):
+    @extend_schema(
+        operation_id="registry_units_activate",
+        tags=[TAG],
+        summary="Activate a unit (make it live on the gateways)",
+        description=(
+            _WRITE_NOTE + " Takes no body (or `{}`). Refused with 409 `certificate_not_passed`, `request_closed` or "
+            "`invalid_transition`; with 403 `second_approver_required` when policy wants two people and you approved the request."
+        ),
+        request=None,
+        responses={200: UnitDetailSerializer, **problem_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, unit_id):
+        actor = _actor(request)
+        _NoBodySerializer(data=request.data).is_valid(raise_exception=True)
+        version = selectors.version_get(actor=actor, unit_id=unit_id)
+        return Response(_unit(request, services.adapter_activate(version_id=version.pk, actor=actor)))
+
+
+class UnitDeactivateApi(APIView):
+    class InputSerializer(StrictSerializer):
+        reason = _reason("Required; recorded in the history and the audit log.")
+
+    @extend_schema(
+        operation_id="registry_units_deactivate",
+        tags=[TAG],
+        summary="Deactivate a live unit (reason required)",
+        description=_WRITE_NOTE + " It can be activated again later.",
+        request=InputSerializer,
+        responses={200: UnitDetailSerializer, **problem_responses(400, 401, 403, 404, 409, 415)},
+        examples=[OpenApiExample("Reason", value={"reason": "Refuses unrelated questions about Lisbon; retraining."}, request_only=True)],
+    )
+    def post(self, request, unit_id):
+        actor = _actor(request)
+        serializer = UnitDeactivateApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = selectors.version_get(actor=actor, unit_id=unit_id)
+        return Response(_unit(request, services.adapter_deactivate(version_id=version.pk, actor=actor, reason=serializer.validated_data["reason"])))
+
+
+class UnitRevokeApi(APIView):
+    class InputSerializer(StrictSerializer):
+        reason = _reason("Required; recorded in the history and the audit log.")
+
+    @extend_schema(
+        operation_id="registry_units_revoke",
+        tags=[TAG],
+        summary="Revoke a unit for good (reason required)",
+        description=_WRITE_NOTE + " A revoked unit is never served again.",
+        request=InputSerializer,
+        responses={200: UnitDetailSerializer, **problem_responses(400, 401, 403, 404, 409, 415)},
+    )
+    def post(self, request, unit_id):
+        actor = _actor(request)
+        serializer = UnitRevokeApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = selectors.version_get(actor=actor, unit_id=unit_id)
+        return Response(_unit(request, services.adapter_revoke(version_id=version.pk, actor=actor, reason=serializer.validated_data["reason"])))
+
+
+class RequestRollbackApi(APIView):
+    class InputSerializer(StrictSerializer):
+        reason = _reason("Required; recorded in the history and the audit log.")
+
+    @extend_schema(
+        operation_id="registry_requests_rollback",
+        tags=[TAG],
+        summary="Roll back a request: deactivate its live unit (reason required)",
+        description=_WRITE_NOTE + " An `active` request becomes `rolled_back`. 409 `nothing_live` when no unit of the request is live.",
+        request=InputSerializer,
+        responses={200: UnitDetailSerializer, **problem_responses(400, 401, 403, 404, 409, 415)},
+    )
+    def post(self, request, request_id):
+        serializer = RequestRollbackApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.adapter_rollback(request_id=request_id, actor=_actor(request), reason=serializer.validated_data["reason"])
+        return Response(_unit(request, version))
+
+
+def parse_instant(value: str):
+    """An ISO 8601 date-time; without an offset it is taken in the service's time zone (UTC)."""
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ApplicationError(
+            f"'at' must be an ISO 8601 date-time such as 2026-11-23T10:15:00Z, not {value!r}.",
+            code="validation_error",
+            extra={"errors": [{"field": "at", "message": "Expected an ISO 8601 date-time.", "code": "invalid"}]},
+        )
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.get_default_timezone())
+
+
+class LiveUnitSerializer(serializers.Serializer):
+    unit = serializers.SerializerMethodField()
+    activated = EventSerializer(source="since", help_text="The activation behind it: live from this event until after `at`.")
+
+    @extend_schema_field(UnitSerializer)
+    def get_unit(self, live) -> dict:
+        return UnitSerializer(live.version, context=self.context).data
+
+
+class GatewayReportSerializer(serializers.Serializer):
+    gateway_id = serializers.CharField()
+    generation = serializers.IntegerField()
+    unit_ids = serializers.ListField(child=serializers.CharField())
+    at = serializers.DateTimeField()
+
+
+class LiveApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        at = serializers.DateTimeField()
+        generation = serializers.IntegerField(help_text="The registry generation in force at `at` (0: nothing was ever activated).")
+        units = LiveUnitSerializer(many=True)
+        gateway_report = GatewayReportSerializer(allow_null=True, help_text="The last gateway confirmation at or before `at`.")
+
+    @extend_schema(
+        operation_id="registry_live",
+        tags=[TAG],
+        summary="Which units were live at a time T",
+        description=_READ_NOTE + " Answered from the append-only activation history. Without `at`: now.",
+        parameters=[OpenApiParameter("at", str, description="ISO 8601 date-time, e.g. `2026-11-23T10:15:00Z`; without an offset, UTC.", required=False)],
+        responses={200: OutputSerializer, **problem_responses(400, 401, 403)},
+    )
+    def get(self, request):
+        actor = _actor(request)
+        _refuse_api_clients(actor)
+        raw = request.query_params.get("at")
+        at = parse_instant(raw) if raw is not None else None
+        live = selectors.live_set(actor=actor, at=at)
+        return Response(LiveApi.OutputSerializer(live, context={"request": request, "actor": actor}).data)
