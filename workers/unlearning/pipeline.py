@@ -1,0 +1,307 @@
+"""One unlearning request end to end: forget set -> detector + orthogonal adapter -> sealed unit.
+
+    unit_dir = train_unit(base, forget, out_dir="units/req-42", previous_units=["units/req-41"])
+    gated = load_gated(base, ["units/req-41", "units/req-42"])   # verified, detectors wired in
+    gated.generate(["Where does Ada Brightwell live?"])           # -> [GateAnswer(text, weights)]
+
+`train_unit` runs two phases and reports them as one progress bar (PipelineProgress.percent runs
+from 0 to 100 across both): the detector (shared mode has no steps and takes about a second; lora
+mode trains an encoder LoRA) and the adapter (optimiser steps). `should_stop()` is polled before
+every step of either phase; True raises `UnitCancelled` and nothing is written.
+
+The previous units are the currently active requests: the new adapter's lora_A matrices are pushed
+orthogonal to every one of theirs (O3.md section 2). Each previous unit directory is verified
+(digests, base fingerprint) before its adapter is used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import LoadedUnit, UnitIntegrityError, load_unit, write_unit
+from .base_model import BaseModel, load_base_model
+from .config import UnlearnConfig
+from .detector import Detector, DetectorBank, DetectorCancelled, DetectorConfig, load_detector, load_encoder, train_detector
+from .detector.encoder import Encoder
+from .forget_set import ForgetSet
+from .gate import GatedModel
+from .methods import get_method
+from .training import AdapterWeights, Progress, TrainingCallbacks, TrainingCancelled, orthogonality_penalty, stack_lora_A, train_unit_adapter
+
+# Share of the overall progress bar given to the detector phase, by detector mode (the adapter
+# gets the rest but the last WRITE_SHARE percent, which covers writing the unit).
+DETECTOR_SHARE = {"shared": 5.0, "lora": 40.0}
+WRITE_SHARE = 2.0
+
+
+class UnitCancelled(Exception):
+    """should_stop() asked to stop during `phase` ('detector' or 'adapter'); nothing was written."""
+
+    def __init__(self, phase: str):
+        super().__init__(f"unit training cancelled during the {phase} phase")
+        self.phase = phase
+
+
+class UnitConflictError(ValueError):
+    """Units that cannot be served together (same unit id twice)."""
+
+
+@dataclass(frozen=True)
+class PipelineProgress:
+    """Overall progress of train_unit: percent runs 0..100 across the detector and adapter phases."""
+
+    phase: str  # "detector", "adapter", "write" or "done"
+    percent: float
+    step: int = 0  # step within the phase
+    total: int = 0  # steps of the phase (0: the phase has no steps)
+    loss: float | None = None  # the phase's training loss, when it has one
+
+
+@dataclass
+class PipelineCallbacks:
+    on_progress: Callable[[PipelineProgress], None] | None = None
+    should_stop: Callable[[], bool] | None = None  # polled before every step; True cancels
+
+
+UnitSource = str | Path | LoadedUnit | AdapterWeights
+
+
+def train_unit(
+    base: BaseModel,
+    forget: ForgetSet,
+    *,
+    out_dir: str | Path,
+    previous_units: Sequence[UnitSource] = (),
+    unlearn_config: UnlearnConfig | None = None,
+    detector_config: DetectorConfig | None = None,
+    encoder: Encoder | None = None,
+    callbacks: PipelineCallbacks | None = None,
+    unit_id: str | None = None,
+    retain: Sequence[Any] | None = None,
+    manifest_extra: dict[str, Any] | None = None,
+) -> Path:
+    """Train one request's detector and adapter and write them as a unit directory; returns it.
+
+    previous_units: the active units (directories, LoadedUnit or AdapterWeights); the new adapter
+    is trained orthogonal to each. unit_id defaults to the directory name. retain: for the 'gd'
+    baseline only. The manifest records the forget-set hash, the configs, the timings, the ids of
+    the previous units, the final orthogonality penalty and, only if `forget.subjects` is not
+    empty, the subjects' names (personal data: pass a ForgetSet without subjects to leave them out).
+    """
+    started = time.perf_counter()
+    unlearn_config = unlearn_config or UnlearnConfig()
+    detector_config = detector_config or DetectorConfig()
+    callbacks = callbacks or PipelineCallbacks()
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"unit directory already exists: {out_dir}")
+    previous = [_previous_adapter(source, base) for source in previous_units]
+    previous_ids = [unit_id_ for unit_id_, _ in previous]
+    previous_adapters = [adapter for _, adapter in previous]
+    target = get_method(unlearn_config).target
+    training_items = forget.training_items(target)  # fails early when answers are missing
+    detector_share = DETECTOR_SHARE.get(detector_config.mode, 10.0)
+    adapter_share = 100.0 - detector_share - WRITE_SHARE
+
+    def report(event: PipelineProgress) -> None:
+        if callbacks.on_progress is not None:
+            callbacks.on_progress(event)
+
+    # Phase 1: the detector, on the forget texts only.
+    report(PipelineProgress("detector", 0.0))
+    encoder = encoder if encoder is not None else load_encoder(device=str(base.device))
+
+    def detector_progress(step: int, total: int, loss: float) -> None:
+        report(PipelineProgress("detector", detector_share * step / max(total, 1), step, total, loss))
+
+    try:
+        detector = train_detector(forget.detector_texts(), detector_config, encoder, detector_progress, callbacks.should_stop)
+    except DetectorCancelled as exc:
+        raise UnitCancelled("detector") from exc
+    detector_seconds = time.perf_counter() - started
+    report(PipelineProgress("detector", detector_share))
+
+    # Phase 2: the adapter, orthogonal to the active units' adapters.
+    def adapter_progress(progress: Progress) -> None:
+        percent = detector_share + adapter_share * progress.step / max(progress.total, 1)
+        report(PipelineProgress("adapter", percent, progress.step, progress.total, progress.loss))
+
+    adapter_started = time.perf_counter()
+    try:
+        adapter = train_unit_adapter(
+            base,
+            training_items,
+            unlearn_config,
+            previous=previous_adapters,
+            retain=retain,
+            callbacks=TrainingCallbacks(on_progress=adapter_progress, should_stop=callbacks.should_stop),
+        )
+    except TrainingCancelled as exc:
+        raise UnitCancelled("adapter") from exc
+    adapter_seconds = time.perf_counter() - adapter_started
+
+    report(PipelineProgress("write", 100.0 - WRITE_SHARE))
+    extra: dict[str, Any] = {
+        "forget_set": {
+            "hash": forget.hash,
+            "items": len(forget),
+            "questions": len(forget.questions),
+            "texts": len(forget.texts),
+            "training_examples": len(training_items),
+            "detector_texts": len(forget.detector_texts()),
+        },
+        "previous_units": previous_ids,
+        "orthogonality_penalty": adapter_orthogonality(adapter, previous_adapters),
+        "timings": {
+            "detector_seconds": round(detector_seconds, 3),
+            "adapter_seconds": round(adapter_seconds, 3),
+            "total_seconds": round(time.perf_counter() - started, 3),
+        },
+        "detector": {"encoder": encoder.path.name, "encoder_fingerprint": encoder.fingerprint, "fit": _jsonable(detector.metadata)},
+        "device": str(base.device),
+    }
+    if forget.subjects:
+        extra["subjects"] = list(forget.subjects)
+    extra.update(manifest_extra or {})
+    write_unit(
+        out_dir,
+        adapter,
+        unit_id=unit_id or out_dir.name,
+        config=unlearn_config,
+        detector_saver=detector.save,
+        detector_config=detector_config.to_dict(),
+        base_fingerprint=base.fingerprint,
+        forget_set_hash=forget.hash,
+        manifest_extra=extra,
+    )
+    report(PipelineProgress("done", 100.0))
+    return out_dir
+
+
+def adapter_orthogonality(adapter: AdapterWeights, previous: Sequence[AdapterWeights]) -> float:
+    """sum over previous adapters k and modules of ||A_k A^T||_F^2 (0.0 without previous adapters)."""
+    if not previous:
+        return 0.0
+    current = {name: module.A for name, module in adapter.modules.items()}
+    return float(orthogonality_penalty(current, stack_lora_A(previous)))
+
+
+def _previous_adapter(source: UnitSource, base: BaseModel) -> tuple[str, AdapterWeights]:
+    if isinstance(source, AdapterWeights):
+        return "(in memory)", source
+    if isinstance(source, LoadedUnit):
+        return source.manifest.unit_id, source.adapter
+    loaded = load_unit(source, expected_base_fingerprint=base.fingerprint)
+    return loaded.manifest.unit_id, loaded.adapter
+
+
+def _jsonable(value: Any) -> Any:
+    """Detector diagnostics as plain JSON values (numpy scalars and arrays converted)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving units
+
+
+class UnitWeights:
+    """The gate's weight_fn over loaded detectors: shared-mode ones scored together by a
+    DetectorBank (one encoder pass), lora-mode ones each on its own encoder copy."""
+
+    def __init__(self, encoder: Encoder, detectors: dict[str, Detector]):
+        shared = {uid: d for uid, d in detectors.items() if d.config.mode == "shared"}
+        self.own = {uid: d for uid, d in detectors.items() if d.config.mode != "shared"}
+        self.bank: DetectorBank | None = None
+        if shared:
+            first = next(iter(shared.values()))
+            self.bank = DetectorBank(encoder, first.config)
+            self.bank.add_many(shared)
+
+    def score(self, prompts: list[str], unit_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores u, weights w), each [len(prompts), len(unit_ids)] in unit_ids order."""
+        scores = np.zeros((len(prompts), len(unit_ids)), dtype=np.float32)
+        weights = np.zeros_like(scores)
+        column = {uid: i for i, uid in enumerate(unit_ids)}
+        if self.bank is not None and prompts:
+            result = self.bank.score(prompts)
+            for j, uid in enumerate(result.unit_ids):
+                if uid in column:
+                    scores[:, column[uid]] = result.scores[:, j]
+                    weights[:, column[uid]] = result.weights[:, j]
+        for uid, detector in self.own.items():
+            if uid in column and prompts:
+                u = detector.scores(prompts)
+                scores[:, column[uid]] = u
+                weights[:, column[uid]] = detector.weights_from_scores(u)
+        return scores, weights
+
+    def __call__(self, prompts: list[str], unit_ids: tuple[str, ...]) -> np.ndarray:
+        return self.score(prompts, unit_ids)[1]
+
+
+def load_units(
+    base: BaseModel,
+    unit_dirs: Sequence[str | Path],
+    encoder: Encoder | None = None,
+    expected_manifest_digests: Sequence[str | None] | None = None,
+) -> list[LoadedUnit]:
+    """Verify and load units (adapter and detector) for `base`, in order.
+
+    Each unit's files are checked against its manifest and its base fingerprint against `base`
+    before anything is deserialised; UnitIntegrityError names the offending file.
+    """
+    encoder = encoder if encoder is not None else load_encoder(device=str(base.device))
+    digests = list(expected_manifest_digests) if expected_manifest_digests is not None else [None] * len(unit_dirs)
+    if len(digests) != len(unit_dirs):
+        raise ValueError("expected_manifest_digests needs one entry per unit directory")
+    loaded, seen = [], set()
+    for directory, digest in zip(unit_dirs, digests):
+        if not Path(directory).is_dir():
+            raise UnitIntegrityError(f"unit directory not found: {directory}")
+        unit = load_unit(directory, base.fingerprint, digest, detector_loader=lambda path: load_detector(path, encoder))
+        if unit.manifest.unit_id in seen:
+            raise UnitConflictError(f"unit id {unit.manifest.unit_id!r} is given twice ({directory})")
+        seen.add(unit.manifest.unit_id)
+        loaded.append(unit)
+    return loaded
+
+
+def gated_model(base: BaseModel, units: Sequence[LoadedUnit], encoder: Encoder) -> GatedModel:
+    """A GatedModel serving loaded units, their detectors wired in as the weight_fn."""
+    weight_fn = UnitWeights(encoder, {unit.manifest.unit_id: unit.detector for unit in units})
+    gated = GatedModel(base, weight_fn=weight_fn)
+    for unit in units:
+        gated.add_unit(unit.manifest.unit_id, unit.adapter)
+    return gated
+
+
+def load_gated(
+    base_dir: str | Path | BaseModel,
+    unit_dirs: Sequence[str | Path],
+    encoder: Encoder | None = None,
+    *,
+    device: str | None = None,
+    expected_manifest_digests: Sequence[str | None] | None = None,
+) -> GatedModel:
+    """The base model (a directory, or an already loaded BaseModel) serving verified units.
+
+    The gate weights come from the units' detectors: shared-mode detectors in one DetectorBank
+    (one encoder pass for all units), lora-mode ones each on its own encoder copy.
+    """
+    base = base_dir if isinstance(base_dir, BaseModel) else load_base_model(base_dir, device=device)
+    encoder = encoder if encoder is not None else load_encoder(device=str(base.device))
+    return gated_model(base, load_units(base, unit_dirs, encoder, expected_manifest_digests), encoder)
