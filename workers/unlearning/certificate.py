@@ -397,7 +397,7 @@ def _gate_metrics(probes: list[Probe], scores: np.ndarray, weights: np.ndarray, 
     positives = np.isin(sets, ["F", "P", "F<t"])
     union = _operating_points(decision[positives], decision[negatives], decision[positives], decision[negatives])
     union["score"] = "largest unit weight"
-    by_set = {name: metrics.fraction_above(decision[sets == name], 0.5) for name in dict.fromkeys(sets)}
+    by_set = {str(name): metrics.fraction_above(decision[sets == name], 0.5) for name in dict.fromkeys(sets.tolist())}
     bins = np.linspace(0.0, 1.0, 11)
     histogram = {
         "bins": bins.round(2).tolist(),

@@ -31,7 +31,7 @@ from .detector import Detector, DetectorBank, DetectorCancelled, DetectorConfig,
 from .detector.encoder import Encoder
 from .forget_set import ForgetSet
 from .gate import GatedModel
-from .methods import get_method
+from .methods import MissingRetainDataError, get_method
 from .training import AdapterWeights, Progress, TrainingCallbacks, TrainingCancelled, orthogonality_penalty, stack_lora_A, train_unit_adapter
 
 # Share of the overall progress bar given to the detector phase, by detector mode (the adapter
@@ -104,8 +104,10 @@ def train_unit(
     previous = [_previous_adapter(source, base) for source in previous_units]
     previous_ids = [unit_id_ for unit_id_, _ in previous]
     previous_adapters = [adapter for _, adapter in previous]
-    target = get_method(unlearn_config).target
-    training_items = forget.training_items(target)  # fails early when answers are missing
+    method = get_method(unlearn_config)
+    if method.needs_retain and not retain:  # fail before the detector phase, not after it
+        raise MissingRetainDataError(f"method {unlearn_config.method!r} needs retain examples (retain=...); none were given")
+    training_items = forget.training_items(method.target)  # fails early when answers are missing
     detector_share = DETECTOR_SHARE.get(detector_config.mode, 10.0)
     adapter_share = 100.0 - detector_share - WRITE_SHARE
 
