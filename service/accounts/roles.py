@@ -22,6 +22,7 @@ class Scope(str, enum.Enum):
     CREATE = "create"
     READ = "read"
     TRUSTED_IDENTITY = "trusted_identity"
+    GENERATE = "generate"  # the inference gateway's endpoints (docs/gateway.md)
 
 
 class Capability(str, enum.Enum):

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "service.audit",
     "service.requests",
     "adapters_store",
+    "service.inference",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,8 @@ DETECTOR_ENCODER_DIR = env("DETECTOR_ENCODER_DIR", default="")
 UNITS_WORK_DIR = Path(env("UNITS_WORK_DIR", default=str(VAR_DIR / "units")))
 # The inference gateway the staff playground and the demo talk to.
 GATEWAY_URL = env("GATEWAY_URL", default="http://127.0.0.1:8100")
+# How long the staff playground waits for the gateway's answer (docs/gateway.md).
+GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=60.0)
 
 # --- Adapter registry (adapters_store, docs/registry.md) ------------------------------------------
 # Where units are stored: file:///path or s3://bucket/prefix; empty = the directory below.

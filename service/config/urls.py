@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("service.requests.urls_public")),
+    path("staff/playground/", include("service.inference.urls")),
     path("staff/", include("service.requests.urls_staff")),
     path("audit/", include("service.audit.urls")),
     path("registry/", include("adapters_store.urls")),

@@ -293,6 +293,23 @@ def request_roll_back(*, actor: Actor, request_id, reason: str) -> ErasureReques
     return _transition(_get(request_id), Status.ROLLED_BACK, actor=actor, data={"reason": reason})
 
 
+def request_mark_active(*, request_id, effective_at, actor: Actor, gateway_id: str = "") -> ErasureRequest:
+    """staged -> active once an inference gateway confirms that it serves the request's unit.
+
+    `effective_at` is that confirmation time: the effective erasure time shown to the subject and
+    the auditor. The subject is emailed after the commit. The gateway (the system) calls this; of
+    people, only admins. When several gateways confirm, the first wins and the others' calls raise
+    InvalidTransition without changing anything.
+    """
+    if actor.kind != "system":
+        actor.require(Capability.ADMINISTER)
+    data = {"effective_at": effective_at.isoformat(), **({"gateway_id": gateway_id} if gateway_id else {})}
+    with transaction.atomic():
+        request = _transition(_get(request_id), Status.ACTIVE, actor=actor, data=data, effective_at=effective_at)
+        notifications.send_erasure_confirmed(email=request.subject["email"], reference=request.reference, effective_at=effective_at)
+    return request
+
+
 def request_extend_deadline(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
     """Once per request, with a reason (GDPR: +2 months; CCPA: +45 days)."""
     actor.require(Capability.REVIEW)

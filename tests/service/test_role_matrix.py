@@ -98,6 +98,11 @@ MATRIX: dict[str, list[Case]] = {
     "registry-unit-deactivate": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "registry-unit-revoke": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "registry-unit-rollback": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
+    # --- the model playground: reviewers and admins ask the gated model (auditors do not; docs/gateway.md)
+    "playground": [
+        Case("GET", staff_page(reviewer=200, auditor=403, admin=200), note="no gateway runs here: the page says so"),
+        Case("POST", staff_page(reviewer=400, auditor=403, admin=400), {}, note="an empty form: field errors"),
+    ],
     # --- log in and out; Django's admin (staff flag: admins only) ------------------------------------
     "login": [Case("GET", every(200))],
     "logout": [Case("POST", every(302))],

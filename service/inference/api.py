@@ -1,0 +1,129 @@
+"""The gateway's HTTP endpoints (served by `run_gateway` only: see urls_gateway.py). Thin views:
+protocol.py parses and shapes, the Gateway object runs the prompts.
+
+Errors are problem+json like the rest of the service; they also carry OpenAI's `error` member
+({message, type, code, param}) so that OpenAI client libraries show the reason.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpResponse
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from service.common.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_exception_handler
+
+from . import protocol
+from .auth import GatewayAuthentication, MayGenerate
+from .gateway import current
+
+
+def openai_error(problem: dict) -> dict:
+    """OpenAI's error object for a problem body: {message, type, code, param}."""
+    errors = problem.get("errors") or []
+    message = problem.get("detail", "")
+    if errors:
+        message = "; ".join(f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in errors)
+    return {
+        "message": message,
+        "type": "invalid_request_error" if problem.get("status", 500) < 500 else "server_error",
+        "code": problem.get("code"),
+        "param": errors[0].get("field") if errors else None,
+    }
+
+
+def gateway_exception_handler(exc, context):
+    response = problem_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict):
+        response.data["error"] = openai_error(response.data)
+        if response.data.get("code") == "overloaded":
+            response["Retry-After"] = "1"
+    return response
+
+
+class GatewayView(APIView):
+    authentication_classes = [GatewayAuthentication]
+    permission_classes = [MayGenerate]
+
+    def get_exception_handler(self):
+        return gateway_exception_handler
+
+
+class PublicGatewayView(GatewayView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
+class Index(PublicGatewayView):
+    def get(self, request):
+        gateway = current()
+        return Response(
+            {
+                "service": "forget inference gateway",
+                "model": gateway.model,
+                "endpoints": ["GET /healthz", "GET /v1/models", "POST /v1/chat/completions", "POST /v1/completions", "POST /api/v1/generate"],
+                "docs": "docs/gateway.md",
+            }
+        )
+
+
+class Health(PublicGatewayView):
+    """Liveness and what is served: the loaded generation, the unit ids, the base fingerprint."""
+
+    def get(self, request):
+        return Response(current().health())
+
+
+class Models(GatewayView):
+    def get(self, request):
+        gateway = current()
+        model = {"id": gateway.model, "object": "model", "created": int(gateway.started_at.timestamp()), "owned_by": "forget-service"}
+        return Response({"object": "list", "data": [model]})
+
+
+class ChatCompletions(GatewayView):
+    def post(self, request):
+        parsed = protocol.parse_chat_completion(request.data)
+        gateway = current()
+        gateway.check_model(parsed.model)
+        [completion] = gateway.complete(parsed)
+        return Response(protocol.chat_completion_body(completion, model=gateway.model, system_fingerprint=gateway.system_fingerprint))
+
+
+class Completions(GatewayView):
+    def post(self, request):
+        parsed = protocol.parse_completion(request.data)
+        gateway = current()
+        gateway.check_model(parsed.model)
+        completions = gateway.complete(parsed)
+        return Response(protocol.completion_body(completions, model=gateway.model, system_fingerprint=gateway.system_fingerprint))
+
+
+class Generate(GatewayView):
+    """Answers plus the gate decision per prompt: which units fired, with what weight."""
+
+    def post(self, request):
+        parsed = protocol.parse_generate(request.data)
+        gateway = current()
+        completions = gateway.complete(parsed)
+        requests = gateway.unit_requests()
+        return Response(
+            protocol.generate_body(parsed, completions, model=gateway.model, generation=gateway.generation, units_loaded=len(requests), unit_requests=requests)
+        )
+
+
+def _problem(request, **fields):
+    body = problem_body(**fields)
+    body["error"] = openai_error(body)
+    return HttpResponse(json.dumps(body), status=fields["status"], content_type=PROBLEM_CONTENT_TYPE)
+
+
+def not_found(request, exception=None):
+    return _problem(request, status=404, code="not_found", title="Not found", detail=f"No endpoint at {request.path}; see GET / for the list.")
+
+
+def server_error(request):
+    return _problem(request, status=500, code="internal_error", title="Internal server error", detail="An unexpected error occurred; quote the request id.")
