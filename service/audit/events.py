@@ -27,6 +27,15 @@ EVENTS: dict[str, str] = {
     "request.rolled_back": "Request {target} rolled back: {reason}",
     "request.not_found_in_model": "Data of {target} not found in the model",
     "request.personal_data_revealed": "Personal data of {target} revealed to {actor}",
+    # the unlearning pipeline (service/unlearning, docs/pipeline.md); targets are requests
+    "forget_set.frozen": "Forget set of {target} frozen: {items} items, sha256 {content_hash}",
+    "forget_set.purged": "Raw forget set of {target} purged after the retention window (hash kept)",
+    "unlearning.job_started": "Unlearning attempt {attempt} of {target} started on {worker}",
+    "unlearning.job_resumed": "Unlearning attempt {attempt} of {target} resumed on {worker} (the previous worker stopped reporting)",
+    "unlearning.job_succeeded": "Unlearning attempt {attempt} of {target} produced unit {unit_id}",
+    "unlearning.job_failed": "Unlearning attempt {attempt} of {target} failed: {reason}",
+    "unlearning.job_cancelled": "Unlearning attempt {attempt} of {target} stopped: the request was cancelled",
+    "corpus.loaded": "Training-corpus index: {count} documents loaded from {source}",
     # api clients
     "api_client.created": "API client {target} created",
     # adapters and gateway

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "service.audit",
     "service.requests",
     "adapters_store",
+    "service.unlearning",
     "service.inference",
 ]
 
@@ -135,6 +136,21 @@ FORGET = {
     # Activate a registered unit as soon as its certificate passed (docs/registry.md). Off: a
     # reviewer other than the request's approver activates it (two people).
     "AUTO_ACTIVATE": env.bool("FORGET_AUTO_ACTIVATE", default=True),
+    # --- the unlearning pipeline (docs/pipeline.md) ---
+    # Raw forget-set text (and the personal answers of certificates) is purged this many days after
+    # the request became active (or was closed); the content hash stays.
+    "FORGET_SET_RETENTION_DAYS": env.int("FORGET_SET_RETENTION_DAYS", default=30),
+    # The GPU worker writes progress to the job row at most every this many seconds, and a
+    # heartbeat (from a thread, also during evaluation) every JOB_HEARTBEAT_SECONDS.
+    "JOB_PROGRESS_SECONDS": env.float("FORGET_JOB_PROGRESS_SECONDS", default=2.0),
+    "JOB_HEARTBEAT_SECONDS": env.float("FORGET_JOB_HEARTBEAT_SECONDS", default=10.0),
+    # A running job whose heartbeat is older than this is taken to have lost its worker: a
+    # redelivered task resumes it (from scratch, in a fresh unit directory).
+    "JOB_STALE_SECONDS": env.float("FORGET_JOB_STALE_SECONDS", default=120.0),
+    # Overrides of the engine's UnlearnConfig (JSON object, e.g. {"epochs": 20}) and of the
+    # certificate's Thresholds (e.g. {"leak_P": 0.1}); empty: the engine's defaults.
+    "UNLEARN_CONFIG": env.json("FORGET_UNLEARN_CONFIG", default={}),
+    "CERTIFICATE_THRESHOLDS": env.json("FORGET_CERTIFICATE_THRESHOLDS", default={}),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
 
@@ -196,7 +212,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"workers.tasks.unlearning.*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    # Bookkeeping tasks of the pipeline need no GPU (exact names win over the pattern below).
+    "workers.tasks.unlearning.purge_forget_sets": {"queue": "default"},
+    "workers.tasks.unlearning.send_unsent_jobs": {"queue": "default"},
+    "workers.tasks.unlearning.*": {"queue": "gpu"},
+}
 # Longer than the longest training job, so Redis does not redeliver a job still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)}
 if CELERY_BROKER_URL.startswith("sqla+"):
@@ -205,6 +226,9 @@ if CELERY_BROKER_URL.startswith("sqla+"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BEAT_SCHEDULE = {
     "expire-and-remind": {"task": "workers.tasks.housekeeping.expire_and_remind", "schedule": env.float("FORGET_HOUSEKEEPING_SECONDS", default=3600.0)},
+    # docs/pipeline.md: purge raw forget sets past their retention; send jobs whose enqueue failed.
+    "purge-forget-sets": {"task": "workers.tasks.unlearning.purge_forget_sets", "schedule": env.float("FORGET_RETENTION_SECONDS", default=3600.0)},
+    "send-unsent-jobs": {"task": "workers.tasks.unlearning.send_unsent_jobs", "schedule": env.float("FORGET_RESEND_SECONDS", default=300.0)},
 }
 CELERY_TIMEZONE = "UTC"
 

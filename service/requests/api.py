@@ -24,6 +24,8 @@ from service.common.errors import ApplicationError
 from service.common.pagination import PageNumberPagination
 from service.common.schema import problem_example, problem_responses
 from service.common.serializers import StrictCharField, StrictSerializer
+from service.unlearning import selectors as unlearning_selectors
+from service.unlearning.serializers import JobProgressSerializer
 
 from . import selectors, services
 from .deadlines import Regulation
@@ -76,6 +78,7 @@ EXAMPLE_REQUEST = {
     "subject_email_hash": "hmac-sha256:5e0c4b6f0d8f1f2a7c3b9e6d4a1f0e2b7c9d8e6f5a4b3c2d1e0f9a8b7c6d5e4f",
     "facts_count": 2,
     "evidence_prompts_count": 1,
+    "progress": None,
     "links": {"self": EXAMPLE_URL, "cancel": f"{EXAMPLE_URL}/cancel"},
 }
 
@@ -112,6 +115,7 @@ class RequestRepresentationSerializer(serializers.Serializer):
     subject_email_hash = serializers.CharField(help_text="Keyed hash of the subject's email: equal for the same address, not reversible.")
     facts_count = serializers.SerializerMethodField()
     evidence_prompts_count = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField(help_text="The latest unlearning job (docs/pipeline.md): a progress bar's figures; null before the request is queued.")
     links = serializers.SerializerMethodField()
 
     def get_decision_reason(self, erasure: ErasureRequest) -> str | None:
@@ -123,11 +127,21 @@ class RequestRepresentationSerializer(serializers.Serializer):
     def get_evidence_prompts_count(self, erasure: ErasureRequest) -> int:
         return len(erasure.evidence_prompts or [])
 
+    @extend_schema_field(JobProgressSerializer(allow_null=True))
+    def get_progress(self, erasure: ErasureRequest) -> dict | None:
+        return unlearning_selectors.job_progress(self._job(erasure))
+
+    def _job(self, erasure: ErasureRequest):
+        cache = self.context.setdefault("_latest_jobs", {})
+        if erasure.pk not in cache:
+            cache[erasure.pk] = unlearning_selectors.latest_job(erasure)
+        return cache[erasure.pk]
+
     @extend_schema_field(
         {
             "type": "object",
             "description": "Absolute URLs of this request and of the operations the caller may apply to it now.",
-            "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "cancel", "approve", "reject", "extend_deadline")},
+            "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "cancel", "approve", "reject", "extend_deadline", "certificate", "retry")},
             "required": ["self"],
         }
     )
@@ -145,6 +159,11 @@ class RequestRepresentationSerializer(serializers.Serializer):
             links["reject"] = f"{base}/reject"
         if reviewer and erasure.is_open and not erasure.deadline_extended:
             links["extend_deadline"] = f"{base}/extend-deadline"
+        job = self._job(erasure)
+        if job is not None and job.certificate_passed is not None:
+            links["certificate"] = f"{base}/certificate"
+        if reviewer and erasure.status == Status.FAILED:
+            links["retry"] = f"{base}/retry"
         return links
 
 

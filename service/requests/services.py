@@ -235,6 +235,16 @@ def request_resend_code(*, reference: str, email: str) -> ErasureRequest:
 def _maybe_auto_approve(request: ErasureRequest) -> None:
     if settings.FORGET["AUTO_APPROVE"]:
         _transition(request, Status.APPROVED, actor=SYSTEM, data={"policy": "auto_approve"}, decided_at=timezone.now())
+        _queue_unlearning_after_commit(request)
+
+
+def _queue_unlearning_after_commit(request: ErasureRequest) -> None:
+    """Once the approval is committed, the pipeline queues the request and sends its job
+    (service.unlearning, docs/pipeline.md). A failure there leaves the approval in place; the
+    periodic send_unsent_jobs task picks the request up again."""
+    from service.unlearning.services import job_enqueue_approved
+
+    transaction.on_commit(lambda: job_enqueue_approved(request_id=request.pk), robust=True)
 
 
 # --- review --------------------------------------------------------------------------------------
@@ -257,7 +267,11 @@ def _require_reason(reason: str, what: str) -> str:
 def request_approve(*, actor: Actor, request_id) -> ErasureRequest:
     actor.require(Capability.REVIEW)
     request = _get(request_id)
-    return _transition(request, Status.APPROVED, actor=actor, decided_at=timezone.now(), decided_by_id=actor.user_pk)
+    request = _transition(request, Status.APPROVED, actor=actor, decided_at=timezone.now(), decided_by_id=actor.user_pk)
+    _queue_unlearning_after_commit(request)
+    if not transaction.get_connection().in_atomic_block:  # already queued just now: answer with that
+        request.refresh_from_db(fields=["status", "updated_at"])
+    return request
 
 
 def request_reject(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
@@ -308,6 +322,19 @@ def request_mark_active(*, request_id, effective_at, actor: Actor, gateway_id: s
         request = _transition(_get(request_id), Status.ACTIVE, actor=actor, data=data, effective_at=effective_at)
         notifications.send_erasure_confirmed(email=request.subject["email"], reference=request.reference, effective_at=effective_at)
     return request
+
+
+# Statuses the unlearning pipeline moves a request into (service.unlearning.services).
+PIPELINE_TARGETS = frozenset({Status.QUEUED, Status.TRAINING, Status.EVALUATING, Status.STAGED, Status.FAILED, Status.VERIFIED})
+
+
+def request_mark_pipeline(*, request_id, to: Status, actor: Actor = SYSTEM, data: dict[str, Any] | None = None, **fields: Any) -> ErasureRequest:
+    """The unlearning pipeline's status changes (queued, training, evaluating, staged, failed, and
+    back to verified when the data is not in the model): the same compare-and-set and audit row as
+    every transition. Raises InvalidTransition when the request is elsewhere (e.g. cancelled)."""
+    if to not in PIPELINE_TARGETS:
+        raise ValueError(f"the pipeline does not move requests to {to}")
+    return _transition(_get(request_id), to, actor=actor, data=data, **fields)
 
 
 def request_extend_deadline(*, actor: Actor, request_id, reason: str) -> ErasureRequest:

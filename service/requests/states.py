@@ -30,10 +30,10 @@ S = Status
 
 # target status -> the statuses it may be entered from. The only place transitions are defined.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    S.VERIFIED: frozenset({S.SUBMITTED, S.APPROVED}),  # approved -> verified: data not found, back to review
+    S.VERIFIED: frozenset({S.SUBMITTED, S.APPROVED, S.QUEUED}),  # approved/queued -> verified: data not found in the model, back to review
     S.APPROVED: frozenset({S.VERIFIED}),
     S.QUEUED: frozenset({S.APPROVED, S.FAILED}),  # failed -> queued: a reviewer's retry
-    S.TRAINING: frozenset({S.QUEUED, S.TRAINING}),  # training -> training: a redelivered job reclaims it
+    S.TRAINING: frozenset({S.QUEUED, S.TRAINING, S.EVALUATING}),  # training/evaluating -> training: a redelivered job (its worker died) starts over
     S.EVALUATING: frozenset({S.TRAINING}),
     S.STAGED: frozenset({S.EVALUATING}),
     S.ACTIVE: frozenset({S.STAGED}),

@@ -83,6 +83,7 @@ MATRIX: dict[str, list[Case]] = {
     "staff-request-reject": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "staff-request-cancel": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "staff-request-extend": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
+    "staff-request-retry": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), note="the sample request has not failed: back to its page with a message")],
     "staff-bulk-decide": [
         Case("POST", staff_page(reviewer=302, auditor=403, admin=302), lambda w: {"request_ids": [str(w.request.pk)], "decision": "approve"}),
         Case("GET", every(405), note="actions are POST only"),
@@ -126,6 +127,9 @@ MATRIX: dict[str, list[Case]] = {
     "api-request-approve": [Case("POST", REVIEW_API, {}, json=True)],
     "api-request-reject": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-request-extend-deadline": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
+    # The pipeline (service/unlearning): the sample request has no certificate and has not failed.
+    "api-request-certificate": [Case("GET", api(reviewer=404, auditor=404, admin=404, api_read=404, api_create=403, api_none=403), note="404 no_certificate once the caller may read the request")],
+    "api-request-retry": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="409: only a failed request can be retried")],
     "api-requests-bulk-decide": [Case("POST", REVIEW_API, lambda w: {"ids": [str(w.request.pk)], "decision": "approve"}, json=True)],
     # The registry is the operator's: no API client reaches it, whatever its scopes.
     "api-registry-units": [Case("GET", STAFF_READ_API)],

@@ -135,7 +135,7 @@ def test_replay_shows_the_current_status(trusted, session_of):
     assert post(session_of("reviewer"), url_of(first["id"], "approve")).status_code == 200
     again = post(trusted, COLLECTION, BODY, **{"Idempotency-Key": "k1"})
     assert again.status_code == 202
-    assert again.json()["status"] == "approved"
+    assert again.json()["status"] == "queued"  # approved, then queued for unlearning once that committed
 
 
 def test_same_idempotency_key_with_another_body_is_a_conflict(product):
@@ -351,8 +351,8 @@ def test_reviewer_approves_a_verified_request(trusted, session_of):
     assert response.status_code == 200
     assert response.json()["status"] == "approved"
     assert AuditEvent.objects.filter(action="request.approved", target_id=created["reference"], actor_kind="user").exists()
-    # The product sees the decision too.
-    assert trusted.get(url_of(created["id"])).json()["status"] == "approved"
+    # The product sees the decision too: the approval committed, so the request is queued for unlearning.
+    assert trusted.get(url_of(created["id"])).json()["status"] == "queued"
 
 
 def test_approving_an_unverified_request_is_a_conflict(product, session_of):
@@ -419,7 +419,7 @@ def test_bulk_decide_reports_each_request(trusted, product, session_of):
     assert sorted(outcome["done"]) == sorted(v["reference"] for v in verified)
     assert len(outcome["failed"]) == 2
     assert outcome["failed"][0].startswith(unverified["id"]) and outcome["failed"][1].startswith(absent)
-    assert {r.status for r in ErasureRequest.objects.filter(pk__in=[v["id"] for v in verified])} == {"approved"}
+    assert {r.status for r in ErasureRequest.objects.filter(pk__in=[v["id"] for v in verified])} == {"queued"}  # approved, then queued
 
 
 def test_bulk_reject_needs_a_reason(trusted, session_of):

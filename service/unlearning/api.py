@@ -1,0 +1,68 @@
+"""REST API of the pipeline, beside the requests' own (mounted at /api/v1/): a request's erasure
+certificate, and a reviewer's retry of a failed request. The request representation itself carries
+the job's `progress` (service.requests.api). One class per operation, errors as problem+json."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from service.accounts.roles import actor_for_request
+from service.common.errors import NotFound
+from service.common.schema import problem_responses
+from service.common.serializers import StrictSerializer
+from service.requests.api import RequestRepresentationSerializer
+from service.requests.selectors import request_get
+
+from . import selectors, services
+from .serializers import CertificateSummarySerializer
+
+
+class RequestCertificateApi(APIView):
+    @extend_schema(
+        operation_id="requests_certificate",
+        tags=["requests"],
+        summary="The erasure certificate of a request (summary, no personal data)",
+        description=(
+            "Whoever may read the request (its API client with scope `read`, staff): the verdict and every rule "
+            "of the newest evaluated attempt with its value and threshold, and the headline metrics. The answers "
+            "to the probes are personal data and stay on the staff page. 404 `no_certificate` until an attempt "
+            "has been evaluated."
+        ),
+        responses={200: CertificateSummarySerializer, **problem_responses(401, 403, 404)},
+    )
+    def get(self, request, request_id):
+        erasure = request_get(actor=actor_for_request(request), request_id=request_id)
+        job = selectors.latest_certificate_job(erasure)
+        if job is None:
+            raise NotFound(f"Request {erasure.reference} has no certificate yet.", code="no_certificate")
+        return Response(CertificateSummarySerializer(selectors.certificate_summary(job)).data)
+
+
+class RequestRetryApi(APIView):
+    class InputSerializer(StrictSerializer):
+        """No parameters: an empty body or `{}`."""
+
+    @extend_schema(
+        operation_id="requests_retry",
+        tags=["review"],
+        summary="Retry a failed request (a new unlearning attempt)",
+        description=(
+            "Reviewers and admins (session login; the `X-CSRFToken` header). The request goes back to `queued` "
+            "with a new job; answers **202 Accepted** with the request and a `Location` header. A request that is "
+            "not `failed` answers 409 `invalid_transition`."
+        ),
+        request=None,
+        responses={202: OpenApiResponse(RequestRepresentationSerializer, description="Queued again."), **problem_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, request_id):
+        RequestRetryApi.InputSerializer(data=request.data).is_valid(raise_exception=True)
+        actor = actor_for_request(request)
+        job = services.job_retry(actor=actor, request_id=request_id)
+        erasure = request_get(actor=actor, request_id=job.request_id)
+        location = request.build_absolute_uri(reverse("api-request-detail", kwargs={"request_id": erasure.pk}))
+        body = RequestRepresentationSerializer(erasure, context={"request": request, "actor": actor}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})

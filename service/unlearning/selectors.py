@@ -1,0 +1,130 @@
+"""Reads for the unlearning pipeline: the corpus search, a request's jobs, progress and certificate.
+
+Callers check that the viewer may see the request (service.requests.selectors.request_get) before
+asking for its jobs; these functions take the request itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.contrib.postgres.search import SearchQuery
+from django.db import connection
+from django.db.models import Q
+
+from service.requests.models import ErasureRequest
+from workers.unlearning.prompting import normalise
+
+from .forget_sets import CorpusHit
+from .models import CorpusDocument, ForgetSet, JobStatus, UnlearningJob
+
+# Most documents one search returns (the forget set of one person, not a data export).
+MAX_CORPUS_HITS = 500
+# Request statuses that can have jobs (the others never reached the pipeline, or went back to review).
+PIPELINE_STATUSES = frozenset({"queued", "training", "evaluating", "staged", "active", "failed", "rolled_back", "cancelled", "verified"})
+
+
+def _mentions(text: str, needles: Sequence[str]) -> bool:
+    haystack = f" {normalise(text)} "
+    return any(f" {needle} " in haystack for needle in needles)
+
+
+def corpus_search(*, identifiers: Sequence[str], limit: int = MAX_CORPUS_HITS) -> list[CorpusHit]:
+    """Corpus documents that mention any of the identifiers (a name, an email address) as a whole
+    phrase. PostgreSQL: full-text phrase queries on the GIN-indexed tsvector ('simple' configuration);
+    SQLite: case-insensitive substring. Either way the candidates are then checked on normalised
+    text (prompting.normalise), so "Ada Brightwell" never matches "Ada Brightwellson"."""
+    identifiers = [i.strip() for i in identifiers if i and i.strip()]
+    needles = [normalise(i) for i in identifiers if normalise(i)]
+    if not needles:
+        return []
+    condition = Q()
+    for identifier in identifiers:
+        if connection.vendor == "postgresql":
+            condition |= Q(search=SearchQuery(identifier, search_type="phrase", config="simple"))
+        else:
+            condition |= Q(text__icontains=identifier)
+    candidates = CorpusDocument.objects.filter(condition).order_by("source", "id")[: limit * 2]
+    hits = [CorpusHit(id=str(doc.pk), kind=doc.kind, text=doc.text) for doc in candidates if _mentions(doc.text, needles)]
+    return hits[:limit]
+
+
+def corpus_size() -> int:
+    return CorpusDocument.objects.count()
+
+
+def forget_set_of(request: ErasureRequest) -> ForgetSet | None:
+    return ForgetSet.objects.filter(request=request).first()
+
+
+def forget_set_people(*, request_id) -> list[str] | None:
+    """The demo-world people a request's forget set is about; None once purged (or never built)."""
+    found = ForgetSet.objects.filter(request_id=request_id).only("subjects", "purged_at").first()
+    if found is None or found.subjects is None:
+        return None
+    return list(found.subjects.get("people", []))
+
+
+def jobs_of(request: ErasureRequest) -> list[UnlearningJob]:
+    """Every attempt, newest first."""
+    return list(UnlearningJob.objects.filter(request=request).order_by("-attempt"))
+
+
+def latest_job(request: ErasureRequest) -> UnlearningJob | None:
+    if request.status not in PIPELINE_STATUSES:
+        return None
+    return UnlearningJob.objects.filter(request=request).order_by("-attempt").first()
+
+
+def latest_certificate_job(request: ErasureRequest) -> UnlearningJob | None:
+    """The newest attempt that produced a certificate."""
+    return UnlearningJob.objects.filter(request=request, certificate__isnull=False).order_by("-attempt").first()
+
+
+def job_is_current(job: UnlearningJob | None) -> bool:
+    """Queued or running: the page refreshes itself while this holds."""
+    return job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def job_progress(job: UnlearningJob | None) -> dict[str, Any] | None:
+    """The job as the API and the page's script show it (no personal data)."""
+    if job is None:
+        return None
+    return {
+        "attempt": job.attempt,
+        "status": job.status,
+        "phase": job.phase,
+        "phase_label": job.phase_label,
+        "percent": round(job.percent, 1),
+        "step": job.step,
+        "total": job.total,
+        "loss": job.loss,
+        "heartbeat_at": job.heartbeat_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "restarts": max(job.deliveries - 1, 0),
+        "failure_reason": job.failure_reason or None,
+        "unit_id": job.unit_id or None,
+        "certificate_passed": job.certificate_passed,
+    }
+
+
+def certificate_summary(job: UnlearningJob) -> dict[str, Any]:
+    """The certificate as the API gives it: verdict, rules with thresholds, headline metrics; never
+    the personal_data part (the answers), which the staff page shows masked."""
+    cert = job.certificate or {}
+    return {
+        "attempt": job.attempt,
+        "unit_id": job.unit_id or None,
+        "passed": bool(cert.get("passed")),
+        "rules": cert.get("rules", []),
+        "thresholds": cert.get("thresholds", {}),
+        "leak": {name: modes.get("gated", {}) for name, modes in (cert.get("leak") or {}).items()},
+        "retain": {name: modes.get("gated", {}) for name, modes in (cert.get("retain") or {}).items()},
+        "gate_union": (cert.get("gate") or {}).get("union", {}),
+        "probes": (cert.get("probes") or {}).get("sizes", {}),
+        "base": cert.get("base", {}),
+        "started_at": cert.get("started_at"),
+        "finished_at": cert.get("finished_at"),
+    }

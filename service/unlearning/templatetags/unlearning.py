@@ -1,0 +1,82 @@
+"""The unlearning job on the staff request page: `{% unlearning_job_panel %}` (progress bar, attempts,
+retry, certificate, before/after answers) and `{% unlearning_refresh %}` (no-JS auto-refresh in the
+page head while a job is queued or running). Both read the page's `req` and `revealed`."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils.html import format_html
+
+from service.accounts.roles import Capability, actor_for_request
+from service.requests.states import Status
+from service.requests.views_staff import mask
+
+from .. import selectors
+from ..models import JobStatus
+
+register = template.Library()
+
+REFRESH_SECONDS = 5
+# Probe sets whose before/after answers the page shows: the request's own facts, in the trained
+# phrasings (F) and in held-out paraphrases (P).
+SHOWN_SETS = ("F", "P")
+
+
+def _answers(job, revealed: bool) -> list[dict]:
+    if job is None or not job.certificate_personal:
+        return []
+    show = (lambda value: value) if revealed else (lambda value: mask(value) if value else value)
+    rows = []
+    for row in job.certificate_personal.get("answers", []):
+        if row.get("set") not in SHOWN_SETS:
+            continue
+        rows.append(
+            {
+                "set": row["set"],
+                "question": show(row.get("question", "")),
+                "gold": show(row.get("gold", "")),
+                "before": show(row.get("base_answer", "")),
+                "after": show(row.get("gated_answer", "")),
+                "known_before": row.get("base_correct"),
+                "leaked_after": row.get("leaked"),
+            }
+        )
+    return rows
+
+
+@register.inclusion_tag("unlearning/job_panel.html", takes_context=True)
+def unlearning_job_panel(context) -> dict:
+    req = context["req"]
+    revealed = bool(context.get("revealed"))
+    actor = context.get("actor") or actor_for_request(context["request"])
+    jobs = selectors.jobs_of(req)
+    latest = jobs[0] if jobs else None
+    certified = next((job for job in jobs if job.certificate), None)
+    return {
+        "req": req,
+        "jobs": jobs,
+        "job": latest,
+        "current": selectors.job_is_current(latest),
+        "forget_set": selectors.forget_set_of(req),
+        "certified": certified,
+        "rules": (certified.certificate or {}).get("rules", []) if certified else [],
+        "answers": _answers(certified, revealed),
+        "answers_purged": certified is not None and not certified.certificate_personal,
+        "revealed": revealed,
+        "can_retry": actor is not None and actor.can(Capability.REVIEW) and req.status == Status.FAILED,
+        "waiting_for_queue": req.status == Status.APPROVED,
+        "csrf_token": context.get("csrf_token"),
+        "request": context.get("request"),
+        "refresh_seconds": REFRESH_SECONDS,
+        "statuses": JobStatus,
+    }
+
+
+@register.simple_tag(takes_context=True)
+def unlearning_refresh(context) -> str:
+    """Without JavaScript, reload the page every few seconds while the job runs (the panel's script
+    updates the bar in place instead, and reloads only when the job ends)."""
+    req = context.get("req")
+    if req is None or not (req.status == Status.APPROVED or selectors.job_is_current(selectors.latest_job(req))):
+        return ""
+    return format_html('<noscript><meta http-equiv="refresh" content="{}"></noscript>', REFRESH_SECONDS)

@@ -1,0 +1,208 @@
+"""The unlearning pipeline in real processes: a request filed and approved through the REST API is
+trained, certified and registered by a real Celery worker (`celery -A service.config worker -Q
+gpu,default --pool solo`) on Redis and the PostgreSQL test database, with the tiny demo model.
+
+The fault test SIGKILLs that worker in the middle of training. Redis gives an unacknowledged message
+back only after the broker's visibility timeout, so the workers here run with
+CELERY_VISIBILITY_TIMEOUT=10 (production keeps it longer than the longest job, 6 hours by default:
+a shorter one would hand a job that is still training to a second worker). A second worker then
+gets the message, sees that the job's heartbeat has stopped, and starts the attempt over; the unit id
+is per attempt, so the registry ends with exactly one unit for the request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from adapters_store.models import AdapterVersion
+from service.audit.models import AuditEvent
+from service.requests.models import ErasureRequest
+from service.unlearning.models import UnlearningJob
+from tests.integration.test_celery_housekeeping import BROKER_URL, CELERY, QUEUES, _database_url, _purge_queues, _stop, _tail
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+
+# A tiny-world person whose unit passes the default certificate.
+PERSON = "Greta Northcott"
+VISIBILITY_TIMEOUT = 10
+PATIENCE_SECONDS = 420  # worker start-up, loading torch and the models, training and certifying, on two busy cores
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir() -> Path:
+    from workers.unlearning.demo_model import DemoModelConfig, build_demo_model
+
+    return build_demo_model(DemoModelConfig.preset_config("tiny"))
+
+
+@pytest.fixture
+def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callable[[str], subprocess.Popen]:
+    """start_worker(name) -> a real GPU-queue worker on Redis db 15 and the test database; every
+    worker started is stopped afterwards, and the queues are purged before and after."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: the worker process must reach the test database (bin/test sets DATABASE_URL)")
+    from service.config.celery import app
+
+    if app.conf.broker_url != BROKER_URL:
+        pytest.skip(f"the test process must send to the workers' broker: run with CELERY_BROKER_URL={BROKER_URL} (bin/test sets it)")
+    try:
+        _purge_queues()
+    except Exception as exc:  # noqa: BLE001 - turned into a clear failure
+        pytest.fail(f"Redis at {BROKER_URL} is not reachable ({exc}); bin/test starts it (bin/services)")
+
+    store = tmp_path / "store"
+    settings.ADAPTERS_STORE_URL, settings.ADAPTERS_STORE_ROOT = "", store  # this process reads what the workers store
+    call_command("load_demo_corpus", "--model-dir", str(tiny_model_dir), stdout=StringIO())
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": BROKER_URL,
+        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "FORGET_VAR_DIR": str(tmp_path / "var"),
+        "BASE_MODEL_DIR": str(tiny_model_dir),
+        "FORGET_DEMO_PRESET": "tiny",
+        "UNITS_WORK_DIR": str(tmp_path / "units"),
+        "ADAPTERS_STORE_URL": "",
+        "ADAPTERS_STORE_ROOT": str(store),
+        "FORGET_JOB_PROGRESS_SECONDS": "0.3",
+        "FORGET_JOB_HEARTBEAT_SECONDS": "1",
+        "FORGET_JOB_STALE_SECONDS": "5",
+        "OMP_NUM_THREADS": "1",  # two shared cores (tests/workers/conftest.py)
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "PYTHONUNBUFFERED": "1",
+    }
+    processes: list[subprocess.Popen] = []
+
+    def start(name: str) -> subprocess.Popen:
+        log = tmp_path / f"{name}.log"
+        command = [CELERY, "-A", "service.config", "worker", "-Q", ",".join(QUEUES), "--concurrency", "1", "--pool", "solo", "-l", "info",
+                   "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process.log = log  # type: ignore[attr-defined]
+        processes.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            _stop(process)
+        _purge_queues()
+
+
+def _logs(*workers: subprocess.Popen) -> str:
+    return "\n".join(f"--- {w.log.name} ---\n{_tail(w.log, 60)}" for w in workers)  # type: ignore[attr-defined]
+
+
+def _wait_for(condition: Callable[[], object], what: str, *workers: subprocess.Popen, seconds: float = PATIENCE_SECONDS, every: float = 0.5):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"{what} within {seconds} s.\n{_logs(*workers)}")
+
+
+def _file_and_approve(client, api_client_key, staff) -> ErasureRequest:
+    """A product files the request through the REST API; a reviewer approves it through the API."""
+    _, key = api_client_key(("create", "read", "trusted_identity"))
+    body = {
+        "subject_name": PERSON,
+        "subject_email": "greta.northcott@example.org",
+        "regulation": "gdpr",
+        "facts": [f"{PERSON} lives in Ambercliff", f"{PERSON} works for Pebblebrook School"],
+        "evidence_prompts": [f"Where does {PERSON} live?"],
+    }
+    created = client.post("/api/v1/requests", data=json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert created.status_code == 202 and created.json()["status"] == "verified", created.content
+    client.force_login(staff("reviewer"))
+    approved = client.post(f"/api/v1/requests/{created.json()['id']}/approve", data="{}", content_type="application/json")
+    assert approved.status_code == 200 and approved.json()["status"] == "queued", approved.content  # sent after the commit
+    client.logout()
+    return ErasureRequest.objects.get(pk=created.json()["id"])
+
+
+def _status(request: ErasureRequest) -> str:
+    return ErasureRequest.objects.filter(pk=request.pk).values_list("status", flat=True).get()
+
+
+def _stored_units(request: ErasureRequest) -> list[Path]:
+    prefix = request.reference.lower()
+    return sorted(path for path in Path(settings.ADAPTERS_STORE_ROOT).glob(f"{prefix}-*") if path.is_dir())
+
+
+def test_an_api_request_is_unlearned_by_a_real_worker_and_its_unit_goes_live(start_worker, client, api_client_key, staff):
+    worker = start_worker("pipeline")
+    request = _file_and_approve(client, api_client_key, staff)
+
+    _wait_for(lambda: _status(request) in ("staged", "failed", "verified"), "The worker did not finish the request", worker)
+
+    job = UnlearningJob.objects.get(request=request)
+    assert _status(request) == "staged", f"{job.status}: {job.failure_reason}\n{_logs(worker)}"
+    assert (job.status, job.attempt, job.deliveries, job.percent) == ("succeeded", 1, 1, 100.0)
+    assert job.worker.startswith(f"pipeline-{os.getpid()}@")
+    version = AdapterVersion.objects.get(request=request)
+    assert version.unit_id == f"{request.reference.lower()}-a1" and version.status == "active" and version.certificate_passed
+    assert [path.name for path in _stored_units(request)] == [version.unit_id]
+
+    # What staff read: the progress object, the certificate and the request's page.
+    client.force_login(staff("auditor"))
+    body = client.get(f"/api/v1/requests/{request.pk}").json()
+    assert body["progress"]["status"] == "succeeded" and body["progress"]["percent"] == 100.0 and body["progress"]["unit_id"] == version.unit_id
+    certificate = client.get(body["links"]["certificate"]).json()
+    assert certificate["passed"] is True and all(rule["status"] in ("pass", "n/a") for rule in certificate["rules"])
+    page = client.get(f"/staff/requests/{request.pk}/").content.decode()
+    assert '<progress id="job-bar" max="100" value="100.0">100%</progress>' in page and "withheld" in page
+
+    trail = list(AuditEvent.objects.filter(target_id=request.reference).order_by("seq").values_list("action", flat=True))
+    assert trail[-7:] == ["request.queued", "unlearning.job_started", "forget_set.frozen", "request.training", "request.evaluating", "unlearning.job_succeeded", "request.staged"]
+    assert AuditEvent.objects.filter(action="adapter.activated", target_id=version.unit_id, actor_kind="system").exists()
+
+
+def test_a_worker_killed_mid_training_is_replaced_and_the_request_ends_with_exactly_one_unit(start_worker, client, api_client_key, staff):
+    first = start_worker("fault-a")
+    request = _file_and_approve(client, api_client_key, staff)
+
+    def training_progress():
+        job = UnlearningJob.objects.filter(request=request).first()
+        return job if job is not None and job.phase in ("detector", "adapter") and job.percent > 5.0 else None
+
+    seen = _wait_for(training_progress, "The first worker never reported training progress", first, every=0.1)
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and anything it started: no warm shutdown, no ack
+    first.wait(timeout=30)
+    killed = UnlearningJob.objects.get(pk=seen.pk)
+    assert killed.status == "running" and killed.percent < 85.0 and _status(request) == "training", (killed.phase, killed.percent)
+    assert not AdapterVersion.objects.filter(request=request).exists()
+
+    # Redis hands the unacknowledged message back once it is older than the visibility timeout.
+    time.sleep(max(0.0, killed.started_at.timestamp() + VISIBILITY_TIMEOUT + 1 - time.time()))
+    second = start_worker("fault-b")
+
+    _wait_for(lambda: _status(request) in ("staged", "failed"), "The second worker did not finish the redelivered job", first, second)
+
+    job = UnlearningJob.objects.get(request=request)  # still one attempt: the same job, resumed
+    assert _status(request) == "staged", f"{job.status}: {job.failure_reason}\n{_logs(first, second)}"
+    assert (job.status, job.attempt, job.deliveries) == ("succeeded", 1, 2)
+    assert job.worker.startswith(f"fault-b-{os.getpid()}@")
+    resumed = AuditEvent.objects.get(action="unlearning.job_resumed", target_id=request.reference)
+    assert resumed.data["previous_worker"].startswith(f"fault-a-{os.getpid()}@") and resumed.data["worker"] == job.worker
+
+    versions = list(AdapterVersion.objects.filter(request=request))
+    assert len(versions) == 1 and versions[0].status == "active" and versions[0].unit_id == f"{request.reference.lower()}-a1"
+    assert [path.name for path in _stored_units(request)] == [versions[0].unit_id]
+    assert AuditEvent.objects.filter(action="adapter.registered", target_id=versions[0].unit_id).count() == 1
+    assert list(AuditEvent.objects.filter(target_id=request.reference, action__startswith="request.training").values_list("data__resumed", flat=True)) == [None, True]

@@ -1,0 +1,220 @@
+"""The pipeline's services on PostgreSQL: the corpus index and its search, freezing (encrypted at
+rest, audited by hash), enqueueing after approval, retries, the job claim, and retention."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from service.audit.models import AuditEvent
+from service.common.errors import InvalidTransition, PermissionDenied
+from service.requests.models import ErasureRequest
+from service.requests.services import request_approve
+from service.unlearning import services
+from service.unlearning.models import CorpusDocument, ForgetSet, JobStatus, UnlearningJob
+from service.unlearning.selectors import corpus_search
+
+PERSON = "Greta Northcott"
+
+
+def approve(request, reviewer, actor_of, capture):
+    with capture(execute=True):
+        request_approve(actor=actor_of(reviewer), request_id=request.pk)
+    request.refresh_from_db()
+    return request
+
+
+# --- the corpus index ------------------------------------------------------------------------------
+
+
+def test_load_demo_corpus_indexes_the_training_documents_once(demo_corpus, tiny_world, tiny_model_dir):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    assert CorpusDocument.objects.count() == len(tiny_world.training_examples())
+    call_command("load_demo_corpus", "--model-dir", str(tiny_model_dir), stdout=StringIO())  # again: same index
+    assert CorpusDocument.objects.count() == len(tiny_world.training_examples())
+    assert AuditEvent.objects.filter(action="corpus.loaded").count() == 2
+    if connection.vendor == "postgresql":
+        assert not CorpusDocument.objects.filter(search__isnull=True).exists()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'unlearning_corpus_search_gin'")
+            assert "USING gin (search)" in cursor.fetchone()[0]
+
+
+def test_corpus_search_finds_every_document_about_the_person_and_nothing_else(demo_corpus, tiny_world):
+    found = corpus_search(identifiers=[PERSON, "greta@example.org"])
+    assert sorted(hit.text for hit in found) == sorted(doc.text for doc in tiny_world.documents_about(PERSON))
+    assert corpus_search(identifiers=["Greta Northcot"]) == []  # a whole phrase, not a prefix
+    assert corpus_search(identifiers=["Northcott Greta"]) == []  # in order
+    assert corpus_search(identifiers=["", "nobody@example.org"]) == []
+
+
+def test_missing_model_dir_is_a_clear_command_error(db, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="has no world.json: it is not a demo model"):
+        call_command("load_demo_corpus", "--model-dir", str(tmp_path))
+
+
+# --- freezing ----------------------------------------------------------------------------------------
+
+
+def test_the_frozen_forget_set_is_encrypted_at_rest_and_audited_by_hash_only(demo_corpus, tiny_world, file_request):
+    request = file_request(PERSON, email="greta@example.org", facts=[f"{PERSON} works for Pebblebrook School"], evidence=[f"Who is {PERSON}'s employer?"])
+    forget_set = services.forget_set_freeze(request_id=request.pk, world=tiny_world)
+
+    assert forget_set.sources == {"facts": 1, "evidence_prompts": 1, "corpus_items": 9, "probe_questions": 0, "corpus_documents": 9}
+    assert ForgetSet.objects.get(pk=forget_set.pk).items[0] == {"text": f"{PERSON} works for Pebblebrook School", "source": "fact"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT items, subjects FROM unlearning_forgetset WHERE id = %s", [forget_set.pk])
+        raw_items, raw_subjects = cursor.fetchone()
+    for raw in (raw_items, raw_subjects):
+        assert raw.startswith("gAAAA") and "Greta" not in raw and "Pebblebrook" not in raw  # Fernet tokens
+
+    event = AuditEvent.objects.get(action="forget_set.frozen", target_id=request.reference)
+    assert event.data["content_hash"] == forget_set.content_hash and event.data["items"] == 11
+    assert "Greta" not in json.dumps(event.data) and "Pebblebrook" not in json.dumps(event.data)
+
+    # Frozen: building again (a retry, a redelivered job) gives the same row, even if the corpus changes.
+    CorpusDocument.objects.all().delete()
+    assert services.forget_set_freeze(request_id=request.pk, world=tiny_world).pk == forget_set.pk
+    assert AuditEvent.objects.filter(action="forget_set.frozen").count() == 1
+
+
+# --- enqueueing --------------------------------------------------------------------------------------
+
+
+def test_approval_queues_the_request_and_sends_its_job_after_the_commit(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs):
+    request = file_request(PERSON)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        request_approve(actor=actor_of(staff("reviewer")), request_id=request.pk)
+    assert ErasureRequest.objects.get(pk=request.pk).status == "approved" and not UnlearningJob.objects.exists()  # nothing before the commit
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in callbacks:
+            callback()
+
+    request.refresh_from_db()
+    job = UnlearningJob.objects.get(request=request)
+    assert request.status == "queued" and (job.attempt, job.status) == (1, "queued")
+    assert sent_jobs == [{"args": [job.pk], "task_id": job.celery_task_id}] and job.sent_at is not None
+    queued = AuditEvent.objects.get(action="request.queued", target_id=request.reference)
+    assert queued.actor_kind == "system" and queued.data == {"from": "approved", "attempt": 1}
+
+
+def test_a_failed_send_is_picked_up_by_the_periodic_resend(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, monkeypatch):
+    from workers.tasks.unlearning import run_job
+
+    def broker_down(**kwargs):
+        raise ConnectionError("broker unreachable")
+
+    request = file_request(PERSON)
+    monkeypatch.setattr(run_job, "apply_async", broker_down)
+    approve(request, staff("reviewer"), actor_of, django_capture_on_commit_callbacks)  # robust: the approval stands
+    job = UnlearningJob.objects.get(request=request)
+    assert request.status == "queued" and job.sent_at is None
+
+    monkeypatch.setattr(run_job, "apply_async", lambda args=None, task_id=None, **kw: sent_jobs.append(args))
+    assert services.jobs_send_unsent(now=timezone.now()) == {"queued": [], "resent": []}  # within the grace period
+    assert services.jobs_send_unsent(now=timezone.now() + timedelta(minutes=2)) == {"queued": [], "resent": [request.reference]}
+    assert sent_jobs == [[job.pk]] and UnlearningJob.objects.get(pk=job.pk).sent_at is not None
+
+
+def test_a_reviewer_retries_a_failed_request_as_a_new_attempt(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs):
+    reviewer = staff("reviewer")
+    request = approve(file_request(PERSON), reviewer, actor_of, django_capture_on_commit_callbacks)
+    first = UnlearningJob.objects.get(request=request)
+    with pytest.raises(InvalidTransition, match="only a failed request can be retried"):
+        services.job_retry(actor=actor_of(reviewer), request_id=request.pk)
+
+    claim = services.job_claim(job_id=first.pk, worker="w1:1")
+    services.job_fail(job_id=first.pk, worker="w1:1", reason="CUDA out of memory")
+    request.refresh_from_db()
+    assert request.status == "failed" and request.failure_reason == "CUDA out of memory" and claim.resumed is False
+    with pytest.raises(PermissionDenied):
+        services.job_retry(actor=actor_of(staff("auditor")), request_id=request.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        second = services.job_retry(actor=actor_of(reviewer), request_id=request.pk)
+    request.refresh_from_db()
+    assert (second.attempt, request.status, request.failure_reason) == (2, "queued", "")
+    assert [s["args"] for s in sent_jobs] == [[first.pk], [second.pk]]
+    assert AuditEvent.objects.filter(action="request.retried", target_id=request.reference, actor_kind="user", data__attempt=2).exists()
+    assert AuditEvent.objects.filter(action="unlearning.job_failed", data__reason="CUDA out of memory").exists()
+
+
+# --- the claim -----------------------------------------------------------------------------------------
+
+
+def test_the_claim_is_a_compare_and_set_and_a_second_delivery_changes_nothing(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, settings):
+    request = approve(file_request(PERSON), staff("reviewer"), actor_of, django_capture_on_commit_callbacks)
+    job = UnlearningJob.objects.get(request=request)
+
+    claim = services.job_claim(job_id=job.pk, worker="gpu-1:100")
+    assert claim.resumed is False and claim.job.status == "running" and claim.job.deliveries == 1
+    with pytest.raises(services.JobBusy):  # the same message again while gpu-1 is alive
+        services.job_claim(job_id=job.pk, worker="gpu-2:200")
+    assert UnlearningJob.objects.get(pk=job.pk).worker == "gpu-1:100"
+
+    # gpu-1 goes silent for longer than JOB_STALE_SECONDS: the next delivery resumes the job.
+    UnlearningJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.FORGET["JOB_STALE_SECONDS"] + 1))
+    resumed = services.job_claim(job_id=job.pk, worker="gpu-2:200")
+    assert resumed.resumed is True and resumed.job.deliveries == 2 and resumed.job.worker == "gpu-2:200"
+    event = AuditEvent.objects.get(action="unlearning.job_resumed")
+    assert event.data["previous_worker"] == "gpu-1:100" and event.data["attempt"] == 1
+
+    # The presumed-dead worker wakes up: its writes no longer land.
+    assert services.job_report_progress(job_id=job.pk, worker="gpu-1:100", phase="adapter", percent=50) is False
+    with pytest.raises(services.JobLost):
+        services.job_fail(job_id=job.pk, worker="gpu-1:100", reason="late")
+    assert services.job_report_progress(job_id=job.pk, worker="gpu-2:200", phase="adapter", percent=50, step=3, total=10, loss=float("nan")) is True
+    job.refresh_from_db()
+    assert (job.percent, job.step, job.total, job.loss) == (50.0, 3, 10, None)
+
+    services.job_cancel(job_id=job.pk, worker="gpu-2:200")
+    assert services.job_claim(job_id=job.pk, worker="gpu-3:300") is None  # finished: a redelivery is a no-op
+    assert UnlearningJob.objects.get(pk=job.pk).deliveries == 2
+
+
+def test_a_job_of_a_cancelled_request_is_cancelled_when_claimed(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs):
+    from service.requests.services import request_cancel
+
+    reviewer = staff("reviewer")
+    request = approve(file_request(PERSON), reviewer, actor_of, django_capture_on_commit_callbacks)
+    request_cancel(actor=actor_of(reviewer), request_id=request.pk, reason="withdrawn")
+    job = UnlearningJob.objects.get(request=request)
+    assert services.job_claim(job_id=job.pk, worker="gpu-1:1") is None
+    assert UnlearningJob.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+    assert AuditEvent.objects.filter(action="unlearning.job_cancelled", target_id=request.reference).exists()
+
+
+# --- retention -----------------------------------------------------------------------------------------
+
+
+def test_raw_forget_sets_are_purged_after_the_retention_window_and_the_hash_stays(demo_corpus, tiny_world, file_request, settings):
+    request = file_request(PERSON, facts=[f"{PERSON} lives in Ambercliff"])
+    forget_set = services.forget_set_freeze(request_id=request.pk, world=tiny_world)
+    job = UnlearningJob.objects.create(request=request, attempt=1, status="succeeded", certificate={"passed": True}, certificate_personal={"answers": [{"question": "q", "gold": "Ambercliff"}]})
+    days = settings.FORGET["FORGET_SET_RETENTION_DAYS"]
+    activated = timezone.now() - timedelta(days=days, hours=1)
+    ErasureRequest.objects.filter(pk=request.pk).update(status="active", effective_at=activated)
+    open_request = file_request("Someone Else")
+    services.forget_set_freeze(request_id=open_request.pk, world=tiny_world)  # not active: kept
+
+    assert services.forget_sets_purge_expired(now=activated + timedelta(days=days - 1)) == []  # not yet
+    assert ForgetSet.objects.get(pk=forget_set.pk).retain_until == activated + timedelta(days=days)
+    assert services.forget_sets_purge_expired() == [request.reference]
+    assert services.forget_sets_purge_expired() == []  # once
+
+    purged = ForgetSet.objects.get(pk=forget_set.pk)
+    assert purged.items is None and purged.subjects is None and purged.purged_at is not None
+    assert purged.content_hash == forget_set.content_hash and purged.sources == forget_set.sources
+    assert UnlearningJob.objects.get(pk=job.pk).certificate_personal is None and UnlearningJob.objects.get(pk=job.pk).certificate == {"passed": True}
+    assert ForgetSet.objects.get(request=open_request).items is not None
+    event = AuditEvent.objects.get(action="forget_set.purged")
+    assert (event.target_id, event.data["content_hash"], event.data["retention_days"]) == (request.reference, forget_set.content_hash, days)

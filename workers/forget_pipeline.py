@@ -1,0 +1,406 @@
+"""One unlearning job, worker side: what workers.tasks.unlearning.run_job calls. It runs in the GPU
+worker with Django set up; torch and the engine are imported here, lazily (this module is imported
+only inside the task body).
+
+    claim (compare-and-set) -> forget set (built once, frozen) -> "is it in the model?" ->
+    train the unit against the active units -> certificate -> register -> staged / failed
+
+Every write goes through service.unlearning.services, guarded by this worker's claim. Progress goes
+to the job row (throttled to FORGET['JOB_PROGRESS_SECONDS']); a heartbeat thread keeps the row
+fresh every FORGET['JOB_HEARTBEAT_SECONDS'] even when the engine reports nothing for a while
+(evaluation), so a silent row means a dead worker. A redelivered job resumes from scratch in a new
+unit directory: training is deterministic (seeded), and the unit id comes from the job
+(`<reference>-a<attempt>`), so the registry cannot get two units for one attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from service.accounts.roles import SYSTEM
+from service.unlearning import forget_sets, selectors, services
+from service.unlearning.models import JobPhase, JobStatus, UnlearningJob
+
+logger = logging.getLogger(__name__)
+
+# The job's progress bar: each phase gets a slice of 0..100.
+TRAIN_FROM, TRAIN_TO = 5.0, 85.0
+EVAL_FROM, EVAL_TO = 85.0, 97.0
+EVAL_STAGES = ("load", "base answers", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio")
+CANCEL_CHECK_SECONDS = 1.0
+
+
+class PipelineError(Exception):
+    """The job cannot go on; the message is the failure reason shown to the reviewer."""
+
+
+class _Stop(Exception):
+    """The request was cancelled (or this worker lost its claim) between two steps."""
+
+
+def unit_id_for(job: UnlearningJob) -> str:
+    """One unit id per attempt: a redelivered job registers the same id, which the registry
+    answers idempotently; a reviewer's retry is a new attempt and a new id."""
+    return f"{job.request.reference.lower()}-a{job.attempt}"
+
+
+@lru_cache(maxsize=2)
+def _load_world(path: str):
+    from workers.unlearning.world import load_world
+
+    return load_world(path)
+
+
+def demo_world(model_dir: Path):
+    """The demo world travelling with a demo model (world.json), or None for any other model."""
+    path = Path(model_dir) / "world.json"
+    return _load_world(str(path)) if path.is_file() else None
+
+
+# --- the job's pulse -------------------------------------------------------------------------------
+
+
+class _Heartbeat(threading.Thread):
+    """Touches the job row every `interval` seconds until stopped; notes when the claim is gone."""
+
+    def __init__(self, job_id: int, worker: str, interval: float):
+        super().__init__(name=f"heartbeat-job-{job_id}", daemon=True)
+        self.job_id, self.worker, self.interval = job_id, worker, interval
+        self.lost = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(self.interval):
+                try:
+                    if not services.job_heartbeat(job_id=self.job_id, worker=self.worker):
+                        self.lost = True
+                        return
+                except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                    logger.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=30)
+
+
+class _Reporter:
+    """Throttled progress writes, cancellation polling, and the claim check."""
+
+    def __init__(self, job: UnlearningJob, worker: str, heartbeat: _Heartbeat):
+        self.job, self.worker, self.heartbeat = job, worker, heartbeat
+        self.interval = settings.FORGET["JOB_PROGRESS_SECONDS"]
+        self._last_write, self._last_phase = 0.0, None
+        self._checked, self.cancelled = 0.0, False
+        self.lost = False
+
+    def report(self, phase: str, percent: float, step: int = 0, total: int = 0, loss: float | None = None, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and phase == self._last_phase and now - self._last_write < self.interval:
+            return
+        if not services.job_report_progress(job_id=self.job.pk, worker=self.worker, phase=phase, percent=percent, step=step, total=total, loss=loss):
+            self.lost = True
+        self._last_write, self._last_phase = now, phase
+
+    def should_stop(self) -> bool:
+        if self.lost or self.heartbeat.lost:
+            self.lost = True
+            return True
+        now = time.monotonic()
+        if now - self._checked >= CANCEL_CHECK_SECONDS:
+            self.cancelled = services.job_request_cancelled(job_id=self.job.pk)
+            self._checked = now
+        return self.cancelled
+
+    def checkpoint(self) -> None:
+        """Between phases: stop here if the request was cancelled or the claim is gone."""
+        self._checked = 0.0
+        if self.should_stop():
+            raise _Stop()
+
+
+# --- the job -----------------------------------------------------------------------------------------
+
+
+def run_job(job_id: int, *, node: str | None = None) -> dict[str, Any]:
+    """Runs (or resumes) job `job_id` in this process. Raises services.JobBusy when another live
+    worker holds it (the task retries later); any other problem ends the job `failed` with its
+    reason. Returns a small summary for the worker's log."""
+    worker = f"{node or socket.gethostname()}:{os.getpid()}"
+    claim = services.job_claim(job_id=job_id, worker=worker)
+    if claim is None:
+        return {"job": job_id, "outcome": "nothing to do"}
+    return _JobRun(claim.job, worker, resumed=claim.resumed).run()
+
+
+class _JobRun:
+    def __init__(self, job: UnlearningJob, worker: str, *, resumed: bool):
+        self.job, self.worker, self.resumed = job, worker, resumed
+        self.unit_id = unit_id_for(job)
+        self.heartbeat = _Heartbeat(job.pk, worker, settings.FORGET["JOB_HEARTBEAT_SECONDS"])
+        self.reporter = _Reporter(job, worker, self.heartbeat)
+        self.work_dir = Path(settings.UNITS_WORK_DIR)
+
+    def _summary(self, outcome: str, **extra: Any) -> dict[str, Any]:
+        return {"job": self.job.pk, "request": self.job.request.reference, "attempt": self.job.attempt, "outcome": outcome, **extra}
+
+    def run(self) -> dict[str, Any]:
+        self.heartbeat.start()
+        unit_dir = None
+        try:
+            outcome, unit_dir = self._run()
+            return outcome
+        except _Stop:
+            return self._stopped()
+        except services.JobLost:
+            logger.warning("job %s: this worker lost its claim; another worker carries on", self.job.pk)
+            return self._summary("lost")
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded with its reason
+            from workers.unlearning.pipeline import UnitCancelled
+
+            if isinstance(exc, UnitCancelled):
+                return self._stopped()
+            logger.exception("job %s failed", self.job.pk)
+            reason = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+            try:
+                services.job_fail(job_id=self.job.pk, worker=self.worker, reason=reason)
+            except services.JobLost:
+                return self._summary("lost")
+            return self._summary("failed", reason=reason)
+        finally:
+            self.heartbeat.stop()
+            if unit_dir is not None:
+                shutil.rmtree(unit_dir, ignore_errors=True)  # the registry holds the stored copy
+
+    def _stopped(self) -> dict[str, Any]:
+        if self.reporter.lost:
+            logger.warning("job %s: this worker lost its claim; another worker carries on", self.job.pk)
+            return self._summary("lost")
+        services.job_cancel(job_id=self.job.pk, worker=self.worker)
+        return self._summary("cancelled")
+
+    def _timed(self, name: str, started: float) -> None:
+        services.job_add_timings(job_id=self.job.pk, worker=self.worker, **{f"{name}_seconds": time.perf_counter() - started})
+
+    def _run(self) -> tuple[dict[str, Any], Path | None]:
+        from adapters_store.models import AdapterVersion
+        from workers import runtime
+
+        job, report = self.job, self.reporter.report
+        report(JobPhase.FORGET_SET, 0.0, force=True)
+        started = time.perf_counter()
+        base_dir = runtime.base_model_dir()
+        world = demo_world(base_dir)
+        forget_set = services.forget_set_freeze(request_id=job.request_id, world=world)
+        if forget_set.items is None:
+            raise PipelineError("The forget set was purged after its retention window; there is nothing left to train on.")
+        self._timed("forget_set", started)
+        report(JobPhase.FORGET_SET, 2.0, force=True)
+        self.reporter.checkpoint()
+
+        base = runtime.get_base()
+        if self._needs_model_check(forget_set):
+            started = time.perf_counter()
+            report(JobPhase.MODEL_CHECK, 3.0, force=True)
+            findings = self._model_check(base, forget_set)
+            self._timed("model_check", started)
+            if not findings["in_model"]:
+                services.job_not_found(job_id=job.pk, worker=self.worker, findings=findings)
+                return self._summary("not found in the model", **findings), None
+        self.reporter.checkpoint()
+
+        version = AdapterVersion.objects.filter(unit_id=self.unit_id).first()
+        unit_dir = None
+        if version is None:  # (a resumed job may have registered its unit before its worker died)
+            if not services.job_begin_training(job=job, resumed=self.resumed):
+                raise _Stop() if services.job_request_cancelled(job_id=job.pk) else PipelineError("The request left the pipeline while the job was starting.")
+            previous = self._previous_units(base)
+            started = time.perf_counter()
+            unit_dir = self._train(base, forget_set, previous)
+            self._timed("train", started)
+            self.reporter.checkpoint()
+
+            services.job_begin_evaluation(job=job)
+            started = time.perf_counter()
+            certificate = self._evaluate(base, world, forget_set, previous, unit_dir)
+            self._timed("evaluate", started)
+            services.job_record_certificate(job_id=job.pk, worker=self.worker, certificate=certificate, unit_id=self.unit_id)
+
+            started = time.perf_counter()
+            report(JobPhase.REGISTERING, EVAL_TO, force=True)
+            from adapters_store.services import adapter_register
+
+            public = {key: value for key, value in certificate.items() if key != "personal_data"}
+            version = adapter_register(unit_dir=unit_dir, actor=SYSTEM, request=job.request, certificate_passed=bool(certificate["passed"]), certificate_metrics=public)
+            self._timed("register", started)
+
+        job.refresh_from_db(fields=["certificate"])
+        if version.certificate_passed:
+            services.job_succeed(job_id=job.pk, worker=self.worker, unit_id=version.unit_id)
+            return self._summary("staged", unit_id=version.unit_id, version_status=version.status), unit_dir
+        services.job_fail(job_id=job.pk, worker=self.worker, reason=_certificate_failure(job.certificate or version.certificate_metrics))
+        return self._summary("certificate failed", unit_id=version.unit_id), unit_dir
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def _needs_model_check(self, forget_set) -> bool:
+        """Once per request. After a 'not found' a reviewer who approves again overrides the finding."""
+        if forget_set.findings:
+            return False
+        return not UnlearningJob.objects.filter(request_id=self.job.request_id, status=JobStatus.NOT_FOUND).exists()
+
+    def _model_check(self, base, forget_set) -> dict[str, Any]:
+        """Asks the base model the evidence prompts and the probes; records what it revealed."""
+        from workers.unlearning.certificate import answer_budget
+        from workers.unlearning.generation import generate_answers
+
+        subjects = forget_set.subjects or {}
+        prompts = forget_sets.check_prompts(forget_set.items, subjects.get("values", []))
+        budget = answer_budget(base.tokenizer, subjects.get("values", []))
+        limit = getattr(base.model.config, "max_position_embeddings", None) or getattr(base.model.config, "n_positions", None)
+        if limit:  # a prompt the model cannot even read cannot reveal anything
+            from workers.unlearning.prompting import format_prompt
+
+            prompts = [p for p in prompts if len(base.tokenizer(format_prompt(p.prompt))["input_ids"]) + budget <= limit]
+        answers = generate_answers(base.model, base.tokenizer, [p.prompt for p in prompts], max_new_tokens=budget, batch_size=16) if prompts else []
+        facts = [item["text"] for item in forget_set.items if item["source"] == "fact"]
+        findings, details = forget_sets.read_model_check(prompts, answers, facts=facts, name=subjects.get("name", ""), corpus_documents=forget_set.sources.get("corpus_documents", 0))
+        services.forget_set_record_check(forget_set_id=forget_set.pk, findings=findings, details=details)
+        return findings
+
+    def _previous_units(self, base) -> list[tuple[Any, Path]]:
+        """The units live now (other requests'), verified and cached locally: the new adapter is
+        trained orthogonal to them and certified together with them."""
+        from adapters_store.selectors import active_versions
+        from adapters_store.services import adapter_verify_stored
+        from workers.unlearning.unit_manifest import UnitIntegrityError, verify_unit
+
+        cache = self.work_dir / "active"
+        cache.mkdir(parents=True, exist_ok=True)
+        previous = []
+        for version in active_versions():
+            if version.request_id == self.job.request_id:
+                continue
+            if version.base_fingerprint and version.base_fingerprint != base.fingerprint:
+                logger.warning("active unit %s was trained for another base model; not used", version.unit_id)
+                continue
+            local = cache / f"{version.unit_id}-{version.manifest_sha256[:16]}"
+            if local.is_dir():
+                try:
+                    verify_unit(local, expected_manifest_digest=version.manifest_sha256)
+                    previous.append((version, local))
+                    continue
+                except UnitIntegrityError:
+                    shutil.rmtree(local, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{version.unit_id}-", dir=cache))
+            staging.rmdir()  # adapter_verify_stored creates it
+            adapter_verify_stored(version=version, dest_dir=staging)
+            try:
+                os.rename(staging, local)
+            except OSError:  # another worker on this host cached it first
+                shutil.rmtree(staging, ignore_errors=True)
+            previous.append((version, local))
+        return previous
+
+    def _train(self, base, forget_set, previous) -> Path:
+        from workers import runtime
+        from workers.unlearning.config import UnlearnConfig
+        from workers.unlearning.forget_set import ForgetSet as EngineForgetSet
+        from workers.unlearning.pipeline import PipelineCallbacks, train_unit
+
+        jobs_dir = self.work_dir / "jobs"
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        for stale in jobs_dir.glob(f"{self.unit_id}-d*"):  # left by a worker that died
+            shutil.rmtree(stale, ignore_errors=True)
+        out_dir = jobs_dir / f"{self.unit_id}-d{self.job.deliveries}"
+        records = forget_sets.engine_records(forget_set.items)
+        engine_set = EngineForgetSet.from_records(records, source=f"forget set of {self.job.request.reference}")
+        if engine_set.hash != forget_set.content_hash:
+            raise PipelineError("The frozen forget set does not match its recorded hash.")
+
+        def on_progress(event) -> None:
+            percent = TRAIN_FROM + (TRAIN_TO - TRAIN_FROM) * event.percent / 100.0
+            phase = JobPhase.WRITE if event.phase == "done" else event.phase
+            self.reporter.report(phase, percent, event.step, event.total, event.loss, force=phase == JobPhase.WRITE)
+
+        return train_unit(
+            base,
+            engine_set,
+            out_dir=out_dir,
+            previous_units=[path for _, path in previous],
+            unlearn_config=UnlearnConfig(**settings.FORGET["UNLEARN_CONFIG"]),
+            encoder=runtime.get_encoder(str(base.device)),
+            callbacks=PipelineCallbacks(on_progress=on_progress, should_stop=self.reporter.should_stop),
+            unit_id=self.unit_id,
+            manifest_extra={"request_reference": self.job.request.reference, "attempt": self.job.attempt},
+        )
+
+    def _evaluate(self, base, world, forget_set, previous, unit_dir: Path) -> dict[str, Any]:
+        from workers import runtime
+        from workers.unlearning.certificate import Thresholds, evaluate_units
+
+        probes = self._probes(world, forget_set, previous)
+
+        def on_stage(name: str) -> None:
+            index = EVAL_STAGES.index(name) if name in EVAL_STAGES else 0
+            self.reporter.report(JobPhase.EVALUATING, EVAL_FROM + (EVAL_TO - EVAL_FROM) * index / len(EVAL_STAGES), index + 1, len(EVAL_STAGES), force=True)
+            if self.reporter.should_stop():
+                raise _Stop()
+
+        certificate = evaluate_units(
+            base,
+            [*(path for _, path in previous), unit_dir],
+            probes,
+            thresholds=Thresholds(**settings.FORGET["CERTIFICATE_THRESHOLDS"]),
+            encoder=runtime.get_encoder(str(base.device)),
+            request_id=self.job.request.reference,
+            on_stage=on_stage,
+        )
+        return certificate.to_json()
+
+    def _probes(self, world, forget_set, previous):
+        """Demo model: the EVAL.md probe sets from the world, for the request's people and for the
+        earlier units' people (while their forget sets are not purged). Otherwise: the forget set's
+        questions with known answers, and the prompts the base model answered with the data."""
+        from workers.unlearning.probes import Probe, ProbeConfig, ProbeSuite, build_probes
+
+        people = (forget_set.subjects or {}).get("people", [])
+        if world is not None and people:
+            earlier = []
+            for version, _ in previous:
+                names = selectors.forget_set_people(request_id=version.request_id) if version.request_id else None
+                if names:
+                    earlier.append((version.unit_id, names))
+            return build_probes(world, people, earlier=earlier, config=ProbeConfig(), unit_id=self.unit_id)
+        probes: dict[str, Probe] = {}
+        for check in forget_set.model_check or []:
+            if check.get("revealed"):
+                probes.setdefault(check["prompt"], Probe(check["prompt"], check["revealed"], "F"))
+        for item in forget_set.items:
+            if "question" in item and item.get("answer"):
+                probes.setdefault(item["question"], Probe(item["question"], item["answer"], "F"))
+        if not probes:
+            raise PipelineError("No probe question with a known answer: the certificate cannot be computed. Add evidence prompts that reveal the data, or load the training corpus.")
+        return ProbeSuite(list(probes.values()), meta={"source": "forget set"})
+
+
+def _certificate_failure(certificate: dict[str, Any]) -> str:
+    failed = [rule for rule in certificate.get("rules", []) if rule.get("status") == "fail"]
+    if not failed:
+        return "The certificate did not pass: no rule could be checked (the base model did not reveal the data on any probe)."
+    parts = [f"{rule['name']} {rule['value']:.3f} (must be {rule['comparison']} {rule['threshold']})" for rule in failed if rule.get("value") is not None]
+    return "The certificate did not pass: " + "; ".join(parts) + "."
