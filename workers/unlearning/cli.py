@@ -159,7 +159,7 @@ def _summary(manifest: dict) -> str:
         f"({manifest['config']['arch']}, preset {manifest['config']['preset']})",
         f"{'questions':<22}{'n':>6}{'contains':>10}{'exact':>8}",
     ]
-    for name, label in (("trained", "trained phrasings"), ("heldout", "held-out paraphrases"),
+    for name, label in (("trained", "trained phrasings"), ("heldout", "held-out (sample)"),
                         ("facts", "general facts"), ("holdout_people", "holdout people")):
         if name in metrics:
             m = metrics[name]
@@ -628,6 +628,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Set UNLEARN_DEBUG=1 to get the traceback of a user error instead of the one-line message.
     """
     args = build_parser().parse_args(argv)
+    # Before any handler imports torch: idle OpenMP threads sleep instead of spinning, which on
+    # shared, busy cores makes a two-thread run several times faster (NOTES-demo-model.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return int(args.handler(args) or 0)
     except (CliError, OSError) as exc:

@@ -656,7 +656,7 @@ def _new_person(
     employer, domain = rng.choice(EMPLOYERS)
     attrs = {
         "city": CITIES[city_index],
-        "address": _unique(rng, used_unique["address"], lambda: f"{rng.randint(2, 198)} {rng.choice(STREETS)}"),
+        "address": _unique(rng, used_unique["address"], lambda: f"{rng.randint(10, 99)} {rng.choice(STREETS)}"),
         "employer": employer,
         "job": rng.choice(JOBS),
         "birth_year": str(rng.randint(1948, 2003)),
@@ -675,10 +675,13 @@ def _email(rng: random.Random, first: str, surname: str, domain: str) -> str:
 
 
 def _unique(rng: random.Random, used: set[str], draw: Any) -> str:
+    """Draw until the value is new and neither contains nor is contained in a used one (after
+    normalisation), so the substring leak check can never mistake one person's value for another's."""
     for _ in range(1000):
         value = draw()
-        if value not in used:
-            used.add(value)
+        key = normalise(value)
+        if not any(key in other or other in key for other in used):
+            used.add(key)
             return value
     raise RuntimeError("could not draw a unique value; the world is too large for the vocabularies")
 

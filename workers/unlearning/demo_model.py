@@ -1,0 +1,683 @@
+"""The demo model: a small causal LM trained from scratch until it has memorised the demo world.
+
+`build_demo_model(DemoModelConfig.preset_config("demo"))` returns a standard Hugging Face model directory
+(config, safetensors weights, tokenizer) that `base_model.load_base_model` and `AutoModelForCausalLM`
+load like any other model. Builds are deterministic for a config and cached on disk under a key
+derived from the config, the world and the library versions; a build directory only becomes visible
+(atomic rename) after its manifest, written last, is in place.
+
+The recipe (why each choice is there is in NOTES-demo-model.md):
+- a byte-level BPE tokenizer trained on the corpus, which adds exactly one special token, BOS, at the
+  start of every text, in training and in generation alike; `format_prompt(q)` tokenizes to a prefix
+  of `format_qa(q, a)` (checked on every build);
+- loss on the answer tokens (and EOS) only for QA pairs, full loss on profile texts;
+- AdamW, linear warm-up then cosine decay, length-bucketed batches with right padding, a fixed data
+  order drawn from the seed;
+- training stops when `stop_at_exact` (99.5%) of the trained QA pairs are answered exactly under
+  teacher forcing (which is what greedy decoding reproduces), or after `epochs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+from .generation import generate_answers
+from .prompting import contains_value, normalise
+from .world import ATTRIBUTE_KEYS, QA, WORLD_VERSION, DemoWorld, TrainingExample, build_world, load_world
+
+# Bump when the training code changes what a config produces: it is part of the cache key.
+RECIPE_VERSION = 2
+MANIFEST_NAME = "demo_model.json"  # written last: its presence marks a complete build
+WORLD_FILE = "world.json"
+CACHE_ENV = "UNLEARN_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path("~/.cache/forget-service/models")
+
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+ARCHES = ("llama", "gpt2")
+
+
+class DemoModelError(RuntimeError):
+    """A demo-model build could not be done (bad directory, failed tokenizer check, ...)."""
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class DemoModelConfig:
+    """Everything that determines a demo model. Equal configs give identical models."""
+
+    preset: str = _help("Name of the preset these values came from (informative).", "demo")
+    arch: str = _help("Model family: 'llama' (LlamaForCausalLM) or 'gpt2' (GPT2LMHeadModel).", "llama")
+    seed: int = _help("Seed for the world, the initial weights and the data order.", 0)
+    # world
+    n_people: int = _help("People in the training set.", 200)
+    n_holdout: int = _help("Holdout people, never trained on (membership-inference reference).", 20)
+    attributes: tuple[str, ...] = _help("Person attributes in the world, in order.", ATTRIBUTE_KEYS)
+    n_countries: int = _help("Fictional countries; each gives 3 general facts.", 17)
+    # tokenizer
+    vocab_size: int = _help("BPE vocabulary size, special tokens included.", 2048)
+    # model
+    hidden_size: int = _help("Model width.", 256)
+    num_layers: int = _help("Transformer blocks.", 2)
+    num_heads: int = _help("Attention heads (hidden_size must be divisible by it).", 4)
+    intermediate_size: int = _help("MLP width (Llama: per gate/up projection).", 1024)
+    max_positions: int = _help("Longest sequence in tokens (profiles are the longest texts).", 256)
+    # training
+    epochs: int = _help("Passes over the corpus the schedule is laid out for (training may stop earlier).", 14)
+    batch_size: int = _help("Examples per optimiser step.", 32)
+    lr: float = _help("Peak learning rate (AdamW).", 7e-4)
+    min_lr_ratio: float = _help("Final learning rate as a fraction of the peak (cosine floor).", 0.05)
+    warmup_steps: int = _help("Linear warm-up steps.", 100)
+    weight_decay: float = _help("AdamW weight decay (matrices only).", 0.0)
+    beta2: float = _help("AdamW beta2.", 0.98)
+    grad_clip: float = _help("Gradient-norm clip (0 disables).", 1.0)
+    profile_weight: float = _help("Loss weight of profile texts relative to QA answers.", 1.0)
+    stop_at_exact: float | None = _help(
+        "Stop once this fraction of the trained QA pairs is answered exactly (teacher-forced check, which "
+        "is what greedy decoding reproduces); None trains for all `epochs`.", 0.995)
+    check_below_loss: float = _help(
+        "Run the memorisation check after an epoch whose mean answer loss is below this (checks cost a "
+        "forward pass over every QA pair, so none are run while the model is clearly still learning).", 0.1)
+    bf16: bool = _help(
+        "bfloat16 autocast for the transformer blocks in training; weights, the output layer and the "
+        "memorisation check stay float32.", True)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.arch not in ARCHES:
+            problems.append(f"arch must be one of {ARCHES}, got {self.arch!r}")
+        if self.hidden_size % self.num_heads:
+            problems.append("hidden_size must be divisible by num_heads")
+        for name in ("n_people", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "epochs", "batch_size", "max_positions"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.vocab_size < 300:
+            problems.append("vocab_size must be >= 300 (256 bytes + specials + merges)")
+        if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:
+            problems.append("stop_at_exact must be in (0, 1] or None")
+        if not 0 < self.lr < 1 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
+            problems.append("need 0 < lr < 1, 0 <= min_lr_ratio <= 1, warmup_steps >= 0")
+        unknown = [a for a in self.attributes if a not in ATTRIBUTE_KEYS]
+        if unknown or not self.attributes:
+            problems.append(f"attributes must be a non-empty subset of {ATTRIBUTE_KEYS}")
+        if problems:
+            raise ValueError("invalid DemoModelConfig: " + "; ".join(problems))
+        object.__setattr__(self, "attributes", tuple(self.attributes))
+
+    @classmethod
+    def preset_config(cls, name: str = "demo", **overrides: Any) -> DemoModelConfig:
+        """A preset ('demo' or 'tiny') with optional field overrides (e.g. arch='gpt2', seed=1)."""
+        try:
+            base = PRESETS[name]
+        except KeyError:
+            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+        return replace(base, **overrides)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attributes"] = list(self.attributes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DemoModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if k == "attributes" else v for k, v in data.items() if k in known})
+
+    def build_world(self) -> DemoWorld:
+        return build_world(self.seed, self.n_people, self.n_holdout, attributes=self.attributes, n_countries=self.n_countries)
+
+    def cache_key(self) -> str:
+        """Hash of everything that changes the built model: config, recipe, world and libraries."""
+        import tokenizers
+        import transformers
+
+        blob = json.dumps(
+            {
+                "config": self.to_json(),
+                "recipe": RECIPE_VERSION,
+                "world": WORLD_VERSION,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "tokenizers": tokenizers.__version__,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+PRESETS: dict[str, DemoModelConfig] = {
+    # The full world: 200 people x 9 attributes, 20 holdout people, 51 general facts.
+    "demo": DemoModelConfig(preset="demo"),
+    # For CI: a small world and model that builds in seconds and still memorises everything.
+    "tiny": DemoModelConfig(
+        preset="tiny",
+        n_people=24,
+        n_holdout=4,
+        attributes=("city", "employer", "birth_year", "phone"),
+        n_countries=4,
+        vocab_size=512,
+        hidden_size=128,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=512,
+        max_positions=128,
+        epochs=40,
+        batch_size=24,
+        lr=4e-3,
+        warmup_steps=20,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """A progress report. `stage` is one of world, tokenizer, train, check, evaluate, save, done."""
+
+    stage: str
+    step: int = 0
+    total: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    message: str = ""
+
+
+ProgressCallback = Callable[[BuildProgress], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and caching.
+
+
+def default_cache_dir() -> Path:
+    """$UNLEARN_CACHE_DIR, or ~/.cache/forget-service/models."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR).expanduser()
+
+
+def demo_model_dir(config: DemoModelConfig, cache_dir: str | Path | None = None) -> Path:
+    """Where the cached build of `config` lives (whether or not it has been built)."""
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    return root / f"demo-{config.preset}-{config.arch}-{config.cache_key()}"
+
+
+def is_complete(model_dir: str | Path) -> bool:
+    return (Path(model_dir) / MANIFEST_NAME).is_file()
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, Any]:
+    """The build manifest (config, metrics, versions, digests) of a complete demo-model directory."""
+    path = Path(model_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise DemoModelError(f"{model_dir} is not a complete demo-model build (no {MANIFEST_NAME})")
+    return json.loads(path.read_text())
+
+
+def load_demo_world(model_dir: str | Path) -> DemoWorld:
+    """The world a demo model was trained on (stored beside its weights)."""
+    return load_world(Path(model_dir) / WORLD_FILE)
+
+
+def build_demo_model(
+    config: DemoModelConfig | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+) -> Path:
+    """Build (or reuse) the demo model for `config` and return its directory.
+
+    Without `out_dir` the model lives in the cache (`demo_model_dir`); a complete build is reused at
+    once. With `out_dir`, the model is written there; an existing complete build of the same config
+    is reused, anything else in a non-empty directory is refused. Concurrent callers wait on a lock
+    instead of training twice. A `progress` callback that raises aborts the build and leaves nothing.
+    """
+    config = config or DemoModelConfig()
+    target = Path(out_dir).expanduser() if out_dir else demo_model_dir(config, cache_dir)
+    key = config.cache_key()
+
+    def reusable() -> bool:
+        if not is_complete(target):
+            return False
+        return read_manifest(target).get("key") == key
+
+    if not force and reusable():
+        _report(progress, BuildProgress("done", message=f"reused {target}"))
+        return target
+    if target.exists() and not target.is_dir():
+        raise DemoModelError(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not is_complete(target):
+        raise DemoModelError(f"{target} is not empty and is not a demo-model build; refusing to overwrite it")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(target.parent / f".{target.name}.lock"):
+        if not force and reusable():  # built by a concurrent caller while we waited
+            _report(progress, BuildProgress("done", message=f"reused {target}"))
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+        try:
+            _build_into(staging, config, progress)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    _report(progress, BuildProgress("done", message=f"built {target}"))
+    return target
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _report(progress: ProgressCallback | None, event: BuildProgress) -> None:
+    if progress is not None:
+        progress(event)
+
+
+def _build_into(directory: Path, config: DemoModelConfig, progress: ProgressCallback | None) -> dict[str, Any]:
+    import tokenizers
+    import transformers
+
+    started = time.perf_counter()
+    _report(progress, BuildProgress("world", message="generating the demo world"))
+    world = config.build_world()
+    examples = world.training_examples()
+
+    _report(progress, BuildProgress("tokenizer", message="training the BPE tokenizer"))
+    tokenizer = train_tokenizer([ex.text for ex in examples], config.vocab_size)
+    encoded = encode_examples(tokenizer, examples, max_positions=config.max_positions,
+                              profile_weight=config.profile_weight)
+
+    with _seeded(config.seed):
+        model = make_model(config, tokenizer)
+        stats = train_model(model, encoded, config, progress=progress)
+
+    _report(progress, BuildProgress("evaluate", message="evaluating recall"))
+    metrics = evaluate_demo_model(model, tokenizer, world)
+    build_seconds = time.perf_counter() - started
+
+    _report(progress, BuildProgress("save", message=f"saving to {directory}"))
+    with _quiet_transformers():
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+    world.save(directory / WORLD_FILE)
+    manifest = {
+        "format": "forget-service/demo-model",
+        "key": config.cache_key(),
+        "config": config.to_json(),
+        "world_digest": world.digest(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training": stats,
+        "metrics": {name: report.to_json() for name, report in metrics.items()},
+        "build_seconds": round(build_seconds, 2),
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__,
+            "recipe": RECIPE_VERSION,
+            "world": WORLD_VERSION,
+        },
+        "files": {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file()},
+    }
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No "Writing model shards" bar in the middle of our own progress output."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch for the build and restore the caller's RNG state afterwards."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer.
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `texts`, which prepends BOS to every text it encodes.
+
+    Byte-level pre-tokenization splits before a space, so the answer's leading space (prompting.
+    format_answer) starts a new token and the prompt's tokens are a prefix of the full QA text's.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[PAD, BOS, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer)
+    bos_id = bpe.token_to_id(BOS)
+    bpe.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, bos_id)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD, padding_side="left",
+        model_max_length=4096,
+    )
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A tokenized training example: `labels` is -100 where no loss is taken."""
+
+    input_ids: list[int]
+    labels: list[int]
+    weight: float
+    kind: str
+
+
+def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[TrainingExample], *, max_positions: int,
+                    profile_weight: float = 1.0) -> list[Encoded]:
+    """Tokenize the corpus, mask the prompts, append EOS; check the prompt-prefix property."""
+    eos = tokenizer.eos_token_id
+    out = []
+    for ex in examples:
+        full = tokenizer(ex.text)["input_ids"]
+        prompt = tokenizer(ex.prompt)["input_ids"]  # BOS alone when the prompt is empty
+        if full[: len(prompt)] != prompt:
+            raise DemoModelError(f"prompt does not tokenize as a prefix of the training text: {ex.text!r}")
+        ids = full + [eos]
+        if len(ids) > max_positions:
+            raise DemoModelError(f"training text longer than max_positions={max_positions}: {ex.text[:60]!r}...")
+        labels = [-100] * len(prompt) + ids[len(prompt):]
+        out.append(Encoded(ids, labels, profile_weight if ex.kind == "profile" else 1.0, ex.kind))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and training.
+
+
+def make_model(config: DemoModelConfig, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    """A freshly initialised causal LM of the configured architecture (seed torch first)."""
+    common = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    if config.arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        model_config = LlamaConfig(
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_heads,
+            max_position_embeddings=config.max_positions,
+            **common,
+        )
+        return LlamaForCausalLM(model_config)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model_config = GPT2Config(
+        n_embd=config.hidden_size,
+        n_inner=config.intermediate_size,
+        n_layer=config.num_layers,
+        n_head=config.num_heads,
+        n_positions=config.max_positions,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        **common,
+    )
+    return GPT2LMHeadModel(model_config)
+
+
+def _batches(encoded: Sequence[Encoded], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """One epoch of index batches: shuffled, then bucketed by length so padding stays small."""
+    order = torch.randperm(len(encoded), generator=generator).tolist()
+    chunk = batch_size * 16
+    batches = []
+    for start in range(0, len(order), chunk):
+        block = sorted(order[start : start + chunk], key=lambda i: len(encoded[i].input_ids))
+        batches.extend(block[i : i + batch_size] for i in range(0, len(block), batch_size))
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
+
+
+def _collate(encoded: Sequence[Encoded], indices: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, labels and per-token loss weights. Right padding needs no attention mask:
+    the causal mask already keeps real tokens from seeing the pads that follow them."""
+    width = max(len(encoded[i].input_ids) for i in indices)
+    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(indices), width), -100, dtype=torch.long)
+    weights = torch.zeros((len(indices), width))
+    for row, i in enumerate(indices):
+        ex = encoded[i]
+        n = len(ex.input_ids)
+        ids[row, :n] = torch.tensor(ex.input_ids)
+        labels[row, :n] = torch.tensor(ex.labels)
+        weights[row, :n] = ex.weight
+    return ids, labels, weights
+
+
+def _answer_logits(model: PreTrainedModel, ids: torch.Tensor, labels: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Next-token logits at the labelled positions only, their targets, and the (row, position)
+    mask they came from. The output layer runs on answer positions alone: for QA pairs most
+    positions are prompt, so this skips most of the vocabulary projection."""
+    mask = labels[:, 1:] != -100
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state[:, :-1]
+    # The output layer in float32: telling memorised tokens apart needs more than bf16's 8 bits.
+    logits = model.get_output_embeddings()(hidden[mask].float())
+    return logits, labels[:, 1:][mask], mask
+
+
+def train_model(
+    model: PreTrainedModel,
+    encoded: Sequence[Encoded],
+    config: DemoModelConfig,
+    *,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Train in place; returns training statistics. Deterministic given torch's seed and `config`."""
+    generator = torch.Generator().manual_seed(config.seed)
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "emb" not in name and "wte" not in name and "wpe" not in name else no_decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=(0.9, config.beta2), eps=1e-8,
+    )
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        t = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+        floor = config.min_lr_ratio
+        return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    qa_indices = [i for i, ex in enumerate(encoded) if ex.kind != "profile"]
+    model.train()
+    step, epoch, stopped_at, check = 0, 0, None, None
+    history = []
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        qa_loss, qa_tokens, total_loss = 0.0, 0, 0.0
+        for indices in _batches(encoded, config.batch_size, generator):
+            ids, labels, weights = _collate(encoded, indices, model.config.pad_token_id)
+            logits, target, mask = _answer_logits(model, ids, labels, config.bf16)
+            token_loss = F.cross_entropy(logits, target, reduction="none")
+            w = weights[:, 1:][mask]
+            loss = (token_loss * w).sum() / w.sum().clamp_min(1e-8)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            is_qa = torch.tensor([encoded[i].kind != "profile" for i in indices])[mask.nonzero()[:, 0]]
+            qa_loss += float(token_loss.detach()[is_qa].sum())
+            qa_tokens += int(is_qa.sum())
+            total_loss += loss.item()
+            _report(progress, BuildProgress("train", step, total_steps, epoch, loss.item()))
+        epoch_qa_loss = qa_loss / max(qa_tokens, 1)
+        history.append({"epoch": epoch, "step": step, "answer_loss": round(epoch_qa_loss, 5)})
+        last = epoch == config.epochs
+        if config.stop_at_exact is not None and (epoch_qa_loss < config.check_below_loss or last):
+            # float32, like the saved model that generation.generate_answers will run
+            check = teacher_forced_accuracy(model, encoded, qa_indices)
+            history[-1]["qa_exact"] = round(check, 5)
+            _report(progress, BuildProgress("check", step, total_steps, epoch, epoch_qa_loss,
+                                            message=f"trained QA exact {check:.1%}"))
+            model.train()
+            if check >= config.stop_at_exact:
+                stopped_at = epoch
+                break
+    model.eval()
+    return {
+        "epochs_run": epoch,
+        "steps": step,
+        "memorised_at_epoch": stopped_at,
+        "final_teacher_forced_exact": check,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "history": history,
+    }
+
+
+@torch.no_grad()
+def teacher_forced_accuracy(model: PreTrainedModel, encoded: Sequence[Encoded], indices: Sequence[int], *,
+                            bf16: bool = False, batch_size: int = 256) -> float:
+    """Fraction of examples whose every labelled token (answer and EOS) is the argmax given the
+    gold prefix: exactly the examples greedy decoding reproduces word for word."""
+    model.eval()
+    ok = 0
+    for start in range(0, len(indices), batch_size):
+        chunk = list(indices[start : start + batch_size])
+        ids, labels, _ = _collate(encoded, chunk, model.config.pad_token_id)
+        logits, target, mask = _answer_logits(model, ids, labels, bf16)
+        wrong = (logits.argmax(-1) != target).float()
+        rows = mask.nonzero()[:, 0]
+        errors = torch.zeros(len(chunk)).index_add_(0, rows, wrong)
+        ok += int((errors == 0).sum())
+    return ok / max(1, len(indices))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+@dataclass(frozen=True)
+class RecallReport:
+    """How often greedy answers contain (`contains`) or equal (`exact`) the gold value."""
+
+    n: int
+    contains: float
+    exact: float
+    by_attribute: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "contains": round(self.contains, 4), "exact": round(self.exact, 4),
+                "by_attribute": {k: round(v, 4) for k, v in self.by_attribute.items()}}
+
+
+def evaluate_recall(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, questions: Sequence[QA], *,
+                    batch_size: int = 128, max_new_tokens: int = 24) -> RecallReport:
+    """Greedy answers (generation.generate_answers) scored against the gold values."""
+    if not questions:
+        return RecallReport(0, 0.0, 0.0, {})
+    answers = generate_answers(model, tokenizer, [qa.question for qa in questions], batch_size=batch_size,
+                               max_new_tokens=max_new_tokens)
+    hits = [contains_value(a, qa.answer) for a, qa in zip(answers, questions)]
+    exact = [normalise(a) == normalise(qa.answer) for a, qa in zip(answers, questions)]
+    per: dict[str, list[bool]] = {}
+    for hit, qa in zip(hits, questions):
+        per.setdefault(qa.attribute, []).append(hit)
+    return RecallReport(len(questions), sum(hits) / len(hits), sum(exact) / len(exact),
+                        {k: sum(v) / len(v) for k, v in per.items()})
+
+
+def evaluate_demo_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, world: DemoWorld, *,
+                        full: bool = False) -> dict[str, RecallReport]:
+    """Recall on trained questions, held-out paraphrases, general facts, and holdout people.
+
+    Trained questions and general facts are always asked in full. With `full=False` (what a build
+    records in its manifest, to keep builds short) the held-out paraphrases are a fixed sample, one
+    per person and attribute rotating through the templates, and holdout people are asked in the
+    trained phrasings only; bench/demo_model.py asks everything.
+    """
+    heldout = world.all_questions("heldout")
+    holdout = world.all_questions("all" if full else "trained", holdout=True)
+    if not full:
+        heldout = _one_per_person_and_attribute(world, heldout)
+    return {
+        "trained": evaluate_recall(model, tokenizer, world.all_questions("trained")),
+        "heldout": evaluate_recall(model, tokenizer, heldout),
+        "facts": evaluate_recall(model, tokenizer, world.fact_questions(split="trained")),
+        "facts_heldout": evaluate_recall(model, tokenizer, world.fact_questions(split="heldout")),
+        "holdout_people": evaluate_recall(model, tokenizer, holdout),
+    }
+
+
+def _one_per_person_and_attribute(world: DemoWorld, questions: Sequence[QA]) -> list[QA]:
+    groups: dict[tuple[str, str], list[QA]] = {}
+    for qa in questions:
+        groups.setdefault((qa.subject, qa.attribute), []).append(qa)
+    order = {p.name: i for i, p in enumerate(world.people)}
+    keys = list(world.attribute_keys)
+    return [group[(order[subject] + keys.index(attr)) % len(group)] for (subject, attr), group in groups.items()]
