@@ -87,7 +87,8 @@ class GateWeights:
         return tuple(unit.unit_id for unit in self.units)
 
     def row(self, index: int) -> dict[str, float]:
-        return {unit.unit_id: float(w) for unit, w in zip(self.units, self.matrix[index])}
+        # tolist() converts the whole row at once (float(w) per numpy scalar cost ~0.5 ms at 1000 units)
+        return dict(zip(self.unit_ids, np.asarray(self.matrix[index]).tolist()))
 
     def rows(self, start: int, stop: int) -> GateWeights:
         return GateWeights(self.units, self.matrix[start:stop])
@@ -110,7 +111,9 @@ class _Call:
     def __init__(self, gate_weights: GateWeights, owner: object):
         self.owner = owner  # the GatedModel's token: another gate on the same model ignores this call
         self.weights = torch.from_numpy(np.ascontiguousarray(gate_weights.matrix, dtype=np.float32))
-        self.active = [(i, unit) for i, unit in enumerate(gate_weights.units) if gate_weights.matrix[:, i].any()]
+        # One vectorised test for all units (a Python loop over 1000 units cost ~1 ms per call).
+        on = np.flatnonzero(np.asarray(gate_weights.matrix).any(axis=0))
+        self.active = [(int(i), gate_weights.units[i]) for i in on]
         self._stacked: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = {}
 
     def delta(self, name: str, h: torch.Tensor) -> torch.Tensor | None:
