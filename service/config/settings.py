@@ -7,6 +7,7 @@ sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), SECRET_KEY and the re
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import environ
@@ -149,8 +150,8 @@ FORGET = {
     "JOB_STALE_SECONDS": env.float("FORGET_JOB_STALE_SECONDS", default=120.0),
     # Overrides of the engine's UnlearnConfig (JSON object, e.g. {"epochs": 20}) and of the
     # certificate's Thresholds (e.g. {"leak_P": 0.1}); empty: the engine's defaults.
-    "UNLEARN_CONFIG": env.json("FORGET_UNLEARN_CONFIG", default={}),
-    "CERTIFICATE_THRESHOLDS": env.json("FORGET_CERTIFICATE_THRESHOLDS", default={}),
+    "UNLEARN_CONFIG": json.loads(env("FORGET_UNLEARN_CONFIG", default="") or "{}"),
+    "CERTIFICATE_THRESHOLDS": json.loads(env("FORGET_CERTIFICATE_THRESHOLDS", default="") or "{}"),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
 
