@@ -42,6 +42,10 @@ from workers.unlearning.demo_model import (  # noqa: E402
     read_manifest,
 )
 
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+hf_logging.disable_progress_bar()  # our own output only
+
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_model.json"
 ROWS = (
     ("trained", "trained phrasings (people)"),
