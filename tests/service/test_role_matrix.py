@@ -312,7 +312,7 @@ def test_seed_demo_creates_one_login_per_role_and_an_api_client(client, demo_dir
         assert actor_for_user(User.objects.get(username=username)).roles == {Role(role)}
     key = _printed_key(output)
     found = api_client_for_key(key)
-    assert found is not None and found.name == "demo-client" and sorted(found.scopes) == ["create", "read", "trusted_identity"]
+    assert found is not None and found.name == "demo-client" and sorted(found.scopes) == ["create", "generate", "read", "trusted_identity"]
     key_file = demo_dir / "demo-api-key"
     assert key_file.read_text().strip() == key
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
@@ -332,6 +332,17 @@ def test_seed_demo_twice_keeps_the_users_and_the_key(client, demo_dir, django_us
     assert django_user_model.objects.filter(username__in=["reviewer", "auditor", "admin"]).count() == 3
     assert ApiClient.objects.filter(name="demo-client").count() == 1
     assert client.login(username="reviewer", password="reviewer-demo")  # demo passwords are set back
+
+
+@pytest.mark.django_db
+def test_seed_demo_gives_an_older_demo_client_the_generate_scope_and_keeps_its_key(demo_dir):
+    first = _printed_key(_seed())
+    ApiClient.objects.filter(name="demo-client").update(scopes=["create", "read", "trusted_identity"])  # seeded before bin/demo's story
+
+    output = _seed()
+    assert _printed_key(output) == first
+    assert "scopes: create, generate, read, trusted_identity" in output
+    assert "generate" in api_client_for_key(first).scopes  # the story asks the gateway with this key
 
 
 @pytest.mark.django_db

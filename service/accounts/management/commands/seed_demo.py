@@ -21,7 +21,8 @@ from service.accounts.services import api_client_create, api_client_for_key, api
 # Published on purpose: these accounts exist to be logged into by anyone trying the demo.
 DEMO_USERS = [(Role.REVIEWER, "reviewer", "reviewer-demo"), (Role.AUDITOR, "auditor", "auditor-demo"), (Role.ADMIN, "admin", "admin-demo")]
 DEMO_CLIENT = "demo-client"
-DEMO_SCOPES = [Scope.CREATE.value, Scope.READ.value, Scope.TRUSTED_IDENTITY.value]
+# `generate` too: bin/demo's story asks the inference gateway with this client's key.
+DEMO_SCOPES = [Scope.CREATE.value, Scope.READ.value, Scope.TRUSTED_IDENTITY.value, Scope.GENERATE.value]
 
 
 def demo_key_path() -> Path:
@@ -75,6 +76,9 @@ class Command(BaseCommand):
             key = api_client_rotate_key(client=client)
             _save_key(key)
             origin = "new key; the previous one no longer works" if rotate_key else "new key: the saved one was missing or stale"
+        if sorted(client.scopes) != sorted(DEMO_SCOPES):  # seeded by an older version: back to the demo scopes
+            ApiClient.objects.filter(pk=client.pk).update(scopes=sorted(DEMO_SCOPES))
+            client.refresh_from_db()
         self.stdout.write(f"Demo API client {client.name} (scopes: {', '.join(client.scopes)}), key {origin}:")
         self.stdout.write(f"  {key}")
         self.stdout.write(f"  (saved in {demo_key_path()}; use it as 'Authorization: Bearer <key>')")
