@@ -19,7 +19,8 @@ The last unit directory is the request being certified; the others are the units
 4. Gate metrics per unit (on the detector score u: AUROC, FPR at 95% TPR, TPR at 1% FPR) and for
    the union of units (on the deployed decision, the largest unit weight), plus the fraction of
    positives and negatives whose weight is above 0.5. Positives: F + P (+ F<t for the union and
-   for the earlier unit they belong to); negatives: R + N.
+   for the earlier unit they belong to); negatives: R + N. For the auditor's plot, the certified
+   unit's scores binned per probe set (`gate.score_histogram`: counts only, shared bin edges).
 5. Membership inference on the served system: Min-K%++ (k = 0.4) and LOSS scores of the
    forgotten people's texts (profiles, trained QA) against the holdout people's, AUC with a 95%
    bootstrap interval; the same on the base model for reference (it shows the attack has power).
@@ -52,13 +53,15 @@ from .detector.encoder import Encoder
 from .gate import GatedModel, GateWeights
 from .generation import generate_answers
 from .pipeline import UnitWeights, gated_model, load_units
-from .probes import POSITIVE_SETS, RETAIN_SETS, Probe, ProbeSuite
+from .probes import POSITIVE_SETS, RETAIN_SETS, SETS, Probe, ProbeSuite
 from .prompting import REFUSALS, contains_value, format_answer, format_prompt, format_qa, normalise
 
 CERTIFICATE_FORMAT = "forget-service/certificate"
 CERTIFICATE_VERSION = 1
 MODES = ("gated", "on", "off")
 MIA_K = 0.4
+# Bins of the detector-score histogram per probe set (gate.score_histogram), for the auditor's plot.
+SCORE_HISTOGRAM_BINS = 24
 
 
 def _help(text: str, default: Any) -> Any:
@@ -404,7 +407,44 @@ def _gate_metrics(probes: list[Probe], scores: np.ndarray, weights: np.ndarray, 
         "positives": np.histogram(decision[positives], bins)[0].tolist(),
         "negatives": np.histogram(decision[negatives], bins)[0].tolist(),
     }
-    return {"per_unit": per_unit, "union": union, "above_half_by_set": by_set, "weight_histogram": histogram}
+    certified_column = unit_ids.index(certified)
+    return {
+        "per_unit": per_unit,
+        "union": union,
+        "above_half_by_set": by_set,
+        "weight_histogram": histogram,
+        "score_histogram": score_histogram(sets, scores[:, certified_column], certified),
+    }
+
+
+def score_histogram(sets: np.ndarray, u: np.ndarray, unit_id: str, *, bins: int = SCORE_HISTOGRAM_BINS) -> dict[str, Any]:
+    """The certified unit's detector scores u, binned per probe set, for the auditor's plot.
+
+    One set of bin edges for every set (equal-width over the range of the finite scores, widened
+    to whole thousandths), so the forget probes (F, P, D, F<t) and the retain and neighbour probes
+    (R, N, W) are drawn on one axis. Counts only: no text, no per-probe value. A score of -inf
+    (the name test vetoed the prompt: it names nobody the unit forgets) has no place on the axis
+    and is counted apart in `vetoed`.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    sets = np.asarray(sets)
+    finite = np.isfinite(u)
+    low, high = (float(u[finite].min()), float(u[finite].max())) if finite.any() else (0.0, 1.0)
+    low, high = np.floor(low * 1000) / 1000, np.ceil(high * 1000) / 1000
+    if high - low < 1e-3:
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, bins + 1).round(6)
+    placed = np.clip(u, low, high)  # +inf (never seen in practice) goes to the top bin
+    on_axis = ~np.isnan(u) & ~np.isneginf(u)
+    order = [name for name in SETS if bool((sets == name).any())]
+    return {
+        "unit_id": unit_id,
+        "score": "u (detector score of the certified unit)",
+        "edges": edges.tolist(),
+        "counts": {name: np.histogram(placed[(sets == name) & on_axis], edges)[0].tolist() for name in order},
+        "vetoed": {name: int(((sets == name) & np.isneginf(u)).sum()) for name in order},
+        "positive_sets": [name for name in order if name in POSITIVE_SETS],
+    }
 
 
 # ---------------------------------------------------------------------------------------------

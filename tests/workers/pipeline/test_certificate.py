@@ -48,6 +48,12 @@ def test_certificate_has_every_section_and_is_plain_json(certificate, first_unit
     for section in list(data["gate"]["per_unit"].values()) + [data["gate"]["union"]]:
         for key in ("auroc", "fpr_at_95_tpr", "tpr_at_1_fpr", "positives_above_half", "negatives_above_half"):
             assert key in section
+    # The auditor's plot: the certified unit's scores of every evaluated probe, binned per set.
+    histogram = data["gate"]["score_histogram"]
+    assert histogram["unit_id"] == "req-2" and {"F", "P", "R", "N"} <= set(histogram["counts"])
+    for name, counts in histogram["counts"].items():
+        assert len(counts) == len(histogram["edges"]) - 1
+        assert sum(counts) + histogram["vetoed"][name] == data["probes"]["sizes"][name], name
     for label in ("served", "base"):
         for attack in ("min_k_plus_plus", "loss"):
             interval = data["membership"][label][attack]
