@@ -36,6 +36,8 @@ EVENTS: dict[str, str] = {
     "unlearning.job_failed": "Unlearning attempt {attempt} of {target} failed: {reason}",
     "unlearning.job_cancelled": "Unlearning attempt {attempt} of {target} stopped: the request was cancelled",
     "corpus.loaded": "Training-corpus index: {count} documents loaded from {source}",
+    # signed certificates (service/dossier, docs/dossier.md); targets are requests
+    "certificate.downloaded": "Signed certificate of {target} (attempt {attempt}) downloaded as {format}, key {key_id}",
     # api clients
     "api_client.created": "API client {target} created",
     # adapters and gateway
@@ -48,6 +50,9 @@ EVENTS: dict[str, str] = {
     "gateway.loaded": "Gateway loaded {count} units (generation {generation})",
     # audit itself
     "audit.exported": "Audit log exported as {format}",
+    # reports (service/reports, docs/reports.md)
+    "report.generated": "Request report {period_from} to {period_to} generated ({format})",
+    "report.downloaded": "Request report {period_from} to {period_to} downloaded as {format}",
 }
 
 

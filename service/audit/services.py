@@ -14,7 +14,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from service.accounts.roles import Actor, Capability
-from service.common.hashing import canonical_json, sha256_hex
+from service.common.hashing import canonical_json, pii_hash, sha256_hex
 from service.common.request_context import get_request_id
 
 from .events import EVENTS
@@ -204,4 +204,6 @@ def audit_export_record(*, actor: Actor, export_format: str, criteria: dict[str,
         _lock_chain()
         rows = audit_events(actor=actor, **criteria).count()
         filters = {name: value for name, value in criteria.items() if value not in ("", None)}
+        if "search" in filters:  # free text an auditor typed: it could name a person, so only its hash
+            filters["search"] = pii_hash(filters["search"])
         return audit_record(action="audit.exported", actor=actor, target_type="audit_log", data={"format": export_format, "filters": filters, "rows": rows})

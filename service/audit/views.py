@@ -1,4 +1,5 @@
-"""The auditor's pages: the audit log with filters and the chain status, and its CSV export.
+"""The auditor's pages: the audit log with search, filters, cursor pages and the chain status, and
+its exports (CSV and JSON).
 
 Thin: the filter form turns the query string into audit_events() keyword filters; the selectors
 check the READ_AUDIT capability and the services record each export in the log itself.
@@ -6,35 +7,31 @@ check the READ_AUDIT capability and the services record each export in the log i
 
 from __future__ import annotations
 
-import csv
-import uuid
-from collections.abc import Iterator
-from datetime import datetime, time, timedelta
 from functools import wraps
 from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as PagePermissionDenied
-from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from service.accounts.roles import Actor, actor_for_request
-from service.common.errors import NotFound, PermissionDenied
-from service.common.hashing import canonical_json
+from service.common.errors import PermissionDenied
 
+from .cursors import LAST_PAGE, InvalidCursor
 from .events import EVENTS
-from .selectors import audit_chain_verify, audit_events
+from .exports import csv_lines, json_chunks
+from .search import MAX_SEARCH_LENGTH
+from .selectors import audit_chain_status, audit_events, audit_events_page, audit_filter_criteria
 from .services import audit_export_record
 
 PAGE_SIZE = 50
-CSV_COLUMNS = ["seq", "created_at", "actor_kind", "actor_id", "actor_label", "action", "target_type", "target_id", "description", "data", "request_id", "prev_hash", "hash"]
 
 
 class AuditFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=MAX_SEARCH_LENGTH, label="Search", help_text='Words in action codes and reasons: duplicate, request.rejected, "wrong person", -api.')
     request = forms.CharField(required=False, max_length=64, label="Request", help_text="Reference (RTBF-…), request id, or any target id.")
     actor = forms.CharField(required=False, max_length=150, label="Actor contains", help_text="Part of a username or API client name.")
     action = forms.CharField(required=False, max_length=64, label="Action", help_text="A code or its start, e.g. request. or request.approved", widget=forms.TextInput(attrs={"list": "action-codes"}))
@@ -57,33 +54,14 @@ class AuditFilterForm(forms.Form):
     def criteria(self, actor: Actor) -> dict[str, Any]:
         """The audit_events() keyword filters for the cleaned form."""
         data = self.cleaned_data
-        tz = timezone.get_current_timezone()
-        since = datetime.combine(data["since"], time.min, tzinfo=tz) if data.get("since") else None
-        until = datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=tz) if data.get("until") else None
-        return {
-            "target_id": _target_id(actor, data.get("request", "").strip()),
-            "actor_label": data.get("actor", "").strip(),
-            "action": data.get("action", "").strip(),
-            "since": since,
-            "until": until,
-            "from_seq": data.get("from_seq"),
-        }
+        return audit_filter_criteria(
+            actor=actor, request=data.get("request", ""), actor_contains=data.get("actor", ""), action=data.get("action", ""),
+            since=data.get("since"), until=data.get("until"), from_seq=data.get("from_seq"), search=data.get("q", ""),
+        )
 
-
-def _target_id(actor: Actor, value: str) -> str:
-    """Requests are audited under their public reference; accept their id (UUID) too."""
-    if value.upper().startswith("RTBF-"):
-        return value.upper()
-    try:
-        request_id = uuid.UUID(value)
-    except ValueError:
-        return value
-    from service.requests.selectors import request_get
-
-    try:
-        return request_get(actor=actor, request_id=request_id).reference
-    except NotFound:
-        return value
+    def given(self) -> dict[str, Any]:
+        """The filters as the auditor gave them (for the JSON export's header)."""
+        return {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in self.cleaned_data.items() if value not in ("", None)}
 
 
 def _auditor_page(view):
@@ -103,74 +81,66 @@ def _auditor_page(view):
 def audit_log(request, actor: Actor):
     audit_events(actor=actor)  # the capability check, before anything else runs
     form = AuditFilterForm(request.GET)
-    page = None
+    page = total = None
+    cursor_error = ""
     if form.is_valid():
-        events = audit_events(actor=actor, **form.criteria(actor))
-        page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
-    return _render_log(request, form, page)
+        criteria = form.criteria(actor)
+        try:
+            page = audit_events_page(actor=actor, criteria=criteria, cursor=request.GET.get("cursor", ""), size=PAGE_SIZE)
+        except InvalidCursor as exc:
+            cursor_error = exc.detail
+        else:
+            total = audit_events(actor=actor, **criteria).count()
+    chain = audit_chain_status(actor=actor, full=request.GET.get("verify") == "full")
+    status = 400 if cursor_error else 200
+    return _render_log(request, form, page, total=total, chain=chain, cursor_error=cursor_error, status=status)
 
 
-def _render_log(request, form: AuditFilterForm, page, status: int = 200):
+def _render_log(request, form: AuditFilterForm, page, *, chain, total: int | None = None, cursor_error: str = "", status: int = 200):
     context = {
         "form": form,
         "page": page,
-        "chain": audit_chain_verify(),
+        "total": total,
+        "cursor_error": cursor_error,
+        "last_page": LAST_PAGE.encode(),
+        "chain": chain,
         "action_codes": sorted({code.split(".")[0] + "." for code in EVENTS}) + sorted(EVENTS),
         "filtered": any(form.data.get(name) for name in form.fields),
     }
     return render(request, "audit/log.html", context, status=status)
 
 
-class _Echo:
-    """A file-like object whose write() hands the line back, for csv.writer in a generator."""
+def _export(request, actor: Actor, export_format: str) -> StreamingHttpResponse:
+    """An export of exactly the filtered events, recorded as `audit.exported` first; a bad date
+    range (or any bad filter) is explained on the page with 400 and nothing is recorded."""
+    audit_events(actor=actor)  # the capability check
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return _render_log(request, form, None, chain=audit_chain_status(actor=actor), status=400)
+    criteria = form.criteria(actor)
+    chain = audit_chain_status(actor=actor) if export_format == "json" else None  # the status at export
+    export = audit_export_record(actor=actor, export_format=export_format, criteria=criteria)
+    events = audit_events(actor=actor, **criteria, before_seq=export.seq)
+    if export_format == "csv":
+        response = StreamingHttpResponse(csv_lines(events), content_type="text/csv; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(json_chunks(events, export=export, criteria=_criteria_shown(form, criteria), chain=chain), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="audit-log-{export.created_at:%Y%m%dT%H%M%SZ}-to-{export.seq - 1}.{export_format}"'
+    response["X-Audit-Export-Event"] = str(export.seq)
+    return response
 
-    def write(self, value: str) -> str:
-        return value
 
-
-# Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-def _csv_rows(events) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for event in events.iterator(chunk_size=2000):
-        yield writer.writerow(
-            [
-                event.seq,
-                event.created_at.isoformat(),
-                _cell(event.actor_kind),
-                _cell(event.actor_id),
-                _cell(event.actor_label),
-                event.action,
-                _cell(event.target_type),
-                _cell(event.target_id),
-                _cell(event.description),
-                canonical_json(event.data),
-                _cell(event.request_id),
-                event.prev_hash,
-                event.hash,
-            ]
-        )
+def _criteria_shown(form: AuditFilterForm, criteria: dict[str, Any]) -> dict[str, Any]:
+    """What was asked (the form's fields) and what was applied (dates as UTC instants, `until` exclusive)."""
+    applied = {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in criteria.items() if value not in ("", None)}
+    return {"given": form.given(), "applied": applied}
 
 
 @_auditor_page
 def audit_export_csv(request, actor: Actor):
-    audit_events(actor=actor)  # the capability check
-    form = AuditFilterForm(request.GET)
-    if not form.is_valid():
-        return _render_log(request, form, None, status=400)
-    criteria = form.criteria(actor)
-    export = audit_export_record(actor=actor, export_format="csv", criteria=criteria)
-    events = audit_events(actor=actor, **criteria, before_seq=export.seq)
-    response = StreamingHttpResponse(_csv_rows(events), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="audit-log-{export.created_at:%Y%m%dT%H%M%SZ}-to-{export.seq - 1}.csv"'
-    response["X-Audit-Export-Event"] = str(export.seq)
-    return response
+    return _export(request, actor, "csv")
 
+
+@_auditor_page
+def audit_export_json(request, actor: Actor):
+    return _export(request, actor, "json")

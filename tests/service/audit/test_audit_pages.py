@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from service.accounts.roles import SYSTEM, Actor
+from service.audit.cursors import LAST_PAGE
 from service.audit.models import AuditEvent
 from service.audit.services import audit_record
 from service.common.hashing import pii_hash
@@ -142,7 +143,7 @@ def mixed_log():
 def _shown_seqs(client, **params) -> list[int]:
     response = client.get(LOG, params)
     assert response.status_code == 200
-    return [event.seq for event in response.context["page"].object_list]
+    return [event.seq for event in response.context["page"].rows]
 
 
 def test_filter_by_request_reference_any_case(client, auditor, mixed_log):
@@ -187,18 +188,26 @@ def test_target_links_filter_by_that_target(client, auditor, mixed_log):
     assert 'href="?request=RTBF-BBB333"' in page
 
 
-def test_the_log_is_paginated_and_page_links_keep_the_filters(client, auditor):
+def test_the_log_is_paginated_by_cursor_and_page_links_keep_the_filters(client, auditor):
     for n in range(61):
         audit_record(action="request.approved" if n % 2 else "request.queued", actor=SYSTEM, target_type="request", target_id=f"RTBF-P{n:05d}")
     first = client.get(LOG, {"action": "request."})
-    assert [e.seq for e in first.context["page"].object_list] == list(range(1, 51))
-    page = first.content.decode()
-    assert "Events 1–50 of 61" in page
-    assert "Page 1 of 2" in page
-    assert 'href="?action=request.&amp;page=2" rel="next"' in page
-    second = client.get(LOG, {"action": "request.", "page": 2})
-    assert [e.seq for e in second.context["page"].object_list] == list(range(51, 62))
-    assert "Events 51–61 of 61" in second.content.decode()
+    page = first.context["page"]
+    assert [e.seq for e in page.rows] == list(range(1, 51))
+    assert page.previous is None
+    html = first.content.decode()
+    assert "61 events match the filters. Showing #1–#50." in html
+    assert f'href="?action=request.&amp;cursor={page.next_token}" rel="next"' in html
+    second = client.get(LOG, {"action": "request.", "cursor": page.next_token})
+    assert [e.seq for e in second.context["page"].rows] == list(range(51, 62))
+    assert second.context["page"].next is None
+    assert "Showing #51–#61." in second.content.decode()
+    back = client.get(LOG, {"action": "request.", "cursor": second.context["page"].previous_token})
+    assert [e.seq for e in back.context["page"].rows] == list(range(1, 51))
+    latest = client.get(LOG, {"action": "request.", "cursor": LAST_PAGE.encode()})
+    assert f'cursor={LAST_PAGE.encode()}">Latest »</a>' in html
+    assert [e.seq for e in latest.context["page"].rows] == list(range(12, 62))
+    assert latest.context["page"].next is None and latest.context["page"].previous is not None
 
 
 # --- chain status --------------------------------------------------------------------------------
@@ -275,8 +284,9 @@ def test_export_with_invalid_filters_is_refused_and_not_recorded(client, auditor
 
 
 def test_the_page_offers_an_export_of_what_it_shows(client, auditor, mixed_log):
-    page = client.get(LOG, {"action": "request.", "page": 1}).content.decode()
+    page = client.get(LOG, {"action": "request.", "verify": "full"}).content.decode()
     assert f'href="{EXPORT}?action=request."' in page
+    assert 'href="/audit/export.json?action=request."' in page
     assert "Export these 4 as CSV" in page
 
 

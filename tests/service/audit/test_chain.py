@@ -55,7 +55,7 @@ def test_chain_spanning_several_verification_batches_verifies(monkeypatch):
     import service.audit.selectors as selectors
 
     original = selectors._iter_chain
-    monkeypatch.setattr(selectors, "_iter_chain", lambda batch=2000: original(batch=7))
+    monkeypatch.setattr(selectors, "_iter_chain", lambda batch=2000, after=0: original(batch=7, after=after))
     _record_many(30)
     assert audit_chain_verify() == selectors.ChainStatus(True, 30)
 
