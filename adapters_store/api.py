@@ -8,9 +8,12 @@ Errors are problem+json (service.common.problems).
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
+
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -299,3 +302,135 @@ class LiveApi(APIView):
         at = parse_instant(raw) if raw is not None else None
         live = selectors.live_set(actor=actor, at=at)
         return Response(LiveApi.OutputSerializer(live, context={"request": request, "actor": actor}).data)
+
+
+# --- live history --------------------------------------------------------------------------------
+
+
+@extend_schema_field({"type": "string", "example": "2026-11-23"})
+class InstantField(serializers.Field):
+    """An ISO 8601 date (`2026-11-23`: the start of that day, or with `end_of_day` the start of the
+    next, so that a date range includes its last day) or date-time; without an offset, UTC."""
+
+    default_error_messages = {"invalid": "Expected an ISO 8601 date (2026-11-23) or date-time (2026-11-23T10:15:00Z)."}
+
+    def __init__(self, *, end_of_day: bool = False, **kwargs):
+        self.end_of_day = end_of_day
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        text = data.strip()
+        try:
+            day = parse_date(text) if len(text) == 10 else None
+            moment = None if day else parse_datetime(text)
+        except ValueError:
+            self.fail("invalid")
+        if day is not None:
+            try:
+                return datetime.combine(day + timedelta(days=1) if self.end_of_day else day, time.min, tzinfo=dt_timezone.utc)
+            except OverflowError:  # 9999-12-31: the selector refuses such years anyway
+                self.fail("invalid")
+        if moment is None:
+            self.fail("invalid")
+        return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt_timezone.utc)
+
+    def to_representation(self, value):
+        return value.isoformat()
+
+
+# Plain strings in the schema: one enum for both fields would be named twice (a spectacular warning).
+_SOURCE_FIELD = {"type": "string", "example": "gateway"}
+
+
+class HistoryIntervalSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(help_text="When it went live: the first gateway confirmation where one is recorded, else the activation event.")
+    end = serializers.DateTimeField(allow_null=True, help_text="When it stopped being live (same rule: the last gateway to drop it, else the event); null while live.")
+    start_source = serializers.SerializerMethodField()
+    end_source = serializers.SerializerMethodField()
+    activated = EventSerializer(source="opened_by", help_text="The activation that opened the interval.")
+    ended = EventSerializer(source="closed_by", allow_null=True, help_text="The deactivation, roll-back or revocation that closed it; null while live.")
+    gateway_confirmed_from = serializers.DateTimeField(source="confirmed_from", allow_null=True)
+    gateway_confirmed_until = serializers.DateTimeField(source="confirmed_until", allow_null=True)
+
+    @extend_schema_field({**_SOURCE_FIELD, "description": "`gateway`: `start` is a gateway's confirmation; `registry`: no gateway confirmed it, `start` is the activation event's time."})
+    def get_start_source(self, interval) -> str:
+        return "gateway" if interval.start_confirmed else "registry"
+
+    @extend_schema_field({**_SOURCE_FIELD, "nullable": True, "description": "`gateway` or `registry`, as `start_source` but for `end`; null while live."})
+    def get_end_source(self, interval) -> str | None:
+        if interval.closed_by is None:
+            return None
+        return "gateway" if interval.end_confirmed else "registry"
+
+
+class HistoryUnitSerializer(serializers.Serializer):
+    unit_id = serializers.CharField(source="version.unit_id")
+    version = serializers.IntegerField(source="version.version")
+    status = serializers.ChoiceField(source="version.status", choices=VersionStatus.choices, help_text="Its status now.")
+    request = serializers.SerializerMethodField()
+    intervals = HistoryIntervalSerializer(many=True, help_text="The intervals it was live that overlap the window, oldest first (not clipped to the window).")
+
+    @extend_schema_field({"type": "object", "nullable": True, "properties": {"id": {"type": "string", "format": "uuid"}, "reference": {"type": "string"}}})
+    def get_request(self, lane) -> dict | None:
+        version = lane.version
+        return {"id": str(version.request_id), "reference": version.request.reference} if version.request_id else None
+
+
+class HistoryEventSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(source="event.at")
+    unit_id = serializers.CharField(source="event.version.unit_id")
+    request = serializers.SerializerMethodField(help_text="The request's reference; null for a unit registered from the command line.")
+    action = serializers.ChoiceField(source="event.action", choices=EventAction.choices)
+    actor = serializers.CharField(source="event.actor_label")
+    reason = serializers.CharField(source="event.reason")
+    generation = serializers.IntegerField(source="event.generation")
+    gateway_confirmed_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="An activation: when a gateway first served the unit. A closing event: when the last gateway stopped serving it. Null when no gateway report confirms it.",
+    )
+    changed_live_set = serializers.BooleanField(help_text="False for the revocation of a unit that was not live (nothing changed on the gateways).")
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_request(self, item) -> str | None:
+        version = item.event.version
+        return version.request.reference if version.request_id else None
+
+
+class HistoryApi(APIView):
+    class QuerySerializer(StrictSerializer):
+        since = InstantField(required=False, help_text="Start of the window: a date (its midnight, UTC) or a date-time. Default: 30 days before `until`, or the minute of the first event if the history is younger.")
+        until = InstantField(required=False, end_of_day=True, help_text="End of the window: a date (included whole) or a date-time. Default: now.")
+
+        def validate(self, data):
+            if data.get("since") and data.get("until") and data["until"] <= data["since"]:
+                raise serializers.ValidationError({"until": ["Must be after 'since'."]}, code="invalid")
+            return data
+
+    class OutputSerializer(serializers.Serializer):
+        since = serializers.DateTimeField()
+        until = serializers.DateTimeField()
+        gateway_reports_recorded = serializers.BooleanField(help_text="False when no gateway ever reported what it loaded: every time is then the registry's.")
+        units = HistoryUnitSerializer(source="lanes", many=True, help_text="Each unit live at some time in the window or changed in it, by when it first went live.")
+        events = HistoryEventSerializer(many=True, help_text="The activation events in the window, oldest first.")
+
+    @extend_schema(
+        operation_id="registry_history",
+        tags=[TAG],
+        summary="Which units were live when over a period, and the events behind each change",
+        description=(
+            _READ_NOTE + " Intervals come from the append-only activation history; where a gateway confirmed a change "
+            "(its report of the units it loaded), the interval starts or ends at that confirmation instead, and "
+            "`start_source` / `end_source` say which. Bad dates, or `until` before `since`: 400 `validation_error`."
+        ),
+        parameters=[QuerySerializer],
+        responses={200: OutputSerializer, **problem_responses(400, 401, 403)},
+    )
+    def get(self, request):
+        actor = _actor(request)
+        _refuse_api_clients(actor)
+        query = HistoryApi.QuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        history = selectors.live_history(actor=actor, since=query.validated_data.get("since"), until=query.validated_data.get("until"))
+        return Response(HistoryApi.OutputSerializer(history).data)

@@ -12,14 +12,15 @@ admins).
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from service.accounts.roles import Actor, Capability
-from service.common.errors import NotFound
+from service.common.errors import ApplicationError, NotFound
 
 from .models import ActivationEvent, AdapterVersion, GatewayReport, RegistryGeneration
 from .states import EventAction, VersionStatus
@@ -149,3 +150,199 @@ def gateway_report_check(report: GatewayReport) -> GatewayCheck:
         unexpected=sorted(loaded - set(expected)),
         current=report.generation == registry_generation(),
     )
+
+
+# --- live history: intervals per unit over a window ----------------------------------------------
+#
+# The registry's intervals come from the activation events (an activation opens one, the unit's next
+# deactivation, roll-back or revocation closes it). Where a gateway confirmed the change
+# (GatewayReport), the interval runs on the gateway's clock instead: it starts at the first report
+# that lists the unit at a generation inside the interval, and ends, for each gateway that served
+# it, at that gateway's first report at or after the closing generation that no longer lists it
+# (the latest of those: the last gateway to stop serving it). Without a report the registry's time
+# stands, and the interval says so (`start_confirmed` / `end_confirmed`).
+
+HISTORY_DEFAULT_DAYS = 30
+HISTORY_YEARS = (1970, 9000)  # a window outside these years is a typo (and would overflow date arithmetic)
+
+
+@dataclass(frozen=True)
+class LiveInterval:
+    version: AdapterVersion
+    opened_by: ActivationEvent  # the activation
+    closed_by: ActivationEvent | None  # the deactivation, roll-back or revocation; None: still live
+    confirmed_from: datetime | None  # the first gateway report serving it in this interval
+    confirmed_until: datetime | None  # the last gateway's first report without it after closed_by
+
+    @property
+    def start_confirmed(self) -> bool:
+        return self.confirmed_from is not None
+
+    @property
+    def end_confirmed(self) -> bool:
+        return self.confirmed_until is not None
+
+    @property
+    def start(self) -> datetime:
+        """When it went live: the gateway's confirmation where recorded, else the registry's event."""
+        return self.confirmed_from or self.opened_by.at
+
+    @property
+    def end(self) -> datetime | None:
+        """When it stopped being live (same rule); None while it is live."""
+        if self.closed_by is None:
+            return None
+        return max(self.confirmed_until or self.closed_by.at, self.start)
+
+
+@dataclass(frozen=True)
+class UnitLane:
+    version: AdapterVersion
+    intervals: list[LiveInterval]  # oldest first; the ones that overlap the window
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    event: ActivationEvent
+    # For an activation, when a gateway first served the unit; for a closing event, when the last
+    # gateway stopped serving it; None when no gateway confirmed it (or nothing changed on them).
+    gateway_confirmed_at: datetime | None
+    changed_live_set: bool  # False for the revocation of a unit that was not live
+
+
+@dataclass(frozen=True)
+class LiveHistory:
+    since: datetime
+    until: datetime
+    lanes: list[UnitLane]  # units live at some time in the window or with an event in it, by first start
+    events: list[HistoryEvent]  # the events in the window, oldest first
+    gateway_reports_recorded: bool  # False: no gateway ever reported; every time is the registry's
+
+
+def history_window(*, since: datetime | None = None, until: datetime | None = None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The window a history covers: `until` defaults to now; `since` to 30 days before `until`, or to
+    the minute of the first activation event when the history is younger than that."""
+    until = until or now or timezone.now()
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and not HISTORY_YEARS[0] <= moment.year <= HISTORY_YEARS[1]:
+            raise ApplicationError(
+                f"'{name}' must lie between the years {HISTORY_YEARS[0]} and {HISTORY_YEARS[1]}.",
+                code="validation_error",
+                extra={"errors": [{"field": name, "message": f"Years {HISTORY_YEARS[0]} to {HISTORY_YEARS[1]} only.", "code": "invalid"}]},
+            )
+    if since is None:
+        since = until - timedelta(days=HISTORY_DEFAULT_DAYS)
+        first = ActivationEvent.objects.order_by("at", "id").values_list("at", flat=True).first()
+        if first is not None and since < first <= until:
+            since = first.replace(second=0, microsecond=0)  # its minute: a young history fills the chart
+    if since >= until:
+        raise ApplicationError(
+            "The start of the window must be before its end.",
+            code="validation_error",
+            extra={"errors": [{"field": "until", "message": "Must be after 'since'.", "code": "invalid"}]},
+        )
+    return since, until
+
+
+class _GatewayLog:
+    """One gateway's reports, by generation (a gateway's generation only grows), for bisecting."""
+
+    def __init__(self) -> None:
+        self.generations: list[int] = []
+        self.reports: list[tuple[datetime, frozenset[str]]] = []
+
+    def first_serving(self, unit_id: str, low: int, high: int | None) -> datetime | None:
+        """The first report at a generation in [low, high) that lists the unit."""
+        for index in range(bisect_left(self.generations, low), len(self.generations)):
+            if high is not None and self.generations[index] >= high:
+                return None
+            at, units = self.reports[index]
+            if unit_id in units:
+                return at
+        return None
+
+    def first_without(self, unit_id: str, generation: int) -> datetime | None:
+        """When this gateway stopped serving the unit, once the registry reached `generation`: its
+        first report from then on, if that report no longer lists the unit (if it still does, the
+        unit was live again before the gateway reloaded: it never stopped)."""
+        index = bisect_left(self.generations, generation)
+        if index == len(self.generations):
+            return None
+        at, units = self.reports[index]
+        return None if unit_id in units else at
+
+
+def _gateway_logs(min_generation: int) -> dict[str, _GatewayLog]:
+    logs: dict[str, _GatewayLog] = {}
+    reports = GatewayReport.objects.filter(generation__gte=min_generation).order_by("gateway_id", "generation", "at", "id").values_list("gateway_id", "generation", "at", "unit_ids")
+    for gateway_id, generation, at, unit_ids in reports.iterator(chunk_size=500):
+        log = logs.setdefault(gateway_id, _GatewayLog())
+        log.generations.append(generation)
+        log.reports.append((at, frozenset(unit_ids or ())))
+    return logs
+
+
+def _intervals(version: AdapterVersion, events: list[ActivationEvent], logs: dict[str, _GatewayLog]) -> list[LiveInterval]:
+    intervals: list[LiveInterval] = []
+    opened: ActivationEvent | None = None
+    for event in events:  # oldest first
+        if event.action == EventAction.ACTIVATED:
+            if opened is None:
+                opened = event
+            continue
+        if opened is not None:
+            intervals.append(_confirmed(version, opened, event, logs))
+            opened = None
+    if opened is not None:
+        intervals.append(_confirmed(version, opened, None, logs))
+    return intervals
+
+
+def _confirmed(version: AdapterVersion, opened: ActivationEvent, closed: ActivationEvent | None, logs: dict[str, _GatewayLog]) -> LiveInterval:
+    unit_id, high = version.unit_id, closed.generation if closed else None
+    starts = {gateway: at for gateway, log in logs.items() if (at := log.first_serving(unit_id, opened.generation, high)) is not None}
+    confirmed_until = None
+    if closed is not None and starts:
+        ends = [at for gateway in starts if (at := logs[gateway].first_without(unit_id, closed.generation)) is not None]
+        confirmed_until = max(ends) if ends else None
+    return LiveInterval(version, opened, closed, min(starts.values()) if starts else None, confirmed_until)
+
+
+def live_history(*, actor: Actor, since: datetime | None = None, until: datetime | None = None) -> LiveHistory:
+    """Which units were live when between `since` and `until` (defaults: history_window), with the
+    events behind each change. Reviewers, auditors and admins."""
+    actor.require(Capability.READ_ALL_REQUESTS)
+    since, until = history_window(since=since, until=until)
+    # The units that matter: live when the window opens, or changed inside it.
+    changed = ActivationEvent.objects.filter(at__gte=since, at__lte=until).values_list("version_id", flat=True)
+    version_ids = set(changed) | {unit.version.pk for unit in live_units(at=since)}
+    versions = {version.pk: version for version in AdapterVersion.objects.filter(pk__in=version_ids).select_related("request")}
+    events_by_version: dict[int, list[ActivationEvent]] = {pk: [] for pk in versions}
+    for event in ActivationEvent.objects.filter(version_id__in=version_ids).order_by("generation", "id"):
+        event.version = versions[event.version_id]
+        events_by_version[event.version_id].append(event)
+    first_activation = min((e.generation for events in events_by_version.values() for e in events if e.action == EventAction.ACTIVATED), default=0)
+    logs = _gateway_logs(first_activation)
+
+    lanes: list[UnitLane] = []
+    confirmations: dict[int, datetime | None] = {}  # event id -> the gateway's confirmation of it
+    closing: set[int] = set()
+    for pk, version in versions.items():
+        intervals = _intervals(version, events_by_version[pk], logs)
+        for interval in intervals:
+            confirmations[interval.opened_by.pk] = interval.confirmed_from
+            if interval.closed_by is not None:
+                confirmations[interval.closed_by.pk] = interval.confirmed_until
+                closing.add(interval.closed_by.pk)
+        overlapping = [i for i in intervals if i.start <= until and (i.end is None or i.end >= since)]
+        lanes.append(UnitLane(version, overlapping))
+    lanes.sort(key=lambda lane: (lane.intervals[0].start if lane.intervals else until, lane.version.unit_id))
+
+    events = [
+        HistoryEvent(event, confirmations.get(event.pk), event.action == EventAction.ACTIVATED or event.pk in closing)
+        for pk in versions
+        for event in events_by_version[pk]
+        if since <= event.at <= until
+    ]
+    events.sort(key=lambda item: (item.event.generation, item.event.pk))
+    return LiveHistory(since=since, until=until, lanes=lanes, events=events, gateway_reports_recorded=GatewayReport.objects.exists())

@@ -12,4 +12,5 @@ urlpatterns = [
     path("units/<str:unit_id>/revoke", api.UnitRevokeApi.as_view(), name="api-registry-unit-revoke"),
     path("requests/<uuid:request_id>/rollback", api.RequestRollbackApi.as_view(), name="api-registry-request-rollback"),
     path("live", api.LiveApi.as_view(), name="api-registry-live"),
+    path("history", api.HistoryApi.as_view(), name="api-registry-history"),
 ]

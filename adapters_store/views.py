@@ -1,16 +1,22 @@
-"""Registry pages: what is live now and what the gateways confirmed, each unit's history, and what
-was live at a chosen time. Reviewers, auditors and admins read; reviewers and admins change.
+"""Registry pages: what is live now and what the gateways confirmed, each unit's history, what
+was live at a chosen time, and the live history over a period (a timeline and its changes).
+Reviewers, auditors and admins read; reviewers and admins change.
 
 Thin views: reads through selectors, writes through services (which check the role again).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -19,6 +25,7 @@ from service.common.errors import ApplicationError, NotFound, PermissionDenied
 from service.requests.views_staff import staff_view
 
 from . import selectors, services
+from .history_chart import MAX_LANES, render_history_svg
 from .states import VersionStatus, can_transition
 
 PAGE_SIZE = 50
@@ -135,3 +142,64 @@ def unit_action(request, actor: Actor, unit_id: str, action: str):
     else:
         messages.success(request, message.format(unit=version.unit_id))
     return redirect("registry-unit", unit_id=version.unit_id)
+
+
+class HistoryForm(forms.Form):
+    """The live history's window, as whole days in UTC (both inclusive); empty: the default window."""
+
+    since = forms.DateField(required=False, label="From date (UTC)", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To date (UTC, inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["until"] < data["since"]:
+            self.add_error("until", "The end date is before the start date.")
+        low, high = selectors.HISTORY_YEARS
+        for name in ("since", "until"):
+            if data.get(name) and not low <= data[name].year <= high:
+                self.add_error(name, f"Years {low} to {high} only.")
+        return data
+
+    def window(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """since: the start of its day; until: the end of its day, or now if that is sooner."""
+        data = self.cleaned_data
+        since = datetime.combine(data["since"], time.min, tzinfo=dt_timezone.utc) if data.get("since") else None
+        until = None
+        if data.get("until"):
+            until = datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=dt_timezone.utc)
+            if until > now and (since is None or since < now):
+                until = now
+        return since, until
+
+
+@require_GET
+@never_cache
+@staff_view(Capability.READ_ALL_REQUESTS)
+def registry_history(request, actor: Actor):
+    """The timeline of what was live, and the table of the changes behind it."""
+    form = HistoryForm(request.GET if ("since" in request.GET or "until" in request.GET) else None)
+    if form.is_bound and not form.is_valid():
+        return render(request, "adapters_store/history.html", {"form": form, "history": None}, status=400)
+    now = timezone.now()
+    since, until = form.window(now) if form.is_bound else (None, None)
+    try:
+        history = selectors.live_history(actor=actor, since=since, until=until)
+    except ApplicationError as exc:
+        if exc.code != "validation_error":
+            raise
+        form.add_error(None, exc.detail)  # a window that ends before it starts (a start in the future)
+        return render(request, "adapters_store/history.html", {"form": form, "history": None}, status=400)
+    if not form.is_bound:
+        form = HistoryForm(initial={"since": history.since.date(), "until": history.until.date()})
+    return render(
+        request,
+        "adapters_store/history.html",
+        {
+            "form": form,
+            "history": history,
+            "chart": mark_safe(render_history_svg(history, now=now)),  # built from escaped values only (service.common.svg)
+            "truncated": len(history.lanes) > MAX_LANES,
+            "max_lanes": MAX_LANES,
+            "api_query": urlencode({"since": history.since.isoformat(), "until": history.until.isoformat()}),
+        },
+    )
