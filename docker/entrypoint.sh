@@ -20,6 +20,10 @@ if [ "${FORGET_SKIP_ENV_CHECK:-0}" != 1 ]; then
       *change-me*) fail "$var still holds the placeholder of docker/.env.example: generate a real value (docs/docker.md)" ;;
     esac
   done
+  # The certificate signing key may come from FORGET_SIGNING_KEY_FILE instead; a placeholder never passes.
+  case "${FORGET_SIGNING_KEY:-}" in
+    *change-me*) [ -n "${FORGET_SIGNING_KEY_FILE:-}" ] || fail "FORGET_SIGNING_KEY still holds the placeholder of docker/.env.example: generate a real value (docs/dossier.md)" ;;
+  esac
 fi
 
 # Named volumes take the image's ownership (uid 10001) on first use; bind mounts keep the host's.

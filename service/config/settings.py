@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "adapters_store",
     "service.unlearning",
     "service.inference",
+    "service.dossier",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,12 @@ PII_HASH_KEY = env("PII_HASH_KEY", default=SECRET_KEY)
 
 # Fernet key(s) for personal data at rest; empty = derived from SECRET_KEY (embedded mode only).
 FORGET_ENCRYPTION_KEY = env("FORGET_ENCRYPTION_KEY", default="")
+
+# Ed25519 key that signs erasure certificates (docs/dossier.md): base64 of the 32-byte raw private
+# key, or a file holding it (PEM PKCS#8 or that base64; the file wins when both are set). Neither:
+# a key generated once into VAR_DIR/certificate-signing-key.pem (embedded mode; logged).
+FORGET_SIGNING_KEY = env("FORGET_SIGNING_KEY", default="")
+FORGET_SIGNING_KEY_FILE = env("FORGET_SIGNING_KEY_FILE", default="")
 
 # --- Product settings -----------------------------------------------------------------------------
 FORGET = {

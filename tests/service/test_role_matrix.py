@@ -88,17 +88,28 @@ MATRIX: dict[str, list[Case]] = {
         Case("POST", staff_page(reviewer=302, auditor=403, admin=302), lambda w: {"request_ids": [str(w.request.pk)], "decision": "approve"}),
         Case("GET", every(405), note="actions are POST only"),
     ],
+    # --- a request's dossier and signed certificate (service/dossier; the sample request is certified for these)
+    "staff-dossier": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200)), Case("POST", every(405), note="read-only")],
+    "staff-dossier-reveal": [Case("POST", staff_page(reviewer=200, auditor=403, admin=200))],
+    "staff-dossier-scores": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
+    "staff-certificate-json": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
+    "staff-certificate-html": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
     # --- the auditor's pages -------------------------------------------------------------------------
     "audit-log": [Case("GET", staff_page(reviewer=403, auditor=200, admin=200))],
     "audit-export": [Case("GET", staff_page(reviewer=403, auditor=200, admin=200))],
+    "audit-export-json": [Case("GET", staff_page(reviewer=403, auditor=200, admin=200)), Case("POST", every(405), note="the log is read-only")],
     # --- the adapter registry: staff read, reviewers and admins change (the sample request has a live unit)
     "registry": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
     "registry-live": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
+    "registry-history": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200)), Case("POST", every(405), note="read-only")],
     "registry-unit": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
     "registry-unit-activate": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), note="already live: back to the unit page with a message")],
     "registry-unit-deactivate": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "registry-unit-revoke": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "registry-unit-rollback": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
+    # --- reports on the requests (service/reports): staff read; no API client, whatever its scopes -----
+    "reports": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200)), Case("POST", every(405), note="read-only")],
+    "reports-csv": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
     # --- the model playground: reviewers and admins ask the gated model (auditors do not; docs/gateway.md)
     "playground": [
         Case("GET", staff_page(reviewer=200, auditor=403, admin=200), note="no gateway runs here: the page says so"),
@@ -129,16 +140,28 @@ MATRIX: dict[str, list[Case]] = {
     "api-request-extend-deadline": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     # The pipeline (service/unlearning): the sample request has no certificate and has not failed.
     "api-request-certificate": [Case("GET", api(reviewer=404, auditor=404, admin=404, api_read=404, api_create=403, api_none=403), note="404 no_certificate once the caller may read the request")],
+    "api-request-certificate-signed": [Case("GET", api(reviewer=200, auditor=200, admin=200, api_read=200, api_create=403, api_none=403), note="api_read owns the certified sample request")],
+    "api-certificate-public-key": [Case("GET", every(200), note="public: a third party verifies with it"), Case("POST", every(405))],
     "api-request-retry": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="409: only a failed request can be retried")],
     "api-requests-bulk-decide": [Case("POST", REVIEW_API, lambda w: {"ids": [str(w.request.pk)], "decision": "approve"}, json=True)],
     # The registry is the operator's: no API client reaches it, whatever its scopes.
     "api-registry-units": [Case("GET", STAFF_READ_API)],
     "api-registry-unit": [Case("GET", STAFF_READ_API)],
     "api-registry-live": [Case("GET", STAFF_READ_API)],
+    "api-registry-history": [
+        Case("GET", STAFF_READ_API),
+        Case("POST", api(reviewer=405, auditor=405, admin=405, api_read=405, api_create=405, api_none=405), {}, json=True, note="read-only"),
+    ],
     "api-registry-unit-activate": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="the sample unit is live already: 409 shows the role got through")],
     "api-registry-unit-deactivate": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-registry-unit-revoke": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-registry-request-rollback": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
+    "api-reports-requests": [Case("GET", STAFF_READ_API)],
+    # The audit log: auditors and admins read it (session login); nothing changes an event.
+    "api-audit-events": [
+        Case("GET", api(reviewer=403, auditor=200, admin=200, api_read=403, api_create=403, api_none=403)),
+        Case("POST", api(reviewer=405, auditor=405, admin=405, api_read=405, api_create=405, api_none=405), {}, json=True, note="read-only: no method writes"),
+    ],
 }
 
 
@@ -224,6 +247,27 @@ def sample_unit(settings, tmp_path):
     return make
 
 
+# Routes tried with the sample request certified (tests/service/dossier/factories.py): its dossier,
+# plot and signed certificate answer 200 instead of 404 no_certificate.
+CERTIFIED_ROUTES = frozenset({"staff-dossier", "staff-dossier-reveal", "staff-dossier-scores", "staff-certificate-json", "staff-certificate-html", "api-request-certificate-signed"})
+
+
+@pytest.fixture
+def sample_certificate(settings, staff):
+    """sample_certificate(world): the sample request approved, trained, certified and live, and a signing key."""
+
+    def make(world: World) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from tests.service.dossier.conftest import raw_base64
+        from tests.service.dossier.factories import certify
+
+        settings.FORGET_SIGNING_KEY, settings.FORGET_SIGNING_KEY_FILE = raw_base64(Ed25519PrivateKey.generate()), ""
+        certify(world.request, approver=actor_for_user(staff("reviewer")))
+
+    return make
+
+
 def _cells() -> list:
     routed = routes()
     return [
@@ -248,12 +292,14 @@ def _assert_answer(response, expected, *, role: str, label: str) -> None:
 
 
 @pytest.mark.parametrize("name, index, role", _cells())
-def test_role_gets_the_expected_answer(name, index, role, client, staff, world, fast_passwords, sample_unit):
+def test_role_gets_the_expected_answer(name, index, role, client, staff, world, fast_passwords, sample_unit, sample_certificate):
     case = MATRIX[name][index]
     route = routes()[name]
     known = {"request_id": world.request.pk}
     if name.startswith(("registry", "api-registry")):
         known["unit_id"] = sample_unit(world)
+    if name in CERTIFIED_ROUTES:
+        sample_certificate(world)
     missing = sorted(set(route.params) - set(known))
     assert not missing, f"{name}: the matrix does not know how to fill {missing}"
     url = reverse(name, kwargs={p: known[p] for p in route.params})
