@@ -22,9 +22,8 @@ from service.requests.deadlines import legal_deadline
 from service.requests.models import ErasureRequest
 from service.requests.selectors import request_get
 from service.requests.states import Status
-from service.requests.views_staff import mask
 from service.unlearning.models import ForgetSet, UnlearningJob
-from service.unlearning.selectors import forget_set_of, latest_certificate_job
+from service.unlearning.selectors import forget_set_of, latest_certificate_job, probe_answers
 
 # Probe sets whose before/after answers the dossier shows: the request's own facts in the trained
 # phrasings (F), in held-out paraphrases (P) and padded with unrelated text (D).
@@ -253,22 +252,7 @@ def certified_job(erasure: ErasureRequest) -> UnlearningJob | None:
 
 def answers(job: UnlearningJob | None, *, revealed: bool) -> list[dict[str, Any]]:
     """The before/after table of the request's own probes; masked unless `revealed`."""
-    if job is None or not job.certificate_personal:
-        return []
-    show = (lambda value: value) if revealed else (lambda value: mask(value) if value else value)
-    return [
-        {
-            "set": row["set"],
-            "question": show(row.get("question", "")),
-            "gold": show(row.get("gold", "")),
-            "before": show(row.get("base_answer", "")),
-            "after": show(row.get("gated_answer", "")),
-            "known_before": row.get("base_correct"),
-            "leaked_after": row.get("leaked"),
-        }
-        for row in job.certificate_personal.get("answers", [])
-        if row.get("set") in ANSWER_SETS
-    ]
+    return probe_answers(job, revealed=revealed, sets=ANSWER_SETS)
 
 
 # --- the forget set ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from service.accounts.roles import Actor, Capability, actor_for_request
 from service.audit.selectors import events_for_target
 from service.common.errors import ApplicationError, NotFound, PermissionDenied
+from service.common.masking import mask
 
 from . import services
 from .deadlines import Regulation
@@ -34,7 +35,6 @@ from .selectors import RequestFilters, request_get, request_list, review_queue
 from .states import OPEN, PIPELINE, Status, can_transition
 
 PAGE_SIZE = 25
-MASK = "•••"
 
 
 # --- access --------------------------------------------------------------------------------------
@@ -176,12 +176,6 @@ def bulk_decide(request, actor: Actor):
 
 
 # --- one request ---------------------------------------------------------------------------------
-
-
-def mask(value: str) -> str:
-    """Enough to tell two entries apart, not enough to read them: 'Bo lives in Rome' -> 'Bo•••'."""
-    value = str(value)
-    return value[: 2 if len(value) > 8 else 1] + MASK
 
 
 def _detail_context(actor: Actor, erasure: ErasureRequest, *, revealed: bool) -> dict:

@@ -13,6 +13,7 @@ from django.contrib.postgres.search import SearchQuery
 from django.db import connection
 from django.db.models import Q
 
+from service.common.masking import mask
 from service.requests.models import ErasureRequest
 from workers.unlearning.prompting import normalise
 
@@ -128,3 +129,24 @@ def certificate_summary(job: UnlearningJob) -> dict[str, Any]:
         "started_at": cert.get("started_at"),
         "finished_at": cert.get("finished_at"),
     }
+
+
+def probe_answers(job: UnlearningJob | None, *, revealed: bool, sets: Sequence[str]) -> list[dict[str, Any]]:
+    """The before/after rows of a job's certificate for the probe sets `sets` (personal data:
+    masked unless `revealed`, which the caller checks and audits); [] once purged."""
+    if job is None or not job.certificate_personal:
+        return []
+    show = (lambda value: value) if revealed else (lambda value: mask(value) if value else value)
+    return [
+        {
+            "set": row["set"],
+            "question": show(row.get("question", "")),
+            "gold": show(row.get("gold", "")),
+            "before": show(row.get("base_answer", "")),
+            "after": show(row.get("gated_answer", "")),
+            "known_before": row.get("base_correct"),
+            "leaked_after": row.get("leaked"),
+        }
+        for row in job.certificate_personal.get("answers", [])
+        if row.get("set") in sets
+    ]

@@ -9,7 +9,6 @@ from django.utils.html import format_html
 
 from service.accounts.roles import Capability, actor_for_request
 from service.requests.states import Status
-from service.requests.views_staff import mask
 
 from .. import selectors
 from ..models import JobStatus
@@ -20,28 +19,6 @@ REFRESH_SECONDS = 5
 # Probe sets whose before/after answers the page shows: the request's own facts, in the trained
 # phrasings (F) and in held-out paraphrases (P).
 SHOWN_SETS = ("F", "P")
-
-
-def _answers(job, revealed: bool) -> list[dict]:
-    if job is None or not job.certificate_personal:
-        return []
-    show = (lambda value: value) if revealed else (lambda value: mask(value) if value else value)
-    rows = []
-    for row in job.certificate_personal.get("answers", []):
-        if row.get("set") not in SHOWN_SETS:
-            continue
-        rows.append(
-            {
-                "set": row["set"],
-                "question": show(row.get("question", "")),
-                "gold": show(row.get("gold", "")),
-                "before": show(row.get("base_answer", "")),
-                "after": show(row.get("gated_answer", "")),
-                "known_before": row.get("base_correct"),
-                "leaked_after": row.get("leaked"),
-            }
-        )
-    return rows
 
 
 @register.inclusion_tag("unlearning/job_panel.html", takes_context=True)
@@ -60,7 +37,7 @@ def unlearning_job_panel(context) -> dict:
         "forget_set": selectors.forget_set_of(req),
         "certified": certified,
         "rules": (certified.certificate or {}).get("rules", []) if certified else [],
-        "answers": _answers(certified, revealed),
+        "answers": selectors.probe_answers(certified, revealed=revealed, sets=SHOWN_SETS),
         "answers_purged": certified is not None and not certified.certificate_personal,
         "revealed": revealed,
         "can_retry": actor is not None and actor.can(Capability.REVIEW) and req.status == Status.FAILED,
