@@ -123,7 +123,7 @@ def train_unit(
         report(PipelineProgress("detector", detector_share * step / max(total, 1), step, total, loss))
 
     try:
-        detector = train_detector(forget.detector_texts(), detector_config, encoder, detector_progress, callbacks.should_stop)
+        detector = fit_detector(forget, detector_config, encoder, detector_progress, callbacks.should_stop)
     except DetectorCancelled as exc:
         raise UnitCancelled("detector") from exc
     detector_seconds = time.perf_counter() - started
@@ -184,6 +184,24 @@ def train_unit(
     )
     report(PipelineProgress("done", 100.0))
     return out_dir
+
+
+def fit_detector(
+    forget: ForgetSet,
+    config: DetectorConfig,
+    encoder: Encoder,
+    progress: Callable[[int, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Detector:
+    """The request's detector, fitted on its forget texts only (O3: no retain data).
+
+    The subjects' names (ForgetSet.subjects; inferred from the texts when the set records none)
+    let the detector synthesise its name negatives: the same forget texts about generic other
+    names (detector/negatives.py), so that a relative sharing the subject's surname or first name
+    is not gated as the subject. No other person's data is used.
+    """
+    subjects = list(forget.subjects) or None
+    return train_detector(forget.detector_texts(), config, encoder, progress, should_stop, subjects=subjects)
 
 
 def adapter_orthogonality(adapter: AdapterWeights, previous: Sequence[AdapterWeights]) -> float:

@@ -30,3 +30,9 @@ def test_split_all_maps_windows_to_their_prompt():
     windows, owner = split_all(["short one", "A. B. " + "word " * 30], 24, 12)
     assert windows[0] == "short one" and owner[0] == 0
     assert set(owner[1:]) == {1} and "A." in windows
+
+
+def test_short_prompt_of_several_sentences_also_scores_each_sentence():
+    text = "It rained all morning. Where does Orla Vantrees live? The train was quiet."
+    assert split_windows(text, 24, 12) == [text, "It rained all morning.", "Where does Orla Vantrees live?", "The train was quiet."]
+    assert split_windows(text, 24, 12, sentence_windows=False) == [text]  # the earlier rule

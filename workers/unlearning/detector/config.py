@@ -45,7 +45,23 @@ class DetectorConfig:
         "rewards DISsimilarity; we flip the local sign so that higher s_l means more forget-like.",
         1000.0,
     )
-    global_weight: float = _help("Weight of g_l^2 in s_l (see local_weight; the reference's 0.5).", 0.5)
+    global_weight: float = _help(
+        "Weight of g_l^2 in s_l (see local_weight; the reference's 0.5). Default 0: the local term "
+        "alone. Measured on the demo worlds (bench/detector.py, bench/unlearning.py), the Mahalanobis "
+        "term, fitted on a few dozen forget windows in 384 dimensions, ranks held-out paraphrases of "
+        "the forget questions below the forget set's own phrasings and put 10% (balanced) to 19% "
+        "(reference weights) of them under the gate on demo requests of 1 to 3 people, against 1% "
+        "with the local term alone, for no gain on other people or general prompts.",
+        0.0,
+    )
+    balance_terms: bool = _help(
+        "Rescale global_weight per request so that local_weight * c_l and global_weight * g_l^2 have "
+        "the same spread over the cross-fitted forget windows. The reference's 1000 and 0.5 were set "
+        "for its own features; on L2-normalised MiniLM features the Mahalanobis term spreads about 25 "
+        "times wider and decides alone, which puts new phrasings of a forget question under the gate. "
+        "False: the fixed weights.",
+        True,
+    )
     nu: float = _help("nu of the linear one-class SVM on the layer-score vectors (0.01 to 0.1).", 0.05)
     zeta: float = _help("Slope zeta of the gate weight w = sigmoid(zeta * c - 2).", 10.0)
     weight_floor: float = _help(
@@ -64,12 +80,39 @@ class DetectorConfig:
         "own features would otherwise be its own nearest neighbour, cosine exactly 1).",
         5,
     )
+    phrasing_folds: bool = _help(
+        "Keep one phrasing about several subjects of the request (the same question with another name) "
+        "in one cross-fitting fold and on one side of the D_used / D_rest split. False: split over "
+        "texts (a held-out text then finds its own phrasing in the fit and the calibration is too "
+        "strict for new phrasings).",
+        True,
+    )
+    store_calibration_windows: bool = _help(
+        "After calibration, store the D_rest windows too (and their name negatives): a forget text held "
+        "out for calibration is still a forget text and must be its own nearest neighbour. False: "
+        "store D_used only (held-out forget texts then score like paraphrases).",
+        True,
+    )
     window_words: int = _help(
         "Prompts longer than this many words are scored in windows (each sentence, and word spans "
         "of this length); the request's score is the maximum over windows.",
         24,
     )
     window_stride: int = _help("Step in words between consecutive word-span windows (overlap = words - stride).", 12)
+    sentence_windows: bool = _help(
+        "Score every sentence of a prompt of several sentences as a window of its own, even when the "
+        "prompt is short. False: a prompt of at most window_words words is one window (the earlier "
+        "rule, under which one unrelated sentence before and after a question hid half the questions).",
+        True,
+    )
+    name_negatives: int = _help(
+        "Synthetic name negatives (negatives.py): per forget window that names a data subject and per "
+        "kind of replacement (first name, surname, both), this many copies with generic names, "
+        "averaged into one centroid. A window closer to those centroids than to the forget data, by "
+        "the request's own threshold, cannot raise the prompt's score (the name test). Uses no retain "
+        "data. 0 disables the name test (the detector then behaves as before it existed).",
+        4,
+    )
     batch_size: int = _help("Texts per encoder forward pass.", 64)
     seed: int = _help("Seed for the D_used/D_rest split, the folds, the LoRA initialisation and data order.", 0)
     # lora mode only
@@ -112,6 +155,15 @@ class DetectorConfig:
         self.lora_target_modules = tuple(str(name) for name in self.lora_target_modules)
         if not self.lora_target_modules:
             raise DetectorConfigError("lora_target_modules must not be empty")
+        for name in ("phrasing_folds", "store_calibration_windows"):
+            if not isinstance(getattr(self, name), bool):
+                raise DetectorConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.balance_terms, bool):
+            raise DetectorConfigError(f"balance_terms must be a bool, got {self.balance_terms!r}")
+        if not isinstance(self.sentence_windows, bool):
+            raise DetectorConfigError(f"sentence_windows must be a bool, got {self.sentence_windows!r}")
+        if isinstance(self.name_negatives, bool) or not isinstance(self.name_negatives, int) or self.name_negatives < 0:
+            raise DetectorConfigError(f"name_negatives must be a non-negative integer, got {self.name_negatives!r}")
         for name in ("cross_fit_folds", "window_words", "window_stride", "batch_size", "lora_rank",
                      "lora_epochs", "lora_batch_size"):
             value = getattr(self, name)

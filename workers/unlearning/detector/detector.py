@@ -11,7 +11,8 @@ digest it and the inference gateway can load it safely:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Sequence
@@ -29,11 +30,13 @@ from workers.unlearning.detector.lora import (
     StopCallback,
     train_lora,
 )
-from workers.unlearning.detector.scorer import ScorerStack, UnitScorer, fit_unit_scorer, segment_max
+from workers.unlearning.detector.negatives import infer_subjects, name_swaps, phrasing_key
+from workers.unlearning.detector.scorer import Negatives, ScorerStack, UnitScorer, fit_unit_scorer, segment_max
 from workers.unlearning.detector.windows import split_all
 
 FORMAT = "o3-detector"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: name-test tensors (negatives, name_threshold); version 1 still loads, without the test
+READABLE_VERSIONS = (1, 2)
 MIN_TEXTS = 4  # at least 3 to fit (cross-fitting needs 2 folds) and 1 held out
 
 
@@ -45,7 +48,7 @@ def score_windows(
     encoder: Encoder, stack: ScorerStack, layers: Sequence[int], config: DetectorConfig, prompts: Sequence[str]
 ) -> torch.Tensor:
     """u [n_prompts, n_units]: each prompt's maximum score over its windows, one encoder pass."""
-    windows, owner = split_all(prompts, config.window_words, config.window_stride)
+    windows, owner = split_all(prompts, config.window_words, config.window_stride, config.sentence_windows)
     features = encoder.layer_features(windows, layers, config.batch_size)
     return segment_max(stack.scores(features), owner, len(prompts))
 
@@ -111,8 +114,8 @@ def load_detector(directory: str | Path, encoder: Encoder) -> Detector:
         manifest = json.loads((root / "detector.json").read_text())
     except FileNotFoundError as exc:
         raise DetectorError(f"{root} has no detector.json") from exc
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise DetectorError(f"{root} is not a version-{FORMAT_VERSION} {FORMAT} directory")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") not in READABLE_VERSIONS:
+        raise DetectorError(f"{root} is not a {FORMAT} directory of a version this code reads {READABLE_VERSIONS}")
     if manifest["encoder"]["fingerprint"] != encoder.fingerprint:
         raise DetectorError(
             f"detector in {root} was trained on encoder {manifest['encoder']['name']} "
@@ -126,10 +129,51 @@ def load_detector(directory: str | Path, encoder: Encoder) -> Detector:
     return Detector(config=config, encoder=encoder, layers=tuple(manifest["layers"]), unit=unit, lora=lora, metadata=manifest["metadata"])
 
 
-def _split(texts: Sequence[str], holdout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    order = np.random.default_rng(seed).permutation(len(texts))
-    n_rest = min(max(1, round(holdout_fraction * len(texts))), len(texts) - 3)
-    return [texts[i] for i in order[n_rest:]], [texts[i] for i in order[:n_rest]]
+def _split(texts: Sequence[str], holdout_fraction: float, seed: int, groups: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+    """Indices of D_used and D_rest. With `groups` (one id per text, 0..G-1 in order of first
+    appearance), whole groups go to one side, when there are at least MIN_TEXTS groups; with one
+    text per group this is the plain split over texts."""
+    groups = list(range(len(texts))) if groups is None or len(set(groups)) < MIN_TEXTS else list(groups)
+    count = len(set(groups))
+    order = np.random.default_rng(seed).permutation(count)
+    n_rest = min(max(1, round(holdout_fraction * count)), count - 3)
+    rest_groups = set(order[:n_rest].tolist())
+    used = [i for g in order[n_rest:].tolist() for i, group in enumerate(groups) if group == g]
+    rest = [i for g in order[:n_rest].tolist() for i, group in enumerate(groups) if group == g]
+    assert not rest_groups & {groups[i] for i in used}
+    return used, rest
+
+
+def _groups(texts: Sequence[str], subjects: Sequence[str]) -> list[int]:
+    """Group id per text: texts that are one phrasing about different subjects share one."""
+    keys: dict[str, int] = {}
+    return [keys.setdefault(phrasing_key(text, subjects), len(keys)) for text in texts]
+
+
+def negative_features(
+    encoder: Encoder,
+    windows: Sequence[str],
+    owner: Sequence[int],
+    subjects: Sequence[str],
+    layers: Sequence[int],
+    config: DetectorConfig,
+    rng: random.Random,
+) -> Negatives | None:
+    """The name-swapped copies of the D_used `windows` (negatives.py) as features: the copies
+    [c, L, d], and one centroid per window and kind of swap [k, L, d] (L2-normalised per layer),
+    with each centroid's source text and each copy's centroid. None when no window names a subject."""
+    texts: list[str] = []
+    groups: list[tuple[int, int, int]] = []  # (source text, first copy, end) per centroid
+    for window, text_index in zip(windows, owner):
+        for copies in name_swaps(window, subjects, rng, config.name_negatives).values():
+            groups.append((text_index, len(texts), len(texts) + len(copies)))
+            texts += copies
+    if not texts:
+        return None
+    copies = encoder.layer_features(texts, layers, config.batch_size)
+    centroids = torch.nn.functional.normalize(torch.stack([copies[start:end].mean(0) for _, start, end in groups]), dim=-1)
+    copy_group = [group for group, (_, start, end) in enumerate(groups) for _ in range(start, end)]
+    return Negatives(centroids, [text_index for text_index, _, _ in groups], copies, copy_group)
 
 
 def train_detector(
@@ -138,31 +182,51 @@ def train_detector(
     encoder: Encoder,
     progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
+    subjects: Sequence[str] | None = None,
 ) -> Detector:
     """Fit a request's detector on its forget texts D_t only.
 
     D_t is split into D_used (fitted) and D_rest (held out for calibration). In lora mode a LoRA is
     first trained on D_used; progress(step, total, loss) is called after every step and
     should_stop() before every step (True raises DetectorCancelled). Shared mode has no steps.
+
+    subjects: the data subjects' names, for the synthetic name negatives of the name test
+    (negatives.py); None infers them from the texts (recurring capitalised names), () means none.
+    The names are not stored, only embeddings of texts about generic names.
     """
     unique = list(dict.fromkeys(text.strip() for text in texts if text and text.strip()))
     if len(unique) < MIN_TEXTS:
         raise DetectorError(f"a detector needs at least {MIN_TEXTS} distinct non-empty texts, got {len(unique)}")
-    used, rest = _split(unique, config.holdout_fraction, config.seed)
+    inferred = subjects is None
+    subjects = [s for s in (infer_subjects(unique) if inferred else subjects) if s and s.strip()]
+    groups = _groups(unique, subjects) if config.phrasing_folds else list(range(len(unique)))
+    used_index, rest_index = _split(unique, config.holdout_fraction, config.seed, groups)
+    used, rest = [unique[i] for i in used_index], [unique[i] for i in rest_index]
+    used_groups = [groups[i] for i in used_index]
     layers = encoder.resolve_layers(config.layers)
-    used_windows, used_owner = split_all(used, config.window_words, config.window_stride)
-    rest_windows, rest_owner = split_all(rest, config.window_words, config.window_stride)
+    used_windows, used_owner = split_all(used, config.window_words, config.window_stride, config.sentence_windows)
+    rest_windows, rest_owner = split_all(rest, config.window_words, config.window_stride, config.sentence_windows)
     lora, losses = None, []
     if config.mode == "lora":
         lora, losses = train_lora(encoder, used_windows, layers, config, progress, should_stop)
         encoder = lora.merged(encoder)
     elif should_stop is not None and should_stop():
         raise DetectorCancelled("detector fitting cancelled")
+    negatives = None
+    if config.name_negatives > 0 and subjects:
+        rng = random.Random(config.seed)
+        negatives = negative_features(encoder, used_windows, used_owner, subjects, layers, config, rng)
+        rest_negatives = negative_features(encoder, rest_windows, rest_owner, subjects, layers, config, rng)
+        if negatives is not None and rest_negatives is not None:
+            negatives = replace(negatives, rest_centroids=rest_negatives.centroids)
     unit, diagnostics = fit_unit_scorer(
         encoder.layer_features(used_windows, layers, config.batch_size), used_owner,
         encoder.layer_features(rest_windows, layers, config.batch_size), rest_owner,
         config,
+        negatives,
+        used_groups,
     )
+    diagnostics["subjects"] = {"count": len(subjects), "inferred": inferred}
     if losses:
         diagnostics["lora_losses"] = {"first": losses[0], "last": losses[-1], "steps": len(losses)}
     return Detector(config=config, encoder=encoder, layers=layers, unit=unit, lora=lora, metadata=diagnostics)

@@ -94,12 +94,15 @@ class GlocalStack:
         self.z_mean = torch.einsum("lund,lud->lun", features, self.mean) - self.mean_sq[..., None]
         self.features_t = features.reshape(layers, -1, dim).transpose(1, 2).contiguous()  # [L, d, U*n]
 
-    def distances(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """1-NN cosine and squared Mahalanobis distance of queries [m, L, d]: each [m, L, U]."""
+    def distances(self, queries: torch.Tensor, mahalanobis: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """1-NN cosine and squared Mahalanobis distance of queries [m, L, d]: each [m, L, U].
+        mahalanobis=False skips the second (returned as zeros) when no request weighs it."""
         q = queries.transpose(0, 1)  # [L, m, d]
         layers, m, _ = q.shape
         sims = torch.bmm(q, self.features_t).view(layers, m, self.num_units, self.num_samples)
         cosine = sims.amax(-1)
+        if not mahalanobis:
+            return cosine.transpose(0, 1), torch.zeros_like(cosine).transpose(0, 1)
         q_mean = torch.bmm(q, self.mean.transpose(1, 2))  # [L, m, U]
         zv = (sims - q_mean[..., None] - self.z_mean[:, None]).transpose(1, 2)  # [L, U, m, n]
         quadratic = (torch.matmul(zv, self.core) * zv).sum(-1).transpose(1, 2)  # [L, m, U]
