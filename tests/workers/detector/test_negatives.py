@@ -7,6 +7,7 @@ import json
 import random
 
 import numpy as np
+import torch
 import pytest
 from safetensors.torch import load_file, save_file
 
@@ -127,3 +128,24 @@ def test_a_version_1_detector_still_loads_without_the_name_test(without_name_tes
 def test_svm_weights_are_positive(shared_detector, with_name_test, without_name_test):
     for detector in (shared_detector, with_name_test, without_name_test):
         assert all(c > 0 for c in detector.metadata["svm_coef"]) and not detector.metadata["svm_fallback"]
+
+
+def test_the_name_test_runs_only_where_it_can_change_a_weight(shared_detector, with_name_test, encoder):
+    # The veto is computed only for (window, request) pairs whose weight would be above 0; the
+    # weights must equal those of the test applied everywhere, for every request of a bank.
+    from workers.unlearning.detector.scorer import ScorerStack
+    from workers.unlearning.detector.windows import split_all
+
+    config = with_name_test.config
+    stack = ScorerStack([shared_detector.unit, with_name_test.unit, shared_detector.unit])
+    prompts = SMALL_RELATIVES + SMALL_PARAPHRASES + RELATIVES + PARAPHRASES + OTHER_PEOPLE + GENERAL
+    windows, _ = split_all(prompts, config.window_words, config.window_stride, config.sentence_windows)
+    features = encoder.layer_features(windows, with_name_test.layers, config.batch_size)
+
+    lazy = stack.scores(features)
+    glocal, margins = stack.scores_and_margins(features, name_test=False)
+    eager = torch.where(margins < stack.name_threshold, -torch.inf, glocal)
+    torch.testing.assert_close(stack.weights(lazy), stack.weights(eager))
+    vetoed = torch.isinf(lazy) & (stack.weights(glocal) > 0)
+    assert vetoed.any()  # relatives in the person's phrasings: the test did fire
+    assert not (torch.isinf(lazy) & (stack.weights(glocal) == 0)).any()  # and only where it mattered

@@ -117,10 +117,17 @@ class NegativeStack:
         self.num_units, self.num_negatives = len(negatives), k_max
         self.features_t = torch.stack(padded, dim=1).reshape(layers, -1, dim).transpose(1, 2).contiguous()  # [L, d, U*k]
 
-    def cosine(self, queries: torch.Tensor) -> torch.Tensor:
-        """1-NN cosine of queries [m, L, d] to each request's negatives: [m, L, U]."""
+    def cosine(self, queries: torch.Tensor, units: torch.Tensor | None = None) -> torch.Tensor:
+        """1-NN cosine of queries [m, L, d] to each request's negatives: [m, L, U], or [m, L, s]
+        for the s requests indexed by `units` only (their columns are gathered first, so the cost
+        grows with s, not with U)."""
         q = queries.transpose(0, 1)  # [L, m, d]
-        sims = torch.bmm(q, self.features_t).view(q.shape[0], q.shape[1], self.num_units, self.num_negatives)
+        features_t, count = self.features_t, self.num_units
+        if units is not None:
+            layers, dim, _ = features_t.shape
+            features_t = features_t.view(layers, dim, count, self.num_negatives).index_select(2, units)
+            features_t, count = features_t.reshape(layers, dim, -1), int(units.numel())
+        sims = torch.bmm(q, features_t).view(q.shape[0], q.shape[1], count, self.num_negatives)
         return sims.amax(-1).transpose(0, 1)
 
 
@@ -173,12 +180,18 @@ class ScorerStack:
             self.references[row, : len(unit.references)] = unit.references
 
     def scores(self, features: torch.Tensor, name_test: bool = True) -> torch.Tensor:
-        """u [m, U] of features [m, L, d] (one row per window); windows that fail a request's name
-        test score -inf for it (name_test=False: the glocal score alone)."""
+        """u [m, U] of features [m, L, d] (one row per window); windows that would get a gate
+        weight above 0 for a request but fail its name test score -inf for it (name_test=False:
+        the glocal score alone)."""
         return self.scores_and_margins(features, name_test)[0]
 
     def scores_and_margins(self, features: torch.Tensor, name_test: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(u [m, U], name margin m [m, U]); margins are +inf for requests without a name test."""
+        """(u [m, U], name margin m [m, U]); margins are +inf for requests without a name test.
+
+        With name_test, margins are computed only where the glocal score alone would give a weight
+        above 0 (elsewhere +inf): the veto cannot change a zero weight, and skipping those pairs
+        keeps the test's cost independent of how many requests are loaded (with 1000 units a
+        prompt is a candidate for a handful at most). Without it (fitting), every margin."""
         layers = features.shape[1]
         per_window = layers * self.num_units * (self.glocal.num_samples + self.negatives.num_negatives)
         chunk = max(1, CHUNK_ELEMENTS // per_window)
@@ -189,13 +202,16 @@ class ScorerStack:
             s = layer_scores(cosine, mahalanobis_sq, self.local_weight, self.global_weight)  # [m, L, U]
             z = (s - self.shift) / self.scale
             u = (z * self.coef).sum(1) + self.intercept
-            if self.name_test:
+            margin = torch.full_like(u, torch.inf)
+            if self.name_test and not name_test:
                 margin = name_margin(cosine, self.negatives.cosine(queries))
-                margin = torch.where(torch.isfinite(self.name_threshold), margin, torch.inf)
-                if name_test:
-                    u = torch.where(margin < self.name_threshold, -torch.inf, u)
-            else:
-                margin = torch.full_like(u, torch.inf)
+            elif self.name_test:
+                candidate = (self.weights(u) > 0) & torch.isfinite(self.name_threshold)
+                units = candidate.any(0).nonzero().flatten()
+                if units.numel():
+                    margin[:, units] = name_margin(cosine.index_select(2, units), self.negatives.cosine(queries, units))
+                u = torch.where(candidate & (margin < self.name_threshold), -torch.inf, u)
+            margin = torch.where(torch.isfinite(self.name_threshold), margin, torch.inf)
             out.append(u)
             margins.append(margin)
         if not out:
