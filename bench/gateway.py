@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = min(max(args.seconds, 1.0), 120.0)
 
     started = time.perf_counter()
+    machine_before = machine()
     model_dir = demo_model_dir(args.preset)
     with DemoStack(model_dir=model_dir, database_url=args.database_url, keep=args.keep, extra_env={"FORGET_AUTO_ACTIVATE": "true"}) as stack:
         stack.setup_django()
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "cells": cells,
         "log_errors": errors,
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "machine": machine(),
+        "machine": {**machine(), "load_average_before": machine_before["load_average"]},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

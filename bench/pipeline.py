@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    machine_before = machine()
     log(f"demo model '{args.preset}' (built once, then cached)")
     model_dir = demo_model_dir(args.preset)
     with DemoStack(model_dir=model_dir, database_url=args.database_url, broker_url=args.broker_url, keep=args.keep) as stack:
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
         "log_errors": errors,
-        "machine": machine(),
+        "machine": {**machine(), "load_average_before": machine_before["load_average"]},
         "note": "people are not named here (personal data of the demo world); rows are in filing order",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from django.urls import reverse
 # preset's three pass on the default certificate (tests/integration/test_demo_story.py). The
 # control person is nobody's neighbour either: their answers must not change.
 STORY_PEOPLE: dict[str, tuple[tuple[str, str, str], str]] = {
-    "demo": (("Soren Yardley", "Milo Ingersoll", "Calla Oyelaran"), "Elio Montague"),
+    "demo": (("Rosalind Kowalczyk", "Esme Ellingham", "Soren Castellane"), "Elio Montague"),
     "tiny": (("Greta Northcott", "Cedric Ashgrove", "Esme Halvorsen"), "Wanda Lockhart"),
 }
 # Attributes shown in the before/after table, most telling first.
@@ -446,5 +446,6 @@ class Command(BaseCommand):
             verdict = self.style.SUCCESS("passed") if cert.get("passed") else self.style.ERROR("did not pass")
             self._say(f"     {item.reference}  {item.name:<20} {verdict}  ({rules})")
             self._say(f"         page  {self.web.base_url}{reverse('staff-request', args=[item.id])}  (log in as a reviewer or auditor)")
+            self._say(f"         dossier  {self.web.base_url}{reverse('staff-dossier', args=[item.id])}  (signed certificate, score plot, timeline)")
             self._say(f"         API   curl -H \"Authorization: Bearer $(cat {Path(settings.VAR_DIR) / 'demo-api-key'})\" {self.web.base_url}{reverse('api-request-certificate', args=[item.id])}")
 
