@@ -2,7 +2,8 @@
 
 Staff only, with their session login: reviewers, auditors and admins read; reviewers and admins
 activate, deactivate, revoke and roll back. API clients (products) have no access: the registry is
-the operator's. One class per operation; each parses, calls one service or selector, and renders.
+the operator's. One class per operation; each parses, calls one service or selector, and renders
+(the changes through service.common.action_api).
 Errors are problem+json (service.common.problems).
 """
 
@@ -20,10 +21,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from service.accounts.roles import Actor, Capability, actor_for_request
+from service.common.action_api import ActionApi
 from service.common.errors import ApplicationError
 from service.common.pagination import PageNumberPagination
 from service.common.schema import problem_responses
-from service.common.serializers import StrictCharField, StrictSerializer
+from service.common.serializers import StatusListField, StrictCharField, StrictSerializer
 
 from . import selectors, services
 from .models import AdapterVersion
@@ -108,33 +110,22 @@ class UnitDetailSerializer(UnitSerializer):
         return EventSerializer(selectors.version_events(version=version), many=True).data
 
 
-def _unit(request, version: AdapterVersion, serializer=UnitDetailSerializer) -> dict:
-    return serializer(version, context={"request": request, "actor": _actor(request)}).data
+def _unit(request, version: AdapterVersion, *, actor: Actor) -> dict:
+    return UnitDetailSerializer(version, context={"request": request, "actor": actor}).data
 
 
 def _reason(help_text: str) -> StrictCharField:
     return StrictCharField(max_length=MAX_REASON, help_text=help_text)
 
 
-class _NoBodySerializer(StrictSerializer):
-    """An empty body or `{}`."""
-
-
 class UnitListApi(APIView):
     pagination_class = PageNumberPagination
 
     class FilterSerializer(StrictSerializer):
-        status = StrictCharField(required=False, help_text="One status or several, comma-separated: `active,candidate`.")
+        status = StatusListField(statuses=VersionStatus.values, required=False, help_text="One status or several, comma-separated: `active,candidate`.")
         request = StrictCharField(required=False, max_length=64, help_text="A request's id or reference (RTBF-...).")
         page = serializers.IntegerField(required=False, min_value=1)
         page_size = serializers.IntegerField(required=False, min_value=1, max_value=PageNumberPagination.max_page_size)
-
-        def validate_status(self, value: str) -> str:
-            wanted = [part.strip() for part in value.split(",") if part.strip()]
-            unknown = [part for part in wanted if part not in VersionStatus.values]
-            if unknown:
-                raise serializers.ValidationError(f"Unknown status {', '.join(unknown)}; valid: {', '.join(VersionStatus.values)}.", code="invalid_choice")
-            return ",".join(wanted)
 
     @extend_schema(
         operation_id="registry_units_list",
@@ -167,10 +158,17 @@ class UnitDetailApi(APIView):
     def get(self, request, unit_id):
         actor = _actor(request)
         _refuse_api_clients(actor)
-        return Response(_unit(request, selectors.version_get(actor=actor, unit_id=unit_id)))
+        return Response(_unit(request, selectors.version_get(actor=actor, unit_id=unit_id), actor=actor))
 
 
-class UnitActivateApi(APIView):
+class _UnitActionApi(ActionApi):
+    """A registry change: answers with the unit's detail (its new status and history)."""
+
+    def represent(self, request, actor: Actor, version: AdapterVersion) -> dict:
+        return _unit(request, version, actor=actor)
+
+
+class UnitActivateApi(_UnitActionApi):
     @extend_schema(
         operation_id="registry_units_activate",
         tags=[TAG],
@@ -183,13 +181,14 @@ class UnitActivateApi(APIView):
         responses={200: UnitDetailSerializer, **problem_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, unit_id):
-        actor = _actor(request)
-        _NoBodySerializer(data=request.data).is_valid(raise_exception=True)
+        return self.act(request, unit_id=unit_id)
+
+    def perform(self, *, actor: Actor, data: dict, unit_id: str) -> AdapterVersion:
         version = selectors.version_get(actor=actor, unit_id=unit_id)
-        return Response(_unit(request, services.adapter_activate(version_id=version.pk, actor=actor)))
+        return services.adapter_activate(version_id=version.pk, actor=actor)
 
 
-class UnitDeactivateApi(APIView):
+class UnitDeactivateApi(_UnitActionApi):
     class InputSerializer(StrictSerializer):
         reason = _reason("Required; recorded in the history and the audit log.")
 
@@ -203,14 +202,14 @@ class UnitDeactivateApi(APIView):
         examples=[OpenApiExample("Reason", value={"reason": "Refuses unrelated questions about Lisbon; retraining."}, request_only=True)],
     )
     def post(self, request, unit_id):
-        actor = _actor(request)
-        serializer = UnitDeactivateApi.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        return self.act(request, unit_id=unit_id)
+
+    def perform(self, *, actor: Actor, data: dict, unit_id: str) -> AdapterVersion:
         version = selectors.version_get(actor=actor, unit_id=unit_id)
-        return Response(_unit(request, services.adapter_deactivate(version_id=version.pk, actor=actor, reason=serializer.validated_data["reason"])))
+        return services.adapter_deactivate(version_id=version.pk, actor=actor, reason=data["reason"])
 
 
-class UnitRevokeApi(APIView):
+class UnitRevokeApi(_UnitActionApi):
     class InputSerializer(StrictSerializer):
         reason = _reason("Required; recorded in the history and the audit log.")
 
@@ -223,14 +222,14 @@ class UnitRevokeApi(APIView):
         responses={200: UnitDetailSerializer, **problem_responses(400, 401, 403, 404, 409, 415)},
     )
     def post(self, request, unit_id):
-        actor = _actor(request)
-        serializer = UnitRevokeApi.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        return self.act(request, unit_id=unit_id)
+
+    def perform(self, *, actor: Actor, data: dict, unit_id: str) -> AdapterVersion:
         version = selectors.version_get(actor=actor, unit_id=unit_id)
-        return Response(_unit(request, services.adapter_revoke(version_id=version.pk, actor=actor, reason=serializer.validated_data["reason"])))
+        return services.adapter_revoke(version_id=version.pk, actor=actor, reason=data["reason"])
 
 
-class RequestRollbackApi(APIView):
+class RequestRollbackApi(_UnitActionApi):
     class InputSerializer(StrictSerializer):
         reason = _reason("Required; recorded in the history and the audit log.")
 
@@ -243,10 +242,10 @@ class RequestRollbackApi(APIView):
         responses={200: UnitDetailSerializer, **problem_responses(400, 401, 403, 404, 409, 415)},
     )
     def post(self, request, request_id):
-        serializer = RequestRollbackApi.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        version = services.adapter_rollback(request_id=request_id, actor=_actor(request), reason=serializer.validated_data["reason"])
-        return Response(_unit(request, version))
+        return self.act(request, request_id=request_id)
+
+    def perform(self, *, actor: Actor, data: dict, request_id) -> AdapterVersion:
+        return services.adapter_rollback(request_id=request_id, actor=actor, reason=data["reason"])
 
 
 def parse_instant(value: str):

@@ -16,7 +16,9 @@ def mailoutbox_codes(mailoutbox):
     import re
 
     def codes() -> list[str]:
-        return [m for mail in mailoutbox for m in re.findall(r"\b(\d{6})\b", mail.body)]
+        # Anchored on the sentence that carries the code: a reference can be all digits too
+        # (RTBF-742483), and it appears in the same email.
+        return [m for mail in mailoutbox for m in re.findall(r"verification code is (\d{6})\b", mail.body)]
 
     return codes
 
@@ -30,6 +32,20 @@ def staff(db):
     def make(role: str, username: str | None = None):
         name = username or f"{role}{next(_counter)}"
         return staff_user_ensure(username=name, password="pass-for-tests-123", role=Role(role), email=f"{name}@staff.example")
+
+    return make
+
+
+@pytest.fixture
+def staff_client(staff):
+    """staff_client('reviewer') -> a test Client logged in as a new user with that role
+    (staff_client('reviewer', user=u): logged in as `u`)."""
+    from django.test import Client
+
+    def make(role: str, *, user=None) -> Client:
+        http = Client()
+        http.force_login(user or staff(role))
+        return http
 
     return make
 

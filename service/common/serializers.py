@@ -33,3 +33,19 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StatusListField(StrictCharField):
+    """A list filter on a status: one or several, comma-separated (`active,candidate`), each one of
+    `statuses`; the value is them joined by commas without spaces (empty parts dropped)."""
+
+    def __init__(self, *, statuses: list[str], **kwargs):
+        self.statuses = list(statuses)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        wanted = [part.strip() for part in super().to_internal_value(data).split(",") if part.strip()]
+        unknown = [part for part in wanted if part not in self.statuses]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown status {', '.join(unknown)}; valid: {', '.join(self.statuses)}.", code="invalid_choice")
+        return ",".join(wanted)

@@ -4,17 +4,15 @@ the job's `progress` (service.requests.api). One class per operation, errors as 
 
 from __future__ import annotations
 
-from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from service.accounts.roles import actor_for_request
+from service.accounts.roles import Actor, actor_for_request
 from service.common.errors import NotFound
 from service.common.schema import problem_responses
-from service.common.serializers import StrictSerializer
-from service.requests.api import RequestRepresentationSerializer
+from service.requests.api import RequestActionApi, RequestRepresentationSerializer
+from service.requests.models import ErasureRequest
 from service.requests.selectors import request_get
 
 from . import selectors, services
@@ -42,9 +40,8 @@ class RequestCertificateApi(APIView):
         return Response(CertificateSummarySerializer(selectors.certificate_summary(job)).data)
 
 
-class RequestRetryApi(APIView):
-    class InputSerializer(StrictSerializer):
-        """No parameters: an empty body or `{}`."""
+class RequestRetryApi(RequestActionApi):
+    accepted = True
 
     @extend_schema(
         operation_id="requests_retry",
@@ -59,10 +56,8 @@ class RequestRetryApi(APIView):
         responses={202: OpenApiResponse(RequestRepresentationSerializer, description="Queued again."), **problem_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, request_id):
-        RequestRetryApi.InputSerializer(data=request.data).is_valid(raise_exception=True)
-        actor = actor_for_request(request)
+        return self.act(request, request_id=request_id)
+
+    def perform(self, *, actor: Actor, data: dict, request_id) -> ErasureRequest:
         job = services.job_retry(actor=actor, request_id=request_id)
-        erasure = request_get(actor=actor, request_id=job.request_id)
-        location = request.build_absolute_uri(reverse("api-request-detail", kwargs={"request_id": erasure.pk}))
-        body = RequestRepresentationSerializer(erasure, context={"request": request, "actor": actor}).data
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+        return request_get(actor=actor, request_id=job.request_id)

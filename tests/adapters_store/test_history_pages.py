@@ -23,16 +23,6 @@ API = "/api/v1/registry/history"
 
 
 @pytest.fixture
-def browser_of(staff):
-    def make(role: str) -> Client:
-        http = Client()
-        http.force_login(staff(role))
-        return http
-
-    return make
-
-
-@pytest.fixture
 def story(register, erasure, staff, actor_of):
     """unit-a: live, then deactivated (both confirmed by gw-1); unit-b: a request's unit, live now."""
     reviewer = actor_of(staff("reviewer", username="rita"))
@@ -52,8 +42,8 @@ def _chart(html: str) -> ET.Element:
     return ET.fromstring(match.group(0))
 
 
-def test_page_draws_a_lane_and_a_bar_per_unit_with_tooltips(browser_of, story):
-    page = browser_of("auditor").get(reverse("registry-history"))
+def test_page_draws_a_lane_and_a_bar_per_unit_with_tooltips(staff_client, story):
+    page = staff_client("auditor").get(reverse("registry-history"))
     assert page.status_code == 200
     html = page.content.decode()
     chart = _chart(html)
@@ -75,8 +65,8 @@ def test_page_draws_a_lane_and_a_bar_per_unit_with_tooltips(browser_of, story):
     assert len(dates) == 2 and dates[1].endswith("UTC")
 
 
-def test_page_lists_the_changes_with_who_why_and_the_gateway_confirmation(browser_of, story):
-    html = browser_of("auditor").get(reverse("registry-history")).content.decode()
+def test_page_lists_the_changes_with_who_why_and_the_gateway_confirmation(staff_client, story):
+    html = staff_client("auditor").get(reverse("registry-history")).content.decode()
     table = html.split('id="h-changes"')[1].split("<tbody>")[1].split("</tbody>")[0]
     rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
     assert len(rows) == 3  # activated a, deactivated a, activated b
@@ -87,16 +77,16 @@ def test_page_lists_the_changes_with_who_why_and_the_gateway_confirmation(browse
     assert story["request"].reference in activated_b and "not recorded" in activated_b
 
 
-def test_page_is_linked_from_the_nav_and_the_registry(browser_of):
-    auditor = browser_of("auditor")
+def test_page_is_linked_from_the_nav_and_the_registry(staff_client):
+    auditor = staff_client("auditor")
     nav = '<a href="/registry/history/">Live history</a>'
     index = auditor.get(reverse("registry")).content.decode()
     assert nav in index and '<a href="/registry/history/">Live history (timeline of every change)</a>' in index
     assert '<a href="/registry/history/">Live history over a period</a>' in auditor.get(reverse("registry-live")).content.decode()
 
 
-def test_page_takes_a_period_and_refuses_a_bad_one(browser_of, story):
-    auditor = browser_of("auditor")
+def test_page_takes_a_period_and_refuses_a_bad_one(staff_client, story):
+    auditor = staff_client("auditor")
     today = timezone.now().date()
     empty = auditor.get(reverse("registry-history"), {"since": (today - timedelta(days=400)).isoformat(), "until": (today - timedelta(days=300)).isoformat()})
     assert empty.status_code == 200 and "No unit was live in this period." in empty.content.decode()
@@ -122,8 +112,8 @@ def test_axis_ticks_fit_the_window():
 # --- the API -------------------------------------------------------------------------------------
 
 
-def test_api_gives_intervals_per_unit_and_the_events(browser_of, story):
-    body = browser_of("auditor").get(API).json()
+def test_api_gives_intervals_per_unit_and_the_events(staff_client, story):
+    body = staff_client("auditor").get(API).json()
     units = {unit["unit_id"]: unit for unit in body["units"]}
     assert set(units) == {"unit-a", "unit-b"} and body["gateway_reports_recorded"] is True
     [a] = units["unit-a"]["intervals"]
@@ -136,8 +126,8 @@ def test_api_gives_intervals_per_unit_and_the_events(browser_of, story):
     assert body["events"][1]["actor"] == "rita" and body["events"][1]["gateway_confirmed_at"] is not None
 
 
-def test_api_takes_dates_or_date_times(browser_of, story):
-    auditor = browser_of("auditor")
+def test_api_takes_dates_or_date_times(staff_client, story):
+    auditor = staff_client("auditor")
     today = timezone.now().date()
     by_dates = auditor.get(API, {"since": today.isoformat(), "until": today.isoformat()}).json()
     assert by_dates["since"].startswith(today.isoformat()) and by_dates["until"].startswith((today + timedelta(days=1)).isoformat())
@@ -151,8 +141,8 @@ def test_api_takes_dates_or_date_times(browser_of, story):
     "query, field",
     [({"since": "yesterday"}, "since"), ({"until": "2026-02-30"}, "until"), ({"since": "2026-01-02", "until": "2026-01-01"}, "until"), ({"at": "2026-01-01"}, "at")],
 )
-def test_api_refuses_bad_dates_with_400_problem(browser_of, query, field):
-    answer = browser_of("auditor").get(API, query)
+def test_api_refuses_bad_dates_with_400_problem(staff_client, query, field):
+    answer = staff_client("auditor").get(API, query)
     assert answer.status_code == 400 and answer["Content-Type"] == PROBLEM
     assert answer.json()["code"] == "validation_error" and answer.json()["errors"][0]["field"] == field
 
@@ -186,8 +176,8 @@ GARBAGE_QUERIES = [
 ]
 
 
-def test_garbage_queries_never_produce_a_5xx(browser_of, story):
-    auditor = browser_of("auditor")
+def test_garbage_queries_never_produce_a_5xx(staff_client, story):
+    auditor = staff_client("auditor")
     for query in GARBAGE_QUERIES:
         api = auditor.get(f"{API}?{query}")
         assert api.status_code < 500, (query, api.status_code)

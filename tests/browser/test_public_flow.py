@@ -41,7 +41,7 @@ def test_subject_files_verifies_and_sees_the_status(live_server, page, screens_d
     reference = page.locator(".reference").inner_text()
     assert re.fullmatch(r"RTBF-[A-Z0-9]{6}", reference)
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["jane@example.org"]
-    code = re.search(r"\b(\d{6})\b", mail.outbox[0].body).group(1)
+    code = re.search(r"verification code is (\d{6})\b", mail.outbox[0].body).group(1)
     expect(page.get_by_label("Request reference")).to_have_value(reference)
     expect(page.get_by_label("Your email address")).to_have_value("jane@example.org")
     page.screenshot(path=str(screens_dir / "request-verify.png"), full_page=True)

@@ -8,78 +8,45 @@ worker|beat`), started as subprocesses with the environment pointing at the test
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
 from service.requests.services import request_create_api, request_submit_web
+from tests.integration.processes import (
+    BROKER_URL,
+    CELERY,
+    LoggedProcess,
+    celery_worker_command,
+    database_url,
+    purge_queues,
+    purge_queues_or_fail,
+    require_postgresql,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-BROKER_URL = "redis://127.0.0.1:6379/15"
-QUEUES = ("default", "gpu")
-CELERY = str(Path(sys.executable).with_name("celery"))
 BEAT_SECONDS = 2
 PATIENCE_SECONDS = 120  # worker start-up on a busy two-core machine, plus a few beat periods
-
-
-def _database_url() -> str:
-    """The URL of the database this test runs on: the test database pytest-django created."""
-    db = settings.DATABASES["default"]
-    auth = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _purge_queues() -> None:
-    from kombu import Connection
-
-    with Connection(BROKER_URL, connect_timeout=5) as broker:
-        for queue in QUEUES:
-            broker.default_channel.queue_purge(queue)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Warm shutdown (SIGTERM), then SIGKILL to the process group we created if it hangs."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
 
 @pytest.fixture
 def celery_processes(transactional_db, tmp_path) -> Iterator[dict[str, Path]]:
     """Starts a real worker and a real beat on Redis and the test database; stops them afterwards."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: the worker process must reach the test database (bin/test sets DATABASE_URL)")
-    try:
-        _purge_queues()
-    except Exception as exc:  # noqa: BLE001 - turned into a clear failure
-        pytest.fail(f"Redis at {BROKER_URL} is not reachable ({exc}); bin/test starts it (bin/services)")
+    require_postgresql("worker")
+    purge_queues_or_fail()
 
     outbox = tmp_path / "outbox"
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": BROKER_URL,
         "FORGET_VAR_DIR": str(tmp_path / "var"),
         "FORGET_HOUSEKEEPING_SECONDS": str(BEAT_SECONDS),
@@ -89,28 +56,22 @@ def celery_processes(transactional_db, tmp_path) -> Iterator[dict[str, Path]]:
     }
     logs = {"worker": tmp_path / "worker.log", "beat": tmp_path / "beat.log", "outbox": outbox}
     commands = {
-        "worker": [CELERY, "-A", "service.config", "worker", "-Q", ",".join(QUEUES), "--concurrency", "1", "--pool", "solo", "-l", "info", "--without-gossip", "--without-mingle", "-n", f"housekeeping-test-{os.getpid()}@%h"],
+        "worker": celery_worker_command("housekeeping-test"),
         "beat": [CELERY, "-A", "service.config", "beat", "-l", "info", "-s", str(tmp_path / "beat-schedule"), "--pidfile", str(tmp_path / "beat.pid")],
     }
-    processes: list[subprocess.Popen] = []
+    processes: list[LoggedProcess] = []
     try:
         for name, command in commands.items():
-            with open(logs[name], "wb") as log:
-                processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            processes.append(LoggedProcess(command, env=env, log=logs[name]))
         yield logs
     finally:
         for process in processes:
-            _stop(process)
-        _purge_queues()
+            process.stop()
+        purge_queues()
 
 
 def _wait_for(condition, what: str, logs: dict[str, Path], seconds: float = PATIENCE_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{what} within {seconds} s.\n--- worker log ---\n{_tail(logs['worker'])}\n--- beat log ---\n{_tail(logs['beat'])}")
+    wait_for(condition, what, seconds=seconds, logs=[logs["worker"], logs["beat"]])
 
 
 def test_beat_and_worker_expire_stale_requests_and_remind_reviewers_once(staff, api_client_key, actor_of, celery_processes):

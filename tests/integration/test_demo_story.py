@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,22 +22,18 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.integration.processes import LoggedProcess, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 DEMO = str(Path(settings.BASE_DIR) / "bin" / "demo")
 PATIENCE_SECONDS = 720  # model reuse, four processes starting, three units trained and certified, on two busy cores
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     # bin/test points these at the test database, Redis and var/test; the demo picks its own.
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "FORGET_VAR_DIR")}
-    env.update(FORGET_DEMO_PRESET="tiny", FORGET_DEMO_PORT=str(_free_port()), FORGET_DEMO_GATEWAY_PORT=str(_free_port()), OMP_NUM_THREADS="1", **extra)
+    env.update(FORGET_DEMO_PRESET="tiny", FORGET_DEMO_PORT=str(free_port()), FORGET_DEMO_GATEWAY_PORT=str(free_port()), OMP_NUM_THREADS="1", **extra)
     return env
 
 
@@ -83,8 +78,7 @@ def test_demo_keeps_the_ui_up_after_the_story_and_ctrl_c_stops_every_process(tmp
     var = tmp_path / "var"
     env = _env(tmp_path, FORGET_VAR_DIR=str(var))
     log = tmp_path / "demo.log"
-    with open(log, "w") as out:
-        demo = subprocess.Popen([DEMO], cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    demo = LoggedProcess([DEMO], env=env, log=log)
     try:
         deadline = time.monotonic() + PATIENCE_SECONDS
         while "Press Ctrl-C to stop." not in log.read_text() and demo.poll() is None and time.monotonic() < deadline:

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import stat
-import subprocess
 import sys
 import time
 import urllib.error
@@ -29,16 +26,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from adapters_store.models import GatewayReport
 from adapters_store.services import adapter_activate, adapter_deactivate
 from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
+from tests.integration.processes import LoggedProcess, database_url, free_port, require_postgresql, tail, wait_for
 from tests.service.inference.conftest import (  # noqa: F401 - fixtures
     clone_unit,
     erasure_request,
@@ -62,29 +57,15 @@ STARTUP_SECONDS = 240  # importing torch and loading two models on a busy two-co
 GATEWAY_ID = "integration-gateway"
 
 
-def _database_url() -> str:
-    """The URL of the database this test runs on: the test database pytest-django created."""
-    db = settings.DATABASES["default"]
-    auth = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class RunningGateway:
-    process: subprocess.Popen
+    process: LoggedProcess
     url: str
-    log: Path
     outbox: Path
     key: str
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else "(no log)"
+        return tail(self.process.log, lines)
 
     def call(self, method: str, path: str, body=None, *, auth: bool = True, raw: bytes | None = None) -> tuple[int, dict]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -110,36 +91,19 @@ class RunningGateway:
     def wait_for(self, condition, what: str, seconds: float) -> float:
         """Polls `condition` until it holds; returns the seconds it took."""
         started = time.monotonic()
-        while time.monotonic() - started < seconds:
-            if condition():
-                return time.monotonic() - started
-            assert self.process.poll() is None, f"the gateway exited ({self.process.returncode}):\n{self.tail()}"
-            time.sleep(0.1)
-        pytest.fail(f"{what} within {seconds:g} s.\n--- gateway log ---\n{self.tail()}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM (the gateway shuts down cleanly), then SIGKILL to its process group if it hangs."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        wait_for(condition, what, seconds=seconds, logs=[self.process.log], every=0.1, lines=60, alive=self.process)
+        return time.monotonic() - started
 
 
 @pytest.fixture
 def gateway(transactional_db, store, tiny_demo_model, api_client_key, tmp_path) -> Iterator[RunningGateway]:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: the gateway process must reach the test database (bin/test sets DATABASE_URL)")
+    require_postgresql("gateway")
     _, key = api_client_key(("generate",))
-    port = _free_port()
+    port = free_port()
     outbox = tmp_path / "outbox"
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "BASE_MODEL_DIR": str(tiny_demo_model),
         "ADAPTERS_STORE_URL": "",
         "ADAPTERS_STORE_ROOT": str(store),
@@ -149,11 +113,9 @@ def gateway(transactional_db, store, tiny_demo_model, api_client_key, tmp_path) 
         "OMP_WAIT_POLICY": "PASSIVE",
         "PYTHONUNBUFFERED": "1",
     }
-    log = tmp_path / "gateway.log"
     command = [sys.executable, "manage.py", "run_gateway", "--port", str(port), "--gateway-id", GATEWAY_ID, "--device", "cpu", "--torch-threads", "1"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    running = RunningGateway(process, f"http://127.0.0.1:{port}", log, outbox, key)
+    process = LoggedProcess(command, env=env, log=tmp_path / "gateway.log")
+    running = RunningGateway(process, f"http://127.0.0.1:{port}", outbox, key)
     try:
 
         def answering() -> bool:
@@ -166,7 +128,7 @@ def gateway(transactional_db, store, tiny_demo_model, api_client_key, tmp_path) 
         running.wait_for(answering, "the gateway did not start answering", STARTUP_SECONDS)
         yield running
     finally:
-        _stop(process)
+        process.stop(grace_seconds=30)  # SIGTERM: the gateway shuts down cleanly
 
 
 def _sent_mail(outbox: Path) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from io import StringIO
@@ -24,13 +23,22 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 
 from adapters_store.models import AdapterVersion
 from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
 from service.unlearning.models import UnlearningJob
-from tests.integration.test_celery_housekeeping import BROKER_URL, CELERY, QUEUES, _database_url, _purge_queues, _stop, _tail
+from tests.integration.processes import (
+    BROKER_URL,
+    LoggedProcess,
+    celery_worker_command,
+    database_url,
+    purge_queues,
+    purge_queues_or_fail,
+    require_postgresql,
+    tails,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -48,26 +56,22 @@ def tiny_model_dir() -> Path:
 
 
 @pytest.fixture
-def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callable[[str], subprocess.Popen]:
+def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callable[[str], LoggedProcess]:
     """start_worker(name) -> a real GPU-queue worker on Redis db 15 and the test database; every
     worker started is stopped afterwards, and the queues are purged before and after."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: the worker process must reach the test database (bin/test sets DATABASE_URL)")
+    require_postgresql("worker")
     from service.config.celery import app
 
     if app.conf.broker_url != BROKER_URL:
         pytest.skip(f"the test process must send to the workers' broker: run with CELERY_BROKER_URL={BROKER_URL} (bin/test sets it)")
-    try:
-        _purge_queues()
-    except Exception as exc:  # noqa: BLE001 - turned into a clear failure
-        pytest.fail(f"Redis at {BROKER_URL} is not reachable ({exc}); bin/test starts it (bin/services)")
+    purge_queues_or_fail()
 
     store = tmp_path / "store"
     settings.ADAPTERS_STORE_URL, settings.ADAPTERS_STORE_ROOT = "", store  # this process reads what the workers store
     call_command("load_demo_corpus", "--model-dir", str(tiny_model_dir), stdout=StringIO())
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": BROKER_URL,
         "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
         "FORGET_VAR_DIR": str(tmp_path / "var"),
@@ -83,15 +87,10 @@ def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callab
         "OMP_WAIT_POLICY": "PASSIVE",
         "PYTHONUNBUFFERED": "1",
     }
-    processes: list[subprocess.Popen] = []
+    processes: list[LoggedProcess] = []
 
-    def start(name: str) -> subprocess.Popen:
-        log = tmp_path / f"{name}.log"
-        command = [CELERY, "-A", "service.config", "worker", "-Q", ",".join(QUEUES), "--concurrency", "1", "--pool", "solo", "-l", "info",
-                   "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        process.log = log  # type: ignore[attr-defined]
+    def start(name: str) -> LoggedProcess:
+        process = LoggedProcess(celery_worker_command(name), env=env, log=tmp_path / f"{name}.log")
         processes.append(process)
         return process
 
@@ -99,22 +98,16 @@ def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callab
         yield start
     finally:
         for process in processes:
-            _stop(process)
-        _purge_queues()
+            process.stop()
+        purge_queues()
 
 
-def _logs(*workers: subprocess.Popen) -> str:
-    return "\n".join(f"--- {w.log.name} ---\n{_tail(w.log, 60)}" for w in workers)  # type: ignore[attr-defined]
+def _logs(*workers: LoggedProcess) -> str:
+    return tails([worker.log for worker in workers], 60)
 
 
-def _wait_for(condition: Callable[[], object], what: str, *workers: subprocess.Popen, seconds: float = PATIENCE_SECONDS, every: float = 0.5):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"{what} within {seconds} s.\n{_logs(*workers)}")
+def _wait_for(condition: Callable[[], object], what: str, *workers: LoggedProcess, seconds: float = PATIENCE_SECONDS, every: float = 0.5):
+    return wait_for(condition, what, seconds=seconds, logs=[worker.log for worker in workers], every=every, lines=60)
 
 
 def _file_and_approve(client, api_client_key, staff) -> ErasureRequest:

@@ -9,7 +9,6 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from service.audit.models import AuditEvent
@@ -24,23 +23,13 @@ QUERY = {"from": PERIOD[0], "to": PERIOD[1]}
 API = "/api/v1/reports/requests"
 
 
-@pytest.fixture
-def browser_of(staff):
-    def make(role: str) -> Client:
-        http = Client()
-        http.force_login(staff(role))
-        return http
-
-    return make
-
-
 def _charts(html: str) -> list[ET.Element]:
     return [ET.fromstring(match) for match in re.findall(r"<svg\b.*?</svg>", html, re.S)]
 
 
-def test_page_shows_the_figures_and_two_charts_with_a_bar_per_figure(browser_of, file_requests):
+def test_page_shows_the_figures_and_two_charts_with_a_bar_per_figure(staff_client, file_requests):
     file_requests(KNOWN)
-    page = browser_of("auditor").get(reverse("reports"), QUERY)
+    page = staff_client("auditor").get(reverse("reports"), QUERY)
     assert page.status_code == 200
     html = page.content.decode()
     total = html.split('class="total"')[1].split("</tr>")[0]
@@ -60,9 +49,9 @@ def test_page_shows_the_figures_and_two_charts_with_a_bar_per_figure(browser_of,
     assert not any(title.startswith("Other") for title in duration_titles)  # nothing completed: no bar
 
 
-def test_viewing_and_downloading_are_audited(browser_of, file_requests):
+def test_viewing_and_downloading_are_audited(staff_client, file_requests):
     file_requests(KNOWN)
-    auditor = browser_of("auditor")
+    auditor = staff_client("auditor")
     auditor.get(reverse("reports"), QUERY)
     auditor.get(reverse("reports-csv"), QUERY)
     shown = AuditEvent.objects.get(action="report.generated")
@@ -72,9 +61,9 @@ def test_viewing_and_downloading_are_audited(browser_of, file_requests):
     assert downloaded.actor_label.startswith("auditor") and "downloaded as csv" in downloaded.description
 
 
-def test_csv_holds_the_same_figures(browser_of, file_requests):
+def test_csv_holds_the_same_figures(staff_client, file_requests):
     file_requests(KNOWN)
-    response = browser_of("auditor").get(reverse("reports-csv"), QUERY)
+    response = staff_client("auditor").get(reverse("reports-csv"), QUERY)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"] == 'attachment; filename="requests-report-20250101-20251231.csv"'
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
@@ -87,8 +76,8 @@ def test_csv_holds_the_same_figures(browser_of, file_requests):
     assert (total["received"], total["median_days_to_completion"], total["period_from"], total["period_to"]) == ("9", "25.00", "2025-01-01", "2025-12-31")
 
 
-def test_presets_and_bad_periods(browser_of):
-    auditor = browser_of("reviewer")  # reviewers read reports too: they may see every request already
+def test_presets_and_bad_periods(staff_client):
+    auditor = staff_client("reviewer")  # reviewers read reports too: they may see every request already
     page = auditor.get(reverse("reports"))
     assert page.status_code == 200 and 'aria-current="true">Last calendar year' in page.content.decode()  # the default
     assert auditor.get(reverse("reports"), {"preset": "last_30_days"}).status_code == 200
@@ -99,8 +88,8 @@ def test_presets_and_bad_periods(browser_of):
     assert not AuditEvent.objects.filter(action__startswith="report.", data__format="csv").exists()  # nothing was downloaded
 
 
-def test_nav_links_to_reports_for_staff_only(browser_of, client):
-    assert 'href="/reports/"' in browser_of("auditor").get(reverse("registry")).content.decode()
+def test_nav_links_to_reports_for_staff_only(staff_client, client):
+    assert 'href="/reports/"' in staff_client("auditor").get(reverse("registry")).content.decode()
     assert 'href="/reports/"' not in client.get(reverse("home")).content.decode()
 
 
@@ -118,9 +107,9 @@ def test_anonymous_and_api_clients_cannot_see_reports(client, api_client_key):
 # --- the API -------------------------------------------------------------------------------------
 
 
-def test_api_gives_the_figures_as_json_and_is_audited(browser_of, file_requests):
+def test_api_gives_the_figures_as_json_and_is_audited(staff_client, file_requests):
     file_requests(KNOWN)
-    body = browser_of("auditor").get(API, QUERY).json()
+    body = staff_client("auditor").get(API, QUERY).json()
     assert (body["period_from"], body["period_to"]) == ("2025-01-01", "2025-12-31")
     gdpr = next(row for row in body["regulations"] if row["regulation"] == "gdpr")
     assert (gdpr["received"], gdpr["overdue"], gdpr["median_days"], gdpr["p95_days"]) == (5, 2, 20.0, 40.0)
@@ -132,8 +121,8 @@ def test_api_gives_the_figures_as_json_and_is_audited(browser_of, file_requests)
     "query, field",
     [({"from": "2025-13-01"}, "from"), ({"from": "2025-02-01", "to": "2025-01-01"}, "to"), ({"preset": "forever"}, "preset"), ({"since": "2025-01-01"}, "since")],
 )
-def test_api_refuses_bad_periods_with_400_problem(browser_of, query, field):
-    answer = browser_of("auditor").get(API, query)
+def test_api_refuses_bad_periods_with_400_problem(staff_client, query, field):
+    answer = staff_client("auditor").get(API, query)
     assert answer.status_code == 400 and answer["Content-Type"] == PROBLEM
     assert answer.json()["code"] == "validation_error" and answer.json()["errors"][0]["field"] == field
 
@@ -148,8 +137,8 @@ def test_schema_documents_the_report(client):
 GARBAGE_QUERIES = ["from=%00", "from=0001-01-01", "to=0001-01-01", "to=9999-12-31", "from=2025-01-01&to=8999-12-31", "preset=%00", "from[]=x", "from=" + "9" * 5000]
 
 
-def test_garbage_queries_never_produce_a_5xx(browser_of):
-    auditor = browser_of("auditor")
+def test_garbage_queries_never_produce_a_5xx(staff_client):
+    auditor = staff_client("auditor")
     for query in GARBAGE_QUERIES:
         api = auditor.get(f"{API}?{query}")
         assert api.status_code == 400 and api["Content-Type"] == PROBLEM, (query, api.status_code)
