@@ -1,7 +1,7 @@
 """Intake benchmark: concurrent API clients filing erasure requests against the app under gunicorn.
 
-    .venv/bin/python bench/intake.py                      # 30 s, 16 clients, gthread 2 workers x 8 threads
-    .venv/bin/python bench/intake.py --seconds 10 --clients 16 --server sync:5 --server gthread:2x8
+    .venv/bin/python bench/intake.py                      # 30 s, 16 clients, gunicorn sync x 4 workers (the production shape)
+    .venv/bin/python bench/intake.py --seconds 10 --clients 16 --server sync:4 --server gthread:2x8
 
 What it does, bounded in time and on loopback only:
   1. creates a dedicated PostgreSQL database (forget_bench, dropped first: a clean state), migrates it,
@@ -74,12 +74,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured duration per server configuration (default 30)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring, not counted (default 3)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent client threads, one keep-alive connection each (default 16)")
-    parser.add_argument("--server", type=ServerConfig.parse, action="append", help="gunicorn shape, repeatable: gthread:WxT or sync:W (default gthread:2x8)")
+    parser.add_argument("--server", type=ServerConfig.parse, action="append", help="gunicorn shape, repeatable: gthread:WxT or sync:W (default sync:4: what docker/compose.yaml runs, WEB_CONCURRENCY=4 sync workers behind nginx)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/forget_bench"), help="the dedicated database (dropped and re-created!)")
     parser.add_argument("--conn-max-age", type=int, default=60, help="CONN_MAX_AGE for the app: persistent database connections (default 60)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "intake.json", help="JSON results file")
     args = parser.parse_args(argv)
-    args.server = args.server or [ServerConfig("gthread", 2, 8)]
+    args.server = args.server or [ServerConfig("sync", 4, 1)]
     if not 0 < args.seconds <= 300:
         parser.error("--seconds must be in (0, 300]: the benchmark is bounded")
     if urlsplit(args.database_url).hostname not in ("127.0.0.1", "localhost", "::1"):

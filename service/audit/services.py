@@ -153,7 +153,34 @@ def _append(pending: list[dict[str, Any]]) -> list[AuditEvent]:
             events.append(AuditEvent(**full, hash=prev_hash))
         # One INSERT for all of them. AuditEvent.objects refuses bulk_create to everyone else, so
         # that nothing writes around the chain; this is the chain's own writer.
-        return models.QuerySet(AuditEvent).bulk_create(events)
+        if connection.vendor != "postgresql":
+            return models.QuerySet(AuditEvent).bulk_create(events)
+        return _insert_events(events)
+
+
+_EVENT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+
+
+def _insert_events(events: list[AuditEvent]) -> list[AuditEvent]:
+    """What bulk_create(events) does on PostgreSQL (one multi-row INSERT ... RETURNING id), without
+    building and compiling an InsertQuery, which cost more CPU than the statement itself (in the
+    intake profile the whole append, lock and head read included, now uses half the CPU it did).
+    The values are prepared by the fields themselves (get_db_prep_save: the same datetime and JSON
+    adaptation the ORM uses), so the stored row, and with it the re-computed hash, is identical."""
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(_EVENT_FIELDS)) + ")"
+    sql = (
+        f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({', '.join(quote(field.column) for field in _EVENT_FIELDS)}) "
+        f"VALUES {', '.join([row] * len(events))} RETURNING {quote(AuditEvent._meta.pk.column)}"
+    )
+    params = [field.get_db_prep_save(getattr(event, field.attname), connection) for event in events for field in _EVENT_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [pk for (pk,) in cursor.fetchall()]  # in VALUES order, as bulk_create relies on too
+    for event, pk in zip(events, ids, strict=True):
+        event.pk = pk
+        event._state.adding, event._state.db = False, connection.alias
+    return events
 
 
 class _EventMarker:

@@ -89,35 +89,42 @@ def _issue_code(request: ErasureRequest, *, actor: Actor) -> None:
     notifications.send_verification_code(email=request.subject["email"], reference=request.reference, code=code, ttl_minutes=cfg["CODE_TTL_SECONDS"] // 60)
 
 
+def _insert(*, channel: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str], attested: bool, actor: Actor, received, api_client=None, idempotency_key: str = "", body_hash: str = "", **initial: Any) -> ErasureRequest:
+    """The INSERT and its `request.submitted` event, in the caller's transaction (no retry here).
+    `initial`: more column values for the INSERT (request_create_api's trusted-identity fold)."""
+    request = ErasureRequest.objects.create(
+        reference=_new_reference(),
+        channel=channel,
+        api_client=api_client,
+        idempotency_key=idempotency_key,
+        idempotency_body_hash=body_hash,
+        subject={"name": name, "email": email},
+        subject_email_hash=pii_hash(email),
+        facts=facts,
+        evidence_prompts=evidence_prompts,
+        content_hash=content_hash(name=name, email=email, facts=facts, evidence_prompts=evidence_prompts, regulation=regulation),
+        attested=attested,
+        regulation=regulation,
+        received_at=received,
+        deadline_at=legal_deadline(regulation, received),
+        **initial,
+    )
+    audit_record(
+        action="request.submitted",
+        actor=actor,
+        target_type="request",
+        target_id=request.reference,
+        data={"channel": channel, "regulation": regulation, "content_hash": request.content_hash, "email": request.subject_email_hash, "facts": len(facts), "evidence_prompts": len(evidence_prompts)},
+    )
+    return request
+
+
 def _create(*, channel: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str], attested: bool, actor: Actor, api_client=None, idempotency_key: str = "", body_hash: str = "") -> ErasureRequest:
     received = timezone.now()
     for _ in range(5):  # a reference collision is astronomically rare; retry rather than fail
         try:
             with transaction.atomic():
-                request = ErasureRequest.objects.create(
-                    reference=_new_reference(),
-                    channel=channel,
-                    api_client=api_client,
-                    idempotency_key=idempotency_key,
-                    idempotency_body_hash=body_hash,
-                    subject={"name": name, "email": email},
-                    subject_email_hash=pii_hash(email),
-                    facts=facts,
-                    evidence_prompts=evidence_prompts,
-                    content_hash=content_hash(name=name, email=email, facts=facts, evidence_prompts=evidence_prompts, regulation=regulation),
-                    attested=attested,
-                    regulation=regulation,
-                    received_at=received,
-                    deadline_at=legal_deadline(regulation, received),
-                )
-                audit_record(
-                    action="request.submitted",
-                    actor=actor,
-                    target_type="request",
-                    target_id=request.reference,
-                    data={"channel": channel, "regulation": regulation, "content_hash": request.content_hash, "email": request.subject_email_hash, "facts": len(facts), "evidence_prompts": len(evidence_prompts)},
-                )
-                return request
+                return _insert(channel=channel, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=attested, actor=actor, received=received, api_client=api_client, idempotency_key=idempotency_key, body_hash=body_hash)
         except IntegrityError:
             if idempotency_key and ErasureRequest.objects.filter(api_client=api_client, idempotency_key=idempotency_key).exists():
                 raise
@@ -162,21 +169,37 @@ def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: 
 
     # No look-up first: a new key (the usual case) costs one INSERT; a replayed key fails on the
     # unique (api_client, idempotency_key) constraint and is answered below.
-    try:
-        with transaction.atomic(), audit_deferred():  # the hot path: audit events appended last, chain lock held briefly
-            request = _create(channel=Channel.API, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=actor, api_client=client, idempotency_key=idempotency_key, body_hash=body_hash)
-            if actor.has_scope(Scope.TRUSTED_IDENTITY):
-                request = _transition(request, Status.VERIFIED, actor=actor, data={"method": "trusted_identity"}, verified_at=timezone.now())
-                _maybe_auto_approve(request)
-            else:
-                _issue_code(request, actor=actor)
-                request.refresh_from_db()  # _issue_code updates the row behind this object
-    except IntegrityError:
-        # A replay, or two concurrent calls with the same key (the other one won): answer with its request.
-        if idempotency_key and (hit := existing()):
-            return hit
-        raise
-    return request, True
+    #
+    # The hot path is one transaction with no savepoints (each costs two round trips and Django
+    # bookkeeping): an IntegrityError rolls the whole attempt back and the loop decides, outside any
+    # transaction, whether it was a replay (answered from the stored row) or a reference collision
+    # (astronomically rare: a new attempt with a new reference), as _create's retry did before.
+    trusted = actor.has_scope(Scope.TRUSTED_IDENTITY)
+    fields = dict(channel=Channel.API, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=actor, api_client=client, idempotency_key=idempotency_key, body_hash=body_hash)
+    for _ in range(5):
+        try:
+            with transaction.atomic(), audit_deferred():  # audit events appended last, chain lock held briefly
+                received = timezone.now()
+                if trusted:
+                    # The client verified the subject: the row is inserted `verified` at once instead of
+                    # INSERT `submitted` + compare-and-set UPDATE to `verified` in the same transaction
+                    # (nobody else can see or change the row in between, so the CAS can never fail). Same
+                    # committed row, same two audit events in the same order as _transition wrote them;
+                    # one statement and one savepoint less.
+                    request = _insert(**fields, received=received, status=Status.VERIFIED.value, verified_at=received)
+                    audit_record(action=f"request.{Status.VERIFIED.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": Status.SUBMITTED.value, "method": "trusted_identity"})
+                    _maybe_auto_approve(request)
+                else:
+                    request = _insert(**fields, received=received)
+                    _issue_code(request, actor=actor)
+                    request.refresh_from_db()  # _issue_code updates the row behind this object
+        except IntegrityError:
+            # A replay, or two concurrent calls with the same key (the other one won): answer with its request.
+            if idempotency_key and (hit := existing()):
+                return hit
+            continue  # the reference was taken: the attempt was rolled back whole; try another
+        return request, True
+    raise ApplicationError("Could not allocate a request reference; try again.", code="reference_exhausted", status=503)
 
 
 # --- verification --------------------------------------------------------------------------------
