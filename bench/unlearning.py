@@ -713,15 +713,19 @@ def plot(result: dict, path: Path) -> None:
     ]
     fig, axes = plt.subplots(2, 4, figsize=(18, 8))
     for ax, (title, get) in zip(axes.flat, panels):
+        drawn = 0
         for m in methods:
             ys = [get(s["methods"][m]) for s in steps]
             if all(y is None for y in ys):
                 continue
             ax.plot(x, [np.nan if y is None else y for y in ys], marker="o", markersize=3, label=m)
+            drawn += 1
+        if not drawn:  # e.g. leak D when the base model answers no padded probe: nothing can leak
+            ax.text(0.5, 0.5, "not measurable:\nthe base model answered\nno probe of this set", ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.4")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("request")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    axes.flat[-1].legend(fontsize=8)  # the training-time panel always has every method
     fig.suptitle(f"Continual unlearning on the demo model '{result['model']['preset']}' ({len(steps)} requests)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
