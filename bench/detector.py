@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workers.unlearning.detector import DetectorBank, DetectorConfig, load_encoder, train_detector  # noqa: E402
 from workers.unlearning.detector.scorer import ScorerStack, segment_max  # noqa: E402
-from workers.unlearning.detector.windows import split_all  # noqa: E402
 from workers.unlearning.metrics import auroc, fpr_at_tpr, fraction_above  # noqa: E402
 from workers.unlearning.world import build_world  # noqa: E402
 
@@ -145,7 +144,7 @@ def bench_bank(encoder, world, config: DetectorConfig, unit_counts: list[int], f
     detectors = [train_detector(probe_sets(world, p, rng)["forget"], config, encoder) for p in world.people[:fitted]]
     prompts = [qa.question for p in world.people[fitted : fitted + 40] for qa in world.questions(p, "heldout")[:1]]
     prompts += [pad(q, rng) for q in prompts[:24]]
-    windows, owner = split_all(prompts, config.window_words, config.window_stride)
+    windows, owner = config.split_windows(prompts)
     layers = encoder.resolve_layers(config.layers)
 
     def best_ms(run) -> float:

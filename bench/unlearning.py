@@ -86,7 +86,6 @@ from workers.unlearning.demo_model import DemoModelConfig, build_demo_model, loa
 from workers.unlearning.detector import Detector, DetectorConfig, load_encoder  # noqa: E402
 from workers.unlearning.detector.encoder import Encoder  # noqa: E402
 from workers.unlearning.detector.scorer import segment_max  # noqa: E402
-from workers.unlearning.detector.windows import split_all  # noqa: E402
 from workers.unlearning.forget_set import ForgetSet, forget_set_for_people  # noqa: E402
 from workers.unlearning.gate import GatedModel  # noqa: E402
 from workers.unlearning.generation import generate_answers  # noqa: E402
@@ -270,7 +269,7 @@ class SharedFeatures:
         self.cache: dict[str, torch.Tensor] = {}
 
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, list[int]]:
-        windows, owner = split_all(prompts, self.config.window_words, self.config.window_stride, self.config.sentence_windows)
+        windows, owner = self.config.split_windows(prompts)
         missing = list(dict.fromkeys(w for w in windows if w not in self.cache))
         if missing:
             features = self.encoder.layer_features(missing, self.layers, self.config.batch_size)

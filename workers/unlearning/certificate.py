@@ -521,12 +521,11 @@ def _truth_ratio(gated, weight_fn, unit_ids, probes: ProbeSuite, base_texts, all
     tokenizer = gated.base.tokenizer
     result: dict[str, Any] = {}
     for name, group in groups.items():
-        texts, questions, owners = [], [], []
-        for index, p in enumerate(group):
+        texts, questions = [], []
+        for p in group:
             for value in (p.answer, *p.alternatives):
                 texts.append(format_qa(p.question, value))
                 questions.append(p.question)
-                owners.append(index)
         stats = _token_stats(gated, texts, _resolve(gated, weight_fn, unit_ids, texts, questions, "gated"), max(1, batch_size // 4))
         ratios, cursor = [], 0
         for p in group:

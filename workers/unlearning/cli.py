@@ -168,8 +168,6 @@ def _summary(manifest: dict) -> str:
 
 
 def _demo_world(args: argparse.Namespace) -> int:
-    import json
-
     from .demo_model import DemoModelConfig
 
     world = DemoModelConfig.preset_config(args.preset, seed=args.seed).build_world()
@@ -177,10 +175,7 @@ def _demo_world(args: argparse.Namespace) -> int:
         json.dump(world.to_json(), sys.stdout, indent=1, ensure_ascii=False)
         sys.stdout.write("\n")
         return 0
-    if args.out.is_dir():
-        raise CliError(f"--out {args.out}: is a directory; give a file name")
-    if not args.out.parent.is_dir():
-        raise CliError(f"--out {args.out}: parent directory {args.out.parent} does not exist")
+    _check_output_file(args.out, "--out")
     world.save(args.out)
     print(f"wrote {args.out}: {len(world.people)} people, {len(world.holdout_people)} holdout people, "
           f"{len(world.general_facts)} general facts", file=sys.stderr)

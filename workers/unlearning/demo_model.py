@@ -39,6 +39,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from .generation import generate_answers
 from .prompting import contains_value, normalise
+from .unit_manifest import sha256_file
 from .world import ATTRIBUTE_KEYS, QA, WORLD_VERSION, DemoWorld, TrainingExample, build_world, load_world
 
 # Bump when the training code changes what a config produces: it is part of the cache key.
@@ -343,18 +344,10 @@ def _build_into(directory: Path, config: DemoModelConfig, progress: ProgressCall
             "recipe": RECIPE_VERSION,
             "world": WORLD_VERSION,
         },
-        "files": {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file()},
+        "files": {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file()},
     }
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

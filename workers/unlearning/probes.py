@@ -268,11 +268,11 @@ def build_probes(
     o_pool = [qa for other in world.holdout_people for qa in world.questions(other, "trained")]
     probes += [probe(qa, "O", None) for qa in _sample(rng, o_pool, config.holdout)]
 
-    members = [world.profile(p) for p in targets] + [format_qa(qa.question, qa.answer) for p in targets for qa in world.questions(p, "trained")]
-    holdout_people = list(world.holdout_people)
-    non_members = [world.profile(p) for p in holdout_people] + [
-        format_qa(qa.question, qa.answer) for p in holdout_people for qa in world.questions(p, "trained")
-    ]
+    def trained_texts(people: Sequence[Any]) -> list[str]:
+        """Profiles, then trained QA: the texts membership inference asks about."""
+        return [world.profile(p) for p in people] + [format_qa(qa.question, qa.answer) for p in people for qa in world.questions(p, "trained")]
+
+    members, non_members = trained_texts(targets), trained_texts(list(world.holdout_people))
     meta = {
         "source": "demo world",
         "world_digest": world.digest(),

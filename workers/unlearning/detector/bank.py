@@ -54,9 +54,8 @@ class DetectorBank:
             raise DetectorError("detector was trained on another encoder than the bank's")
         if detector.layers != self.layers:
             raise DetectorError(f"detector scores layers {detector.layers}, the bank scores {self.layers}")
-        windows = (detector.config.window_words, detector.config.window_stride, detector.config.sentence_windows)
-        if windows != (self.config.window_words, self.config.window_stride, self.config.sentence_windows):
-            raise DetectorError(f"detector windows {windows} differ from the bank's")
+        if detector.config.window_rule != self.config.window_rule:
+            raise DetectorError(f"detector windows {detector.config.window_rule} differ from the bank's")
 
     def add(self, unit_id: str, detector: Detector) -> None:
         """Add or replace a request's detector."""

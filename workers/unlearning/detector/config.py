@@ -7,7 +7,9 @@ without loading the engine. Every field carries its help text in `metadata["help
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
+
+from workers.unlearning.detector.windows import split_all
 
 MODES: tuple[str, ...] = ("shared", "lora")
 CEL_VARIANTS: tuple[str, ...] = ("corrected", "faithful")
@@ -155,13 +157,9 @@ class DetectorConfig:
         self.lora_target_modules = tuple(str(name) for name in self.lora_target_modules)
         if not self.lora_target_modules:
             raise DetectorConfigError("lora_target_modules must not be empty")
-        for name in ("phrasing_folds", "store_calibration_windows"):
+        for name in ("phrasing_folds", "store_calibration_windows", "balance_terms", "sentence_windows"):
             if not isinstance(getattr(self, name), bool):
                 raise DetectorConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if not isinstance(self.balance_terms, bool):
-            raise DetectorConfigError(f"balance_terms must be a bool, got {self.balance_terms!r}")
-        if not isinstance(self.sentence_windows, bool):
-            raise DetectorConfigError(f"sentence_windows must be a bool, got {self.sentence_windows!r}")
         if isinstance(self.name_negatives, bool) or not isinstance(self.name_negatives, int) or self.name_negatives < 0:
             raise DetectorConfigError(f"name_negatives must be a non-negative integer, got {self.name_negatives!r}")
         for name in ("cross_fit_folds", "window_words", "window_stride", "batch_size", "lora_rank",
@@ -193,6 +191,15 @@ class DetectorConfig:
                 raise DetectorConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.local_weight == 0 and self.global_weight == 0:
             raise DetectorConfigError("local_weight and global_weight cannot both be 0")
+
+    @property
+    def window_rule(self) -> tuple[int, int, bool]:
+        """(window_words, window_stride, sentence_windows): how prompts are split into windows."""
+        return (self.window_words, self.window_stride, self.sentence_windows)
+
+    def split_windows(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Windows of every text under this config's rule, and each window's text (windows.split_all)."""
+        return split_all(texts, *self.window_rule)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""

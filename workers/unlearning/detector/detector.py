@@ -32,7 +32,6 @@ from workers.unlearning.detector.lora import (
 )
 from workers.unlearning.detector.negatives import infer_subjects, name_swaps, phrasing_key
 from workers.unlearning.detector.scorer import Negatives, ScorerStack, UnitScorer, fit_unit_scorer, segment_max
-from workers.unlearning.detector.windows import split_all
 
 FORMAT = "o3-detector"
 FORMAT_VERSION = 2  # 2: name-test tensors (negatives, name_threshold); version 1 still loads, without the test
@@ -48,7 +47,7 @@ def score_windows(
     encoder: Encoder, stack: ScorerStack, layers: Sequence[int], config: DetectorConfig, prompts: Sequence[str]
 ) -> torch.Tensor:
     """u [n_prompts, n_units]: each prompt's maximum score over its windows, one encoder pass."""
-    windows, owner = split_all(prompts, config.window_words, config.window_stride, config.sentence_windows)
+    windows, owner = config.split_windows(prompts)
     features = encoder.layer_features(windows, layers, config.batch_size)
     return segment_max(stack.scores(features), owner, len(prompts))
 
@@ -204,8 +203,8 @@ def train_detector(
     used, rest = [unique[i] for i in used_index], [unique[i] for i in rest_index]
     used_groups = [groups[i] for i in used_index]
     layers = encoder.resolve_layers(config.layers)
-    used_windows, used_owner = split_all(used, config.window_words, config.window_stride, config.sentence_windows)
-    rest_windows, rest_owner = split_all(rest, config.window_words, config.window_stride, config.sentence_windows)
+    used_windows, used_owner = config.split_windows(used)
+    rest_windows, rest_owner = config.split_windows(rest)
     lora, losses = None, []
     if config.mode == "lora":
         lora, losses = train_lora(encoder, used_windows, layers, config, progress, should_stop)

@@ -64,6 +64,8 @@ class UnitScorer:
 
     TENSOR_NAMES = ("score_shift", "score_scale", "svm_coef", "svm_intercept", "references")
     OPTIONAL_TENSOR_NAMES = ("negatives", "name_threshold")  # absent in detectors saved before the name test
+    GLOCAL_NAMES = ("features", "mean", "core", "isotropic")
+    SCALAR_NAMES = ("local_weight", "global_weight", "zeta", "weight_floor")
 
     def __post_init__(self) -> None:
         device = self.svm_intercept.device
@@ -76,8 +78,6 @@ class UnitScorer:
     @property
     def has_name_test(self) -> bool:
         return self.negatives.shape[1] > 0 and bool(torch.isfinite(self.name_threshold).all())
-    GLOCAL_NAMES = ("features", "mean", "core", "isotropic")
-    SCALAR_NAMES = ("local_weight", "global_weight", "zeta", "weight_floor")
 
     def tensors(self) -> dict[str, torch.Tensor]:
         named = {name: getattr(self, name) for name in self.TENSOR_NAMES + self.OPTIONAL_TENSOR_NAMES}
@@ -173,7 +173,8 @@ class ScorerStack:
         self.zeta, self.weight_floor = vector("zeta"), vector("weight_floor")
         self.negatives = NegativeStack([unit.negatives for unit in units])
         self.name_threshold = torch.cat([unit.name_threshold for unit in units])  # [U]
-        self.name_test = bool(torch.isfinite(self.name_threshold).any())
+        self.has_threshold = torch.isfinite(self.name_threshold)  # [U] requests with a name test
+        self.name_test = bool(self.has_threshold.any())
         self.counts = torch.tensor([len(unit.references) for unit in units], device=device)
         self.references = torch.full((len(units), int(self.counts.max())), torch.inf, device=device)
         for row, unit in enumerate(units):
@@ -204,14 +205,13 @@ class ScorerStack:
             u = (z * self.coef).sum(1) + self.intercept
             margin = torch.full_like(u, torch.inf)
             if self.name_test and not name_test:
-                margin = name_margin(cosine, self.negatives.cosine(queries))
-            elif self.name_test:
-                candidate = (self.weights(u) > 0) & torch.isfinite(self.name_threshold)
+                margin = torch.where(self.has_threshold, name_margin(cosine, self.negatives.cosine(queries)), torch.inf)
+            elif self.name_test:  # margins of candidates only, each with a finite threshold
+                candidate = (self.weights(u) > 0) & self.has_threshold
                 units = candidate.any(0).nonzero().flatten()
                 if units.numel():
                     margin[:, units] = name_margin(cosine.index_select(2, units), self.negatives.cosine(queries, units))
                 u = torch.where(candidate & (margin < self.name_threshold), -torch.inf, u)
-            margin = torch.where(torch.isfinite(self.name_threshold), margin, torch.inf)
             out.append(u)
             margins.append(margin)
         if not out:
