@@ -41,10 +41,6 @@ _WRITE_NOTE = (
 )
 
 
-def _actor(request) -> Actor:
-    return actor_for_request(request)
-
-
 def _refuse_api_clients(actor: Actor) -> None:
     """The registry is staff business; an API client's scopes do not reach it."""
     actor.require(Capability.READ_ALL_REQUESTS)
@@ -136,7 +132,7 @@ class UnitListApi(APIView):
         responses={200: UnitSerializer(many=True), **problem_responses(400, 401, 403, 404)},
     )
     def get(self, request):
-        actor = _actor(request)
+        actor = actor_for_request(request)
         _refuse_api_clients(actor)
         filters = UnitListApi.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
@@ -156,7 +152,7 @@ class UnitDetailApi(APIView):
         responses={200: UnitDetailSerializer, **problem_responses(401, 403, 404)},
     )
     def get(self, request, unit_id):
-        actor = _actor(request)
+        actor = actor_for_request(request)
         _refuse_api_clients(actor)
         return Response(_unit(request, selectors.version_get(actor=actor, unit_id=unit_id), actor=actor))
 
@@ -295,7 +291,7 @@ class LiveApi(APIView):
         responses={200: OutputSerializer, **problem_responses(400, 401, 403)},
     )
     def get(self, request):
-        actor = _actor(request)
+        actor = actor_for_request(request)
         _refuse_api_clients(actor)
         raw = request.query_params.get("at")
         at = parse_instant(raw) if raw is not None else None
@@ -427,7 +423,7 @@ class HistoryApi(APIView):
         responses={200: OutputSerializer, **problem_responses(400, 401, 403)},
     )
     def get(self, request):
-        actor = _actor(request)
+        actor = actor_for_request(request)
         _refuse_api_clients(actor)
         query = HistoryApi.QuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)

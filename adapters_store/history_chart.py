@@ -13,6 +13,7 @@ from datetime import timezone as dt_timezone
 from django.urls import reverse
 
 from service.common import svg
+from service.requests.deadlines import add_months
 
 from .selectors import LiveHistory, LiveInterval, UnitLane
 
@@ -55,11 +56,6 @@ def _stamp(moment: datetime) -> str:
     return f"{_utc(moment):%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _next_month(moment: datetime, months: int) -> datetime:
-    index = moment.month - 1 + months
-    return moment.replace(year=moment.year + index // 12, month=index % 12 + 1, day=1)
-
-
 def _ticks_for(since: datetime, until: datetime, unit: str, step: int) -> list[datetime]:
     since, until = _utc(since), _utc(until)
     if unit == "minutes":
@@ -77,8 +73,8 @@ def _ticks_for(since: datetime, until: datetime, unit: str, step: int) -> list[d
         advance = lambda t: t + _DAY * step  # noqa: E731
     else:
         tick = since.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        tick = _next_month(tick, -((tick.month - 1) % step))  # months 1, 4, 7, 10 for quarters, ...
-        advance = lambda t: _next_month(t, step)  # noqa: E731
+        tick = add_months(tick, -((tick.month - 1) % step))  # months 1, 4, 7, 10 for quarters, ...
+        advance = lambda t: add_months(t, step)  # noqa: E731 - firsts of months: no day to clamp
     ticks = []
     while tick <= until:
         if tick >= since:

@@ -139,8 +139,9 @@ def gateway_reports_latest() -> list[GatewayReport]:
     return list(GatewayReport.objects.filter(pk=Subquery(latest)).order_by("-at", "-id"))
 
 
-def gateway_report_check(report: GatewayReport) -> GatewayCheck:
-    """Compares what a gateway says it loaded with what was live at that generation."""
+def gateway_report_check(report: GatewayReport, *, generation: int | None = None) -> GatewayCheck:
+    """Compares what a gateway says it loaded with what was live at that generation. `generation`:
+    the registry's current one, when the caller has read it already (else it is read here)."""
     expected = sorted(unit.version.unit_id for unit in live_units_at_generation(report.generation))
     loaded = set(report.unit_ids)
     return GatewayCheck(
@@ -148,7 +149,7 @@ def gateway_report_check(report: GatewayReport) -> GatewayCheck:
         expected=expected,
         missing=sorted(set(expected) - loaded),
         unexpected=sorted(loaded - set(expected)),
-        current=report.generation == registry_generation(),
+        current=report.generation == (registry_generation() if generation is None else generation),
     )
 
 

@@ -61,13 +61,14 @@ def registry_index(request, actor: Actor):
     form = StatusFilterForm(request.GET or None)
     status = form.cleaned_data.get("status", "") if form.is_bound and form.is_valid() else ""
     page = Paginator(selectors.version_list(actor=actor, status=status), PAGE_SIZE).get_page(request.GET.get("page"))
+    generation = selectors.registry_generation()  # once: the page's figure and each check's "current"
     return render(
         request,
         "adapters_store/index.html",
         {
             "live": selectors.live_units(),
-            "generation": selectors.registry_generation(),
-            "checks": [selectors.gateway_report_check(report) for report in selectors.gateway_reports_latest()],
+            "generation": generation,
+            "checks": [selectors.gateway_report_check(report, generation=generation) for report in selectors.gateway_reports_latest()],
             "form": form,
             "page": page,
             "status": status,

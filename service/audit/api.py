@@ -20,7 +20,7 @@ from service.common.serializers import StrictCharField, StrictSerializer
 
 from .exports import event_document
 from .search import MAX_SEARCH_LENGTH
-from .selectors import audit_events, audit_events_page, audit_filter_criteria
+from .selectors import audit_events, audit_events_page, audit_filter_criteria_from
 
 TAG = "audit"
 MAX_PAGE_SIZE = 200
@@ -120,10 +120,7 @@ class AuditEventListApi(APIView):
         filters = AuditEventListApi.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
-        criteria = audit_filter_criteria(
-            actor=actor, request=data.get("request", ""), actor_contains=data.get("actor", ""), action=data.get("action", ""),
-            since=data.get("since"), until=data.get("until"), from_seq=data.get("from_seq"), search=data.get("q", ""),
-        )
+        criteria = audit_filter_criteria_from(actor=actor, fields=data)
         page = audit_events_page(actor=actor, criteria=criteria, cursor=data.get("cursor", ""), size=data.get("page_size", 50))
         return Response(
             {

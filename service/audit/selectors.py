@@ -74,6 +74,15 @@ def audit_filter_criteria(*, actor: Actor, request: str = "", actor_contains: st
     }
 
 
+def audit_filter_criteria_from(*, actor: Actor, fields: dict[str, Any]) -> dict[str, Any]:
+    """audit_filter_criteria() from the filter fields of the page's form or the API's query (both
+    name them alike: q, request, actor, action, since, until, from_seq; missing ones are unset)."""
+    return audit_filter_criteria(
+        actor=actor, request=fields.get("request") or "", actor_contains=fields.get("actor") or "", action=fields.get("action") or "",
+        since=fields.get("since"), until=fields.get("until"), from_seq=fields.get("from_seq"), search=fields.get("q") or "",
+    )
+
+
 def _target_id(actor: Actor, value: str) -> str:
     """Requests are audited under their public reference; accept their id (UUID) too."""
     if value.upper().startswith("RTBF-"):

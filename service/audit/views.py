@@ -24,7 +24,7 @@ from .cursors import LAST_PAGE, InvalidCursor
 from .events import EVENTS
 from .exports import csv_lines, json_chunks
 from .search import MAX_SEARCH_LENGTH
-from .selectors import audit_chain_status, audit_events, audit_events_page, audit_filter_criteria
+from .selectors import audit_chain_status, audit_events, audit_events_page, audit_filter_criteria_from
 from .services import audit_export_record
 
 PAGE_SIZE = 50
@@ -53,15 +53,11 @@ class AuditFilterForm(forms.Form):
 
     def criteria(self, actor: Actor) -> dict[str, Any]:
         """The audit_events() keyword filters for the cleaned form."""
-        data = self.cleaned_data
-        return audit_filter_criteria(
-            actor=actor, request=data.get("request", ""), actor_contains=data.get("actor", ""), action=data.get("action", ""),
-            since=data.get("since"), until=data.get("until"), from_seq=data.get("from_seq"), search=data.get("q", ""),
-        )
+        return audit_filter_criteria_from(actor=actor, fields=self.cleaned_data)
 
     def given(self) -> dict[str, Any]:
         """The filters as the auditor gave them (for the JSON export's header)."""
-        return {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in self.cleaned_data.items() if value not in ("", None)}
+        return _shown(self.cleaned_data)
 
 
 def _auditor_page(view):
@@ -132,8 +128,12 @@ def _export(request, actor: Actor, export_format: str) -> StreamingHttpResponse:
 
 def _criteria_shown(form: AuditFilterForm, criteria: dict[str, Any]) -> dict[str, Any]:
     """What was asked (the form's fields) and what was applied (dates as UTC instants, `until` exclusive)."""
-    applied = {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in criteria.items() if value not in ("", None)}
-    return {"given": form.given(), "applied": applied}
+    return {"given": form.given(), "applied": _shown(criteria)}
+
+
+def _shown(values: dict[str, Any]) -> dict[str, Any]:
+    """The values that were set, dates and times in ISO 8601 (for the JSON export's header)."""
+    return {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in values.items() if value not in ("", None)}
 
 
 @_auditor_page

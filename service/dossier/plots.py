@@ -15,7 +15,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from service.common.hashing import sha256_hex
+from service.common.hashing import canonical_json, sha256_hex
 
 from .selectors import SET_LABELS
 
@@ -26,11 +26,11 @@ _draw_lock = threading.Lock()  # pyplot's state is global: one drawing at a time
 
 def histogram_key(histogram: dict[str, Any]) -> str:
     """The cache key (and HTTP ETag) of a histogram: the SHA-256 of its canonical JSON."""
-    return sha256_hex(json.dumps(histogram, sort_keys=True, separators=(",", ":")))
+    return sha256_hex(canonical_json(histogram))
 
 
 def score_histogram_png(histogram: dict[str, Any]) -> bytes:
-    return _png(json.dumps(histogram, sort_keys=True, separators=(",", ":")))
+    return _png(canonical_json(histogram))
 
 
 @lru_cache(maxsize=64)

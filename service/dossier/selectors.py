@@ -246,10 +246,6 @@ def certificate_view(job: UnlearningJob) -> CertificateView:
     )
 
 
-def certified_job(erasure: ErasureRequest) -> UnlearningJob | None:
-    return latest_certificate_job(erasure)
-
-
 def answers(job: UnlearningJob | None, *, revealed: bool) -> list[dict[str, Any]]:
     """The before/after table of the request's own probes; masked unless `revealed`."""
     return probe_answers(job, revealed=revealed, sets=ANSWER_SETS)
@@ -310,7 +306,7 @@ def dossier_get(*, actor: Actor, request_id, revealed: bool = False) -> Dossier:
     if revealed:
         actor.require(Capability.REVEAL_PERSONAL_DATA)
     erasure = request_get(actor=actor, request_id=request_id)
-    job = certified_job(erasure)
+    job = latest_certificate_job(erasure)
     versions = list(AdapterVersion.objects.filter(request=erasure).order_by("version"))
     unit_ids = [v.unit_id for v in versions] + [j for j in UnlearningJob.objects.filter(request=erasure).values_list("unit_id", flat=True) if j]
     return Dossier(
@@ -329,7 +325,7 @@ def dossier_get(*, actor: Actor, request_id, revealed: bool = False) -> Dossier:
 def score_histogram_of(*, actor: Actor, request_id) -> dict[str, Any] | None:
     """The certified unit's score histogram of the request's newest certificate, if recorded."""
     actor.require(Capability.READ_ALL_REQUESTS)
-    job = certified_job(request_get(actor=actor, request_id=request_id))
+    job = latest_certificate_job(request_get(actor=actor, request_id=request_id))
     if job is None:
         return None
     return ((job.certificate or {}).get("gate") or {}).get("score_histogram") or None

@@ -14,10 +14,10 @@ from service.audit.services import audit_record
 from service.common.errors import NotFound
 from service.common.hashing import sha256_hex
 from service.requests.selectors import request_get
-from service.unlearning.selectors import forget_set_of
+from service.unlearning.selectors import forget_set_of, latest_certificate_job
 
 from . import documents, signing
-from .selectors import certificate_view, certified_job, deadline_compliance
+from .selectors import certificate_view, deadline_compliance
 
 
 class CertificateFormat(str, enum.Enum):
@@ -42,7 +42,7 @@ def certificate_issue(*, actor: Actor, request_id, document_format: CertificateF
     read the request may have it (staff, the request's own API client with `read`); 404
     `no_certificate` until an attempt was evaluated."""
     erasure = request_get(actor=actor, request_id=request_id)
-    job = certified_job(erasure)
+    job = latest_certificate_job(erasure)
     if job is None:
         raise NotFound(f"Request {erasure.reference} has no certificate yet.", code="no_certificate")
     key = signing.service_signing_key()

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,33 +121,31 @@ def verify_document(document: Any, trusted_key: Ed25519PublicKey) -> Verified:
 
 def private_key_from_text(text: str, *, source: str) -> Ed25519PrivateKey:
     """A PEM (PKCS#8) Ed25519 private key, or the base64 of its 32 raw bytes."""
-    text = text.strip()
     if "change-me" in text:
         raise SigningKeyError(f"{source} still holds the placeholder of docker/.env.example: generate a key (docs/dossier.md)")
-    try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_private_key(text.encode(), password=None)
-        else:
-            key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True))
-    except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as exc:
-        raise SigningKeyError(f"{source} is not an Ed25519 private key (PEM, or base64 of 32 raw bytes): {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"{source} holds a {type(key).__name__}, not an Ed25519 private key")
-    return key
+    return _key_from_text(
+        text, source=source, kind="private", key_type=Ed25519PrivateKey,
+        from_pem=lambda pem: serialization.load_pem_private_key(pem, password=None), from_raw=Ed25519PrivateKey.from_private_bytes,
+    )
 
 
 def public_key_from_text(text: str, *, source: str) -> Ed25519PublicKey:
     """A PEM Ed25519 public key, or the base64 of its 32 raw bytes (a document's `public_key`)."""
+    return _key_from_text(
+        text, source=source, kind="public", key_type=Ed25519PublicKey,
+        from_pem=serialization.load_pem_public_key, from_raw=Ed25519PublicKey.from_public_bytes,
+    )
+
+
+def _key_from_text(text: str, *, source: str, kind: str, key_type: type, from_pem: Callable[[bytes], Any], from_raw: Callable[[bytes], Any]) -> Any:
+    """`text` as a PEM key or the base64 of the raw bytes, checked to be a `key_type` (SigningKeyError otherwise)."""
     text = text.strip()
     try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(text.encode())
-        else:
-            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+        key = from_pem(text.encode()) if text.startswith("-----BEGIN") else from_raw(base64.b64decode(text, validate=True))
     except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm) as exc:
-        raise SigningKeyError(f"{source} is not an Ed25519 public key (PEM, or base64 of 32 raw bytes): {exc}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise SigningKeyError(f"{source} holds a {type(key).__name__}, not an Ed25519 public key")
+        raise SigningKeyError(f"{source} is not an Ed25519 {kind} key (PEM, or base64 of 32 raw bytes): {exc}") from None
+    if not isinstance(key, key_type):
+        raise SigningKeyError(f"{source} holds a {type(key).__name__}, not an Ed25519 {kind} key")
     return key
 
 

@@ -118,7 +118,7 @@ def csv_rows(report: RequestReport) -> list[list[str]]:
 def reports_index(request, actor: Actor):
     form, period = _period_or_errors(request)
     if period is None:
-        return render(request, "reports/requests.html", {"form": form, "report": None, "presets": _presets(None)}, status=400)
+        return _refused(request, form)
     report = request_report_generate(actor=actor, period=period, export_format="html")
     charts = report_charts(report)
     return render(
@@ -137,9 +137,18 @@ def reports_index(request, actor: Actor):
     )
 
 
+def _refused(request, form: PeriodForm) -> HttpResponse:
+    """The page with the form's errors (a bad or reversed period): 400, no report made."""
+    return render(request, "reports/requests.html", {"form": form, "report": None, "presets": _presets(None)}, status=400)
+
+
 def _presets(current: Period | None) -> list[tuple[str, str, bool]]:
     """(label, query string, whether it is the period shown) for each preset."""
-    return [(label, _query(period), period == current) for label, period in ((label, report_period(preset=preset)) for preset, label in PRESET_LABELS.items())]
+    presets = []
+    for preset, label in PRESET_LABELS.items():
+        period = report_period(preset=preset)
+        presets.append((label, _query(period), period == current))
+    return presets
 
 
 @require_GET
@@ -148,7 +157,7 @@ def _presets(current: Period | None) -> list[tuple[str, str, bool]]:
 def reports_csv(request, actor: Actor):
     form, period = _period_or_errors(request)
     if period is None:
-        return render(request, "reports/requests.html", {"form": form, "report": None, "presets": _presets(None)}, status=400)
+        return _refused(request, form)
     report = request_report_generate(actor=actor, period=period, export_format="csv")
     buffer = io.StringIO()
     csv.writer(buffer).writerows(csv_rows(report))

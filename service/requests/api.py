@@ -86,11 +86,6 @@ EXAMPLE_REQUEST = {
 }
 
 
-def _actor(request) -> Actor:
-    """The authenticated caller (IsAuthenticated has already refused anonymous callers)."""
-    return actor_for_request(request)
-
-
 def _detail_url(request, erasure: ErasureRequest) -> str:
     return request.build_absolute_uri(reverse("api-request-detail", kwargs={"request_id": erasure.pk}))
 
@@ -266,7 +261,7 @@ class RequestCreateApi(APIView):
         ],
     )
     def post(self, request):
-        actor = _actor(request)
+        actor = actor_for_request(request)
         actor.require_scope(Scope.CREATE)  # before reading the body: a client without the scope learns that first
         idempotency_key = _idempotency_key(request)
         serializer = RequestCreateApi.InputSerializer(data=request.data)
@@ -325,7 +320,7 @@ class RequestListApi(APIView):
         examples=[OpenApiExample("One request", value=EXAMPLE_REQUEST, response_only=True, status_codes=["200"])],
     )
     def get(self, request):
-        actor = _actor(request)
+        actor = actor_for_request(request)
         filters = RequestListApi.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
@@ -358,7 +353,7 @@ class RequestDetailApi(APIView):
         examples=[OpenApiExample("Submitted", value=EXAMPLE_REQUEST, response_only=True, status_codes=["200"])],
     )
     def get(self, request, request_id):
-        actor = _actor(request)
+        actor = actor_for_request(request)
         return Response(_represent(request, selectors.request_get(actor=actor, request_id=request_id), actor=actor))
 
 
@@ -477,5 +472,5 @@ class RequestsBulkDecideApi(APIView):
         serializer = RequestsBulkDecideApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        outcome = services.requests_bulk_decide(actor=_actor(request), request_ids=data["ids"], decision=data["decision"], reason=data["reason"])
+        outcome = services.requests_bulk_decide(actor=actor_for_request(request), request_ids=data["ids"], decision=data["decision"], reason=data["reason"])
         return Response(RequestsBulkDecideApi.OutputSerializer(outcome).data)
