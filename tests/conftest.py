@@ -71,6 +71,37 @@ def api_client_key(db):
     return make
 
 
+@pytest.fixture
+def store(settings, tmp_path):
+    """The adapter registry's filesystem store (the default backend), under tmp_path."""
+    settings.ADAPTERS_STORE_URL = ""
+    settings.ADAPTERS_STORE_ROOT = tmp_path / "store"
+    return tmp_path / "store"
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """The DemoModelConfig of the tiny Llama preset (24 people, 4 attributes)."""
+    from workers.unlearning.demo_model import DemoModelConfig
+
+    return DemoModelConfig.preset_config("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tiny_config):
+    """The demo world the tiny demo model is trained on (a DemoWorld)."""
+    return tiny_config.build_world()
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_model(tiny_config):
+    """Directory of the tiny Llama demo model (Hugging Face format), built once into the demo-model
+    cache ($UNLEARN_CACHE_DIR, see tests/workers/conftest.py) and reused from there."""
+    from workers.unlearning.demo_model import build_demo_model
+
+    return build_demo_model(tiny_config)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _audit_log_flushable():
     """Transactional tests (transactional_db, live_server) end with Django's flush, a TRUNCATE of

@@ -1,4 +1,4 @@
-"""Fixtures for the registry tests: real unit directories (units.py), a store under tmp_path, and
+"""Fixtures for the registry tests: real unit directories (units.py) and
 erasure requests in a chosen status."""
 
 from __future__ import annotations
@@ -11,14 +11,6 @@ import pytest
 from .units import write_test_unit
 
 _counter = itertools.count()
-
-
-@pytest.fixture
-def store(settings, tmp_path):
-    """The filesystem store, under tmp_path (the default backend)."""
-    settings.ADAPTERS_STORE_URL = ""
-    settings.ADAPTERS_STORE_ROOT = tmp_path / "store"
-    return tmp_path / "store"
 
 
 @pytest.fixture

@@ -40,12 +40,8 @@ from tests.service.inference.conftest import (  # noqa: F401 - fixtures
     one_torch_thread,
     people,
     register,
-    store,
     tiny_base,
-    tiny_config,
-    tiny_demo_model,
     tiny_encoder,
-    tiny_world,
     trained_unit,
 )
 from workers.unlearning.prompting import contains_value, normalise

@@ -49,10 +49,9 @@ PATIENCE_SECONDS = 420  # worker start-up, loading torch and the models, trainin
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir() -> Path:
-    from workers.unlearning.demo_model import DemoModelConfig, build_demo_model
-
-    return build_demo_model(DemoModelConfig.preset_config("tiny"))
+def tiny_model_dir(tiny_demo_model) -> Path:
+    """The tiny demo model (tests/conftest.py: built once and cached)."""
+    return tiny_demo_model
 
 
 @pytest.fixture

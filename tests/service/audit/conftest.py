@@ -16,3 +16,11 @@ def _fresh_chain_checkpoint():
     cache.delete(_checkpoint_key())
     yield
     cache.delete(_checkpoint_key())
+
+
+@pytest.fixture
+def auditor(client, staff):
+    """Django's test `client`, logged in as the auditor 'audrey' (returned)."""
+    user = staff("auditor", username="audrey")
+    client.force_login(user)
+    return user

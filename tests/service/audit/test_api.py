@@ -19,11 +19,6 @@ EVENTS = "/api/v1/audit/events"
 RITA = Actor(kind="user", id="3", label="rita")
 
 
-@pytest.fixture
-def auditor(client, staff):
-    client.force_login(staff("auditor", username="audrey"))
-
-
 def _append(count: int, *, start: int = 0) -> None:
     for n in range(start, start + count):
         audit_record(action="request.approved" if n % 3 else "request.rejected", actor=RITA if n % 2 else SYSTEM, target_type="request", target_id=f"RTBF-{n:06d}", data={"from": "verified", "reason": f"note {n}"} if n % 3 == 0 else {"from": "verified"})

@@ -7,7 +7,6 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,19 +15,13 @@ from service.audit.cursors import LAST_PAGE
 from service.audit.models import AuditEvent
 from service.audit.services import audit_record
 from service.common.hashing import pii_hash
+from tests.service.audit.tampering import tamper as _tamper
 
 pytestmark = pytest.mark.django_db
 
 LOG = "/audit/"
 EXPORT = "/audit/export.csv"
 SUBJECT = {"name": "Zoë Kowalczyk", "email": "zoe.kowalczyk@example.com", "fact": "Zoë Kowalczyk lives at 12 Elm Street, Gdańsk"}
-
-
-@pytest.fixture
-def auditor(client, staff):
-    user = staff("auditor", username="audrey")
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture
@@ -43,15 +36,6 @@ def _export_rows(response) -> list[dict[str, str]]:
     assert response.streaming
     text = b"".join(response.streaming_content).decode("utf-8")
     return list(csv.DictReader(io.StringIO(text)))
-
-
-def _tamper(sql: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
-        try:
-            cursor.execute(sql)
-        finally:
-            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
 
 
 # --- who may see it --------------------------------------------------------------------------------

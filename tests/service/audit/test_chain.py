@@ -12,6 +12,7 @@ from service.audit.models import AuditEvent
 from service.audit.selectors import audit_chain_verify
 from service.audit.services import GENESIS_HASH, audit_record, event_hash_payload
 from service.common.hashing import sha256_hex
+from tests.service.audit.tampering import tamper as _tamper
 
 pytestmark = pytest.mark.django_db
 
@@ -21,17 +22,6 @@ REVIEWER = Actor(kind="user", id="7", label="rita")
 def _record_many(count: int) -> None:
     for index in range(count):
         audit_record(action="request.approved", actor=REVIEWER if index % 2 else SYSTEM, target_type="request", target_id=f"RTBF-{index:06d}", data={"from": "verified", "n": index})
-
-
-def _tamper(sql: str, params: list) -> None:
-    """Changes a row behind the append-only trigger's back, as an attacker with table-owner rights
-    could; the test database is throwaway and the test's transaction is rolled back afterwards."""
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
-        try:
-            cursor.execute(sql, params)
-        finally:
-            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
 
 
 def test_an_empty_log_verifies():

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 import service.audit.selectors as selectors
 from service.accounts.roles import SYSTEM, Actor
 from service.audit.services import audit_record
+from tests.service.audit.tampering import tamper
 
 pytestmark = pytest.mark.django_db
 
 LOG = "/audit/"
 RITA = Actor(kind="user", id="3", label="rita")
-
-
-@pytest.fixture
-def auditor(client, staff):
-    client.force_login(staff("auditor"))
 
 
 def _append(count: int) -> None:
@@ -28,12 +23,7 @@ def _append(count: int) -> None:
 
 
 def _tamper(seq: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
-        try:
-            cursor.execute("UPDATE audit_auditevent SET data = '{\"from\": \"rejected\"}'::jsonb WHERE seq = %s", [seq])
-        finally:
-            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+    tamper("UPDATE audit_auditevent SET data = '{\"from\": \"rejected\"}'::jsonb WHERE seq = %s", [seq])
 
 
 @pytest.fixture
@@ -117,12 +107,7 @@ def test_an_older_event_tampered_between_full_walks_is_found_by_a_full_check(cli
 
 def test_a_missing_event_is_reported(client, auditor):
     _append(4)
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
-        try:
-            cursor.execute("DELETE FROM audit_auditevent WHERE seq = 2")
-        finally:
-            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+    tamper("DELETE FROM audit_auditevent WHERE seq = 2")
     page = client.get(LOG).content.decode()
     assert "event #2 is missing (next is #3)" in page
     assert 'href="?from_seq=2#event-2">Show event #2</a>' in page

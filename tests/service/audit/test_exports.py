@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.utils import timezone
 
 from service.accounts.roles import SYSTEM, Actor
@@ -22,17 +21,13 @@ from service.audit import offline_verify
 from service.audit.models import AuditEvent
 from service.audit.services import audit_record
 from service.common.hashing import pii_hash
+from tests.service.audit.tampering import tamper
 
 pytestmark = pytest.mark.django_db
 
 CSV_EXPORT = "/audit/export.csv"
 JSON_EXPORT = "/audit/export.json"
 RITA = Actor(kind="user", id="3", label="rita")
-
-
-@pytest.fixture
-def auditor(client, staff):
-    client.force_login(staff("auditor", username="audrey"))
 
 
 @pytest.fixture
@@ -159,12 +154,7 @@ def test_a_filtered_json_export_links_where_its_events_are_consecutive(client, a
 
 
 def test_json_export_reports_a_broken_chain_at_export(client, auditor, days_log):
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
-        try:
-            cursor.execute("UPDATE audit_auditevent SET actor_label = 'mallory' WHERE seq = 2")
-        finally:
-            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+    tamper("UPDATE audit_auditevent SET actor_label = 'mallory' WHERE seq = 2")
     document = _json_export(client)
     chain = document["chain_status"]
     assert chain["ok"] is False and chain["first_broken_seq"] == 2 and chain["verified_through_seq"] == 1

@@ -1,6 +1,6 @@
-"""Fixtures of the gateway tests: a GatewayEngine on the tiny demo model (built once and cached in the
-demo-model cache, like the engine tests'), one real unit trained on it that forgets one person,
-registry helpers, and the gateway's URLconf for Django's test client."""
+"""Fixtures of the gateway tests: a GatewayEngine on the tiny demo model (tests/conftest.py's
+tiny_demo_model, shared with the engine tests, as is the `store` fixture), one real unit trained on
+it that forgets one person, registry helpers, and the gateway's URLconf for Django's test client."""
 
 from __future__ import annotations
 
@@ -9,27 +9,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (tests/workers/conftest.py)
 
 import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_config():
-    """The tiny Llama preset of the demo model (as in tests/workers/conftest.py)."""
-    from workers.unlearning.demo_model import DemoModelConfig
-
-    return DemoModelConfig.preset_config("tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_world(tiny_config):
-    return tiny_config.build_world()
-
-
-@pytest.fixture(scope="session")
-def tiny_demo_model(tiny_config):
-    """The tiny demo model's directory: built once, then reused from the demo-model cache."""
-    from workers.unlearning.demo_model import build_demo_model
-
-    return build_demo_model(tiny_config)
 
 
 @pytest.fixture(scope="session")
@@ -117,14 +96,6 @@ def clone_unit(source, out_dir, unit_id: str):
         forget_set_hash=manifest.forget_set_hash,
     )
     return out_dir
-
-
-@pytest.fixture
-def store(settings, tmp_path):
-    """The registry's filesystem store, under tmp_path."""
-    settings.ADAPTERS_STORE_URL = ""
-    settings.ADAPTERS_STORE_ROOT = tmp_path / "store"
-    return tmp_path / "store"
 
 
 @pytest.fixture

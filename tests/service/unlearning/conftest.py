@@ -5,29 +5,23 @@ from __future__ import annotations
 
 import itertools
 import os
-from io import StringIO
-from pathlib import Path
 
-import pytest
-from django.core.management import call_command
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (tests/workers/conftest.py)
+
+from io import StringIO  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir() -> Path:
-    """The tiny demo model (built once and cached, like tests/workers' tiny_demo_model)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tests/workers/conftest.py
-    from workers.unlearning.demo_model import DemoModelConfig, build_demo_model
-
-    return build_demo_model(DemoModelConfig.preset_config("tiny"))
-
-
-@pytest.fixture(scope="session")
-def tiny_world(tiny_model_dir):
-    from workers.unlearning.world import load_world
-
-    return load_world(tiny_model_dir / "world.json")
+def tiny_model_dir(tiny_demo_model) -> Path:
+    """The tiny demo model (tests/conftest.py's tiny_demo_model: built once and cached; its world is
+    tests/conftest.py's tiny_world)."""
+    return tiny_demo_model
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,4 +85,21 @@ def test_rules_carry_thresholds_and_both_requests_hold(certificate):
     assert certificate.retain["R"]["gated"]["ratio"] >= 0.95 and certificate.retain["W"]["gated"]["ratio"] >= 0.95
     assert certificate.retain["R"]["on"]["ratio"] < certificate.retain["R"]["gated"]["ratio"]  # the gate matters
     assert rules["leak F"]["status"] == "pass"
-    assert "PASS" in certificate.summary() or "FAIL" in certificate.summary()
+    # The operator's table leads with the verdict the rules give and lists every rule with its status.
+    summary = certificate.summary().splitlines()
+    assert summary[0].endswith(": PASS" if certificate.passed else ": FAIL"), summary[0]
+    for rule in certificate.rules:
+        assert any(line[:16].rstrip() == rule["name"] and line.rstrip().endswith(rule["status"]) for line in summary), rule["name"]
+
+
+def test_the_dossier_tests_sample_has_the_shape_of_a_certificate_made_now(certificate):
+    """tests/service/dossier renders a stored certificate (certificate_sample.json) without training:
+    it must still have the sections and fields the evaluation writes today."""
+    sample = json.loads((Path(__file__).resolve().parents[2] / "service" / "dossier" / "certificate_sample.json").read_text())
+    made = json.loads(json.dumps(certificate.to_json(), allow_nan=False))
+    assert set(sample) == set(made)
+    for section in ("gate", "probes", "base", "thresholds"):
+        assert set(sample[section]) == set(made[section]), section
+    assert set(sample["gate"]["score_histogram"]) == set(made["gate"]["score_histogram"])
+    assert {rule["name"] for rule in sample["rules"]} == {rule["name"] for rule in made["rules"]}
+    assert set(sample["rules"][0]) == set(made["rules"][0])
