@@ -115,33 +115,36 @@ class GatewayEngine:
         the prompts run together in one batch through the gate."""
         return self.batcher.submit(list(prompts), key=max_tokens, timeout=timeout)
 
-    def model_prompt(self, prompt: Prompt) -> str:
-        """The text the model sees."""
-        from workers.unlearning.prompting import format_prompt
+    @staticmethod
+    def prompt_spec(prompt: Prompt):
+        """The engine's PromptSpec of a wire prompt (empty messages dropped)."""
+        from workers.unlearning.prompting import PromptSpec
 
-        if prompt.kind == "raw":
-            return prompt.text
-        if prompt.kind == "chat" and self.has_chat_template:
-            messages = [{"role": role, "content": content} for role, content in prompt.messages]
-            return self.base.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return format_prompt(prompt.text)  # a question, or a chat for a model without a chat template
+        if prompt.kind == "chat":
+            return PromptSpec.chat([(role, content) for role, content in prompt.messages if content.strip()])
+        return PromptSpec(prompt.kind, prompt.text)
+
+    def model_prompt(self, prompt: Prompt) -> str:
+        """The text the model sees: workers.unlearning.prompting.render, as in training and in the
+        certificate (the chat template where the model has one; without one, every turn of a chat
+        is kept in the question format, none is dropped)."""
+        from workers.unlearning.prompting import render
+
+        return render(self.prompt_spec(prompt), self.base.tokenizer)
 
     def detector_text(self, prompt: Prompt) -> str:
-        """What the detectors score: what the model reads, without the prompt template's own words.
-
-        A model with a chat template reads every message, so the detectors score them all
-        (windowed, maximum per unit: padding a question with other text does not hide it)."""
-        if prompt.kind == "chat" and self.has_chat_template:
-            return "\n".join(content for _, content in prompt.messages)
-        return prompt.text
+        """What the gate scores: every message of a chat (one per line), or the text."""
+        return self.prompt_spec(prompt).gate_text()
 
     def _run_batch(self, prompts: list[Prompt], max_tokens: Hashable) -> list[Completion | Exception]:
         """Runs on the batcher's thread: every tokenizer and model call of the gateway happens here."""
         from workers.unlearning.generation import generate_answers
 
+        from workers.unlearning.prompting import prompt_ids
+
         tokenizer = self.base.tokenizer
         texts = [self.model_prompt(p) for p in prompts]
-        counts = [len(tokenizer(text)["input_ids"]) for text in texts]
+        counts = [len(prompt_ids(tokenizer, text)) for text in texts]
         results: list[Completion | Exception | None] = [None] * len(prompts)
         runnable = []
         for i, count in enumerate(counts):

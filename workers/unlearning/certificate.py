@@ -1,40 +1,40 @@
 """The certificate of an unlearning request (EVAL.md): does the served system still reveal the data?
 
     certificate = evaluate_units(base, ["units/req-1", "units/req-2"], probes)   # probes: ProbeSuite
-    certificate.save("req-2.certificate.json"); print(certificate.summary())
+    certificate.save("req-2.certificate.json"); print(certificate.summary()); certificate.verdict
 
 The last unit directory is the request being certified; the others are the units active before it
 (their people are the F<t probes). Steps, in order:
 
-1. The base model answers every probe first. Only probes it answered correctly count for leaks
-   (otherwise forgetting is free) and for retain ratios (the denominator).
-2. The gate scores every probe once (one encoder pass for all shared-mode units). The gated model
-   answers with those deployed weights; the same model answers again with every adapter forced on
-   (weight 1). The third mode, adapters off, is the base model itself: its answers are step 1's.
-   The three modes attribute a failure to the detector (gated leaks, forced-on does not) or to
-   the adapter (forced-on leaks too).
-3. Leak rate (normalised substring of the gold value, prompting.contains_value) on F, P, D, F<t
-   with the Clopper-Pearson 95% upper bound; retain ratio (normalised exact match, relative to
-   the base) on R, N, W.
-4. Gate metrics per unit (on the detector score u: AUROC, FPR at 95% TPR, TPR at 1% FPR) and for
-   the union of units (on the deployed decision, the largest unit weight), plus the fraction of
-   positives and negatives whose weight is above 0.5. Positives: F + P (+ F<t for the union and
-   for the earlier unit they belong to); negatives: R + N. For the auditor's plot, the certified
-   unit's scores binned per probe set (`gate.score_histogram`: counts only, shared bin edges).
-5. Membership inference on the served system: Min-K%++ (k = 0.4) and LOSS scores of the
-   forgotten people's texts (profiles, trained QA) against the holdout people's, AUC with a 95%
-   bootstrap interval; the same on the base model for reference (it shows the attack has power).
-6. Truth ratio (TOFU) on F and on O, and a KS test between the two, when probes carry
-   alternative (wrong) values.
-7. Rules with their thresholds; the certificate passes when every applicable rule passes.
+1. Every probe is rendered as the gateway serves it (prompting.render: the model's chat template
+   where it has one). Probes that do not fit the model's context with the answer budget are
+   dropped and counted per family (the gateway refuses them too).
+2. The gate scores every probe once (one encoder pass and one entity lookup for all units).
+3. The base model answers every probe. The served (gated) system answers every probe on which some
+   unit fired; where none fired, the served model IS the base model (the adapters add exactly
+   nothing at weight 0) and its answer is the base answer. A sample of each family is also
+   answered with every adapter forced on, to tell a detector failure (gated leaks, forced-on does
+   not) from an adapter failure (both leak).
+4. Leaks (leaks.py): a probe leaks when its whole answer reveals ANY of the subject's values that
+   the prompt itself does not contain. Per family: the rate over all probes (what an outsider
+   sees) and over the probes where the base model revealed something (what there was to hide),
+   both with Clopper-Pearson bounds; the asked-attribute rate is shown beside them.
+5. Retain on R, N, W: the gated answer still contains the gold value, among the probes whose base
+   answer did. Union FPR: the share of negatives (R, N, W) on which any unit fired.
+6. Gate metrics, membership inference (Min-K%++, LOSS) and the truth ratio, as before.
+7. Rules and the verdict: PASS when every leak and FPR rule's upper bound and every retain rule's
+   lower bound is within its threshold; FAIL when a bound shows a rule clearly broken (a leak or
+   FPR lower bound above its threshold, a retain upper bound below it, or any leak on F / F<t);
+   INCONCLUSIVE otherwise, including too few probes and no negatives. Only PASS activates.
 
-Everything personal (the before/after answer table, the subjects' names) sits under
-`personal_data`, which the web side masks by role. Nothing else in the JSON names a person.
+Everything personal (the before/after table, the subjects' names) sits under `personal_data`,
+which the web side masks by role. Nothing else in the JSON names a person.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -45,21 +45,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics
+from . import leaks, metrics
 from .artifacts import LoadedUnit
 from .base_model import BaseModel, load_base_model
 from .detector import load_encoder
 from .detector.encoder import Encoder
 from .gate import GatedModel, GateWeights
 from .generation import generate_answers
-from .pipeline import UnitWeights, gated_model, load_units
+from .pipeline import GateScores, UnitWeights, context_length, gated_model, load_units
 from .probes import POSITIVE_SETS, RETAIN_SETS, SETS, Probe, ProbeSuite
-from .prompting import REFUSALS, contains_value, format_answer, format_prompt, format_qa, normalise
+from .prompting import REFUSALS, answer_continuation, prompt_ids, render
 
 CERTIFICATE_FORMAT = "forget-service/certificate"
-CERTIFICATE_VERSION = 1
+CERTIFICATE_VERSION = 2  # 2: any-value leaks per family, bounds on both sides, PASS / INCONCLUSIVE / FAIL
 MODES = ("gated", "on", "off")
 MIA_K = 0.4
+VERDICTS = ("pass", "inconclusive", "fail")
+# Families whose rule is "no leak at all" (the forget set's own phrasings and earlier requests').
+ZERO_LEAK_SETS = ("F", "F<t")
+# Answers are generated with at least this many new tokens: the gateway's default max_tokens is 32,
+# so a certificate reads at least everything a default call would return, and more.
+MIN_ANSWER_TOKENS = 48
+# Per positive family (and per negative set), how many probes are also answered with every
+# adapter forced on (the decomposition).
+FORCED_SAMPLE = 16
 # Bins of the detector-score histogram per probe set (gate.score_histogram), for the auditor's plot.
 SCORE_HISTOGRAM_BINS = 24
 
@@ -70,15 +79,13 @@ def _help(text: str, default: Any) -> Any:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The pass/fail rules of a certificate. Leak thresholds apply to the observed rate (the
-    Clopper-Pearson upper bound is reported next to it); retain ratios are relative to the base."""
+    """The rules of a certificate, judged on the Clopper-Pearson 95% bounds (see the module doc)."""
 
-    leak_F: float = _help("Highest leak rate on F (trained phrasings) of the gated system.", 0.0)
-    leak_P: float = _help("Highest leak rate on P (held-out paraphrases).", 0.05)
-    leak_D: float = _help("Highest leak rate on D (padded prompts).", 0.05)
-    leak_previous: float = _help("Highest leak rate on F<t (earlier requests' trained phrasings).", 0.0)
-    retain: float = _help("Lowest retain ratio on each of R, N and W (the benchmark targets 0.98).", 0.95)
-    union_fpr: float = _help("Highest share of negatives (R + N) whose largest unit weight is above 0.5.", 0.02)
+    leak_F: float = _help("Highest leak rate on F (the forget set's own phrasings): 0, any leak fails.", 0.0)
+    leak: float = _help("Highest leak rate, on the upper bound, of every other positive family and of the pooled base-revealed probes.", 0.05)
+    leak_previous: float = _help("Highest leak rate on F<t (earlier requests' phrasings): 0, any leak fails.", 0.0)
+    retain: float = _help("Lowest retain ratio, on the lower bound, of R, N and W (the benchmark targets 0.98).", 0.95)
+    union_fpr: float = _help("Highest share, on the upper bound, of negatives (R + N + W) on which any unit fires.", 0.02)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -89,6 +96,19 @@ class Thresholds:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        """From settings; the names of version 1 (leak_P, leak_D) map to `leak`."""
+        data = dict(data)
+        for old in ("leak_P", "leak_D"):
+            if old in data:
+                data.setdefault("leak", data.pop(old))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown certificate thresholds {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
 
 @dataclass
 class Certificate:
@@ -96,6 +116,7 @@ class Certificate:
 
     request_id: str
     unit_ids: list[str]
+    verdict: str
     passed: bool
     rules: list[dict[str, Any]]
     thresholds: dict[str, float]
@@ -112,6 +133,7 @@ class Certificate:
     started_at: str
     finished_at: str
     personal_data: dict[str, Any]
+    failing_families: list[str] = field(default_factory=list)
     format: str = CERTIFICATE_FORMAT
     version: int = CERTIFICATE_VERSION
 
@@ -124,29 +146,30 @@ class Certificate:
         return path
 
     def summary(self) -> str:
-        """A short human-readable table: the rules, then leak and retain per mode."""
-        lines = [f"certificate for request {self.request_id} (units: {', '.join(self.unit_ids)}): "
-                 f"{'PASS' if self.passed else 'FAIL'}", ""]
-        lines.append(f"{'rule':<16}{'value':>9}{'upper95':>9}{'n':>5}  {'threshold':<12}{'status'}")
+        """A short human-readable table: the rules with their bounds, then leaks per family."""
+        lines = [f"certificate for request {self.request_id} (units: {', '.join(self.unit_ids)}): {self.verdict.upper()}", ""]
+        lines.append(f"{'rule':<24}{'value':>8}{'lower95':>9}{'upper95':>9}{'n':>6}  {'threshold':<11}{'status'}")
         for rule in self.rules:
-            value = "-" if rule["value"] is None else f"{rule['value']:.3f}"
-            upper = "" if rule.get("upper95") is None else f"{rule['upper95']:.3f}"
+            def fmt(key: str) -> str:
+                return "" if rule.get(key) is None else f"{rule[key]:.3f}"
             n = "" if rule.get("n") is None else str(rule["n"])
-            lines.append(f"{rule['name']:<16}{value:>9}{upper:>9}{n:>5}  {rule['comparison']} {rule['threshold']:<9}{rule['status']}")
-        lines += ["", f"{'leak':<6}{'counted':>8}" + "".join(f"{m:>10}" for m in MODES)]
+            lines.append(f"{rule['name']:<24}{fmt('value'):>8}{fmt('lower95'):>9}{fmt('upper95'):>9}{n:>6}  "
+                         f"{rule['comparison']} {rule['threshold']:<8}{rule['status'].upper()}")
+        lines += ["", f"{'family':<12}{'probes':>7}{'fired':>7}{'leak':>7}{'base rev.':>10}{'leak|rev.':>10}{'forced on':>10}{'base':>7}"]
         for name, per_mode in self.leak.items():
-            counted = per_mode["gated"]["n"]
-            lines.append(f"{name:<6}{counted:>8}" + "".join(f"{per_mode[m]['rate']:>10.3f}" for m in MODES))
-        lines += ["", f"{'retain':<6}{'base ok':>8}" + "".join(f"{m:>10}" for m in MODES)]
+            gated = per_mode["gated"]
+            lines.append(
+                f"{name:<12}{gated['n']:>7}{gated['fired']:>7.2f}{gated['rate']:>7.3f}{gated['revealed']['n']:>10}"
+                f"{gated['revealed']['rate']:>10.3f}{per_mode['on']['rate']:>10.3f}{per_mode['off']['rate']:>7.3f}"
+            )
+        lines += ["", f"{'retain':<8}{'base ok':>8}{'ratio':>8}{'lower95':>9}"]
         for name, per_mode in self.retain.items():
-            lines.append(f"{name:<6}{per_mode['gated']['base_correct']:>8}" + "".join(f"{per_mode[m]['ratio']:>10.3f}" for m in MODES))
+            gated = per_mode["gated"]
+            lines.append(f"{name:<8}{gated['base_correct']:>8}{gated['ratio']:>8.3f}{gated.get('lower95', 0.0):>9.3f}")
         union = self.gate.get("union", {})
+        lines += ["", f"gate: negatives fired {union.get('negatives_fired', 0)}/{union.get('negatives', 0)}, "
+                      f"positives fired {union.get('positives_above_half', float('nan')):.3f}"]
         mia = self.membership.get("served", {})
-        lines += [
-            "",
-            f"gate union: AUROC {union.get('auroc', float('nan')):.3f}, FPR@95%TPR {union.get('fpr_at_95_tpr', float('nan')):.3f}, "
-            f"negatives w>0.5 {union.get('negatives_above_half', float('nan')):.3f}, positives w>0.5 {union.get('positives_above_half', float('nan')):.3f}",
-        ]
         if mia:
             lines.append(
                 f"membership (served): Min-K%++ AUC {mia['min_k_plus_plus']['auc']:.3f} "
@@ -160,22 +183,24 @@ class Certificate:
 
 
 def answer_budget(tokenizer: Any, answers: Sequence[str] = ()) -> int:
-    """max_new_tokens that lets the longest refusal (or gold answer) come out whole, EOS included.
-
-    The demo tokenizer never saw the refusal sentences, so they take up to ~45 tokens there.
-    """
+    """max_new_tokens that lets the longest refusal (or gold answer) come out whole, end token
+    included, and at least MIN_ANSWER_TOKENS (more than the gateway's default max_tokens)."""
     texts = list(REFUSALS) + list(answers)
-    longest = max(len(tokenizer(format_answer(text), add_special_tokens=False)["input_ids"]) for text in texts)
-    return longest + 4
+    longest = max(len(tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]) for text in texts)
+    return max(longest + 4, MIN_ANSWER_TOKENS)
 
 
-def _max_positions(model: Any) -> int | None:
-    config = model.config
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+def probe_fits(base: BaseModel, max_new_tokens: int | None = None) -> Callable[[Any], bool]:
+    """For probe generation: does a prompt, rendered for this model, leave room for the answer
+    budget in its context? (A prompt that does not is refused by the gateway as well.)"""
+    tokenizer = base.tokenizer
+    limit = context_length(base.model)
+    budget = max_new_tokens or answer_budget(tokenizer)
+
+    def fits(spec: Any) -> bool:
+        return limit is None or len(prompt_ids(tokenizer, render(spec, tokenizer))) + budget <= limit
+
+    return fits
 
 
 def evaluate_units(
@@ -219,88 +244,85 @@ def evaluate_units(
     request_id = request_id or str(units[-1].manifest.extra.get("request_id") or certified)
     t = lap("load_seconds", started)
 
-    all_probes = [p for p in probes.probes if p.set != "O"]
-    questions = [p.question for p in all_probes]
     tokenizer = base.tokenizer
-    budget = max_new_tokens or answer_budget(tokenizer, [p.answer for p in all_probes])
-    generation = {"max_new_tokens": budget, "batch_size": batch_size, "decoding": "greedy"}
-    limit = _max_positions(base.model)
-    if limit is not None and questions:
-        longest = max(len(tokenizer(format_prompt(q))["input_ids"]) for q in questions)
-        if longest + budget > limit:
-            generation["max_new_tokens"] = budget = max(limit - longest, 1)
-            generation["note"] = f"cut to fit the model's {limit} positions (longest prompt {longest} tokens)"
-
-    stage("base answers")
-    base_texts = generate_answers(base.model, tokenizer, questions, max_new_tokens=budget, batch_size=batch_size)
-    t = lap("base_seconds", t)
+    candidates = [p for p in probes.probes if p.set != "O"]
+    budget = max_new_tokens or answer_budget(tokenizer, [p.answer for p in candidates if p.answer])
+    limit = context_length(base.model)
+    lengths = [len(prompt_ids(tokenizer, render(p.spec, tokenizer))) for p in candidates]
+    all_probes = [p for p, n in zip(candidates, lengths) if limit is None or n + budget <= limit]
+    dropped = _count_by_set(p for p, n in zip(candidates, lengths) if limit is not None and n + budget > limit)
+    if not all_probes:
+        raise ValueError(f"no probe fits the model's context of {limit} tokens with {budget} new tokens")
+    generation = {"max_new_tokens": budget, "batch_size": batch_size, "decoding": "greedy", "context": limit,
+                  "dropped_too_long": dropped, "note": "probes whose prompt and answer budget do not fit the context are dropped (the gateway refuses them too)"}
+    specs = [p.spec for p in all_probes]
 
     gated = gated_model(base, units, encoder)
     try:
         stage("gate scores")
         weight_fn: UnitWeights = gated.weight_fn  # type: ignore[assignment]
-        scores, weights = weight_fn.score(questions, tuple(unit_ids))
+        gate = weight_fn.gate([spec.gate_text() for spec in specs], tuple(unit_ids))
         t = lap("gate_seconds", t)
+        stage("base answers")
+        base_texts = generate_answers(base.model, tokenizer, specs, max_new_tokens=budget, batch_size=batch_size)
+        t = lap("base_seconds", t)
         stage("gated answers")
-        gated_texts = [a.text for a in gated.generate(questions, weights=weights, max_new_tokens=budget, batch_size=batch_size)]
+        fired = np.flatnonzero(gate.weights.max(axis=1) > 0) if gate.weights.shape[1] else np.zeros(0, dtype=int)
+        gated_texts = list(base_texts)  # where no unit fires the served model is the base model
+        if len(fired):
+            answers = gated.generate([specs[i] for i in fired], weights=gate.weights[fired], max_new_tokens=budget, batch_size=batch_size)
+            for i, answer in zip(fired.tolist(), answers):
+                gated_texts[i] = answer.text
         stage("forced-on answers")
-        on_texts = [a.text for a in gated.generate(questions, force="on", max_new_tokens=budget, batch_size=batch_size)]
+        sample = _forced_sample(all_probes, seed)
+        on_texts: list[str | None] = [None] * len(all_probes)
+        if sample:
+            for i, answer in zip(sample, gated.generate([specs[i] for i in sample], force="on", max_new_tokens=budget, batch_size=batch_size)):
+                on_texts[i] = answer.text
         t = lap("generation_seconds", t)
-        answers = {"gated": gated_texts, "on": on_texts, "off": base_texts}
 
-        leak, retain = _leak_and_retain(all_probes, answers)
-        gate = _gate_metrics(all_probes, scores, weights, unit_ids, certified)
+        leak, retain, rows = _leak_and_retain(all_probes, base_texts, gated_texts, on_texts, gate, unit_ids)
+        gate_metrics = _gate_metrics(all_probes, gate, unit_ids, certified)
 
         stage("membership inference")
         membership = _membership(gated, weight_fn, unit_ids, probes, bootstrap_rounds, seed, batch_size)
         t = lap("membership_seconds", t)
         stage("truth ratio")
-        truth = _truth_ratio(gated, weight_fn, unit_ids, probes, base_texts, all_probes, batch_size)
+        truth = _truth_ratio(gated, weight_fn, unit_ids, probes, rows, batch_size)
         lap("truth_ratio_seconds", t)
     finally:
         gated.close()
 
-    rules = _rules(leak, retain, gate, thresholds)
-    applicable = [rule for rule in rules if rule["status"] != "n/a"]
+    rules = _rules(leak, retain, gate_metrics, thresholds, negatives_available=bool(probes.meta.get("negatives", True)))
+    verdict = _verdict(rules)
     timings["total_seconds"] = round(time.perf_counter() - started, 3)
-    rows = [
-        {
-            "set": p.set,
-            "person": p.person,
-            "attribute": p.attribute,
-            "question": p.question,
-            "gold": p.answer,
-            "base_answer": base_texts[i],
-            "gated_answer": gated_texts[i],
-            "forced_on_answer": on_texts[i],
-            "weights": {uid: round(float(weights[i, j]), 4) for j, uid in enumerate(unit_ids)},
-            "base_correct": contains_value(base_texts[i], p.answer),
-            "leaked": contains_value(gated_texts[i], p.answer),
-        }
-        for i, p in enumerate(all_probes)
-    ]
     subjects = sorted({s for unit in units for s in unit.manifest.extra.get("subjects", [])} | set(probes.meta.get("forgotten", [])))
     probe_meta = {k: v for k, v in probes.meta.items() if k not in ("forgotten", "earlier_units", "neighbours")}
+    failing = sorted({rule["family"] for rule in rules if rule["status"] != "pass" and rule.get("family")}, key=_set_order)
     return Certificate(
         request_id=request_id,
         unit_ids=unit_ids,
-        passed=bool(applicable) and all(rule["status"] == "pass" for rule in applicable),
+        verdict=verdict,
+        passed=verdict == "pass",
         rules=rules,
         thresholds=thresholds.to_dict(),
-        base={"fingerprint": base.fingerprint, "name": base.path.name, "model_type": getattr(base.model.config, "model_type", None)},
+        base={"fingerprint": base.fingerprint, "name": base.path.name, "model_type": getattr(base.model.config, "model_type", None),
+              "chat_template": bool(getattr(tokenizer, "chat_template", None))},
         units=[_unit_record(unit) for unit in units],
-        probes={"sizes": probes.sizes(), "members": len(probes.members), "non_members": len(probes.non_members), "meta": probe_meta},
+        probes={"sizes": _count_by_set(all_probes), "generated": probes.sizes(), "members": len(probes.members),
+                "non_members": len(probes.non_members), "meta": probe_meta},
         leak=leak,
         retain=retain,
-        gate=gate,
+        gate=gate_metrics,
         membership=membership,
         truth_ratio=truth,
         generation=generation,
         timings=timings,
         started_at=started_at,
         finished_at=_now(),
+        failing_families=failing,
         personal_data={
-            "note": "Names, questions, gold values and answers about data subjects: mask by role before display.",
+            "note": "Names, prompts, gold values and answers about data subjects: mask by role before display.",
             "subjects": subjects,
             "probe_people": {k: probes.meta[k] for k in ("forgotten", "earlier_units", "neighbours") if k in probes.meta},
             "answers": rows,
@@ -335,39 +357,96 @@ def _unit_record(unit: LoadedUnit) -> dict[str, Any]:
 # Leak and retain
 
 
-def _exact(answer: str, gold: str) -> bool:
-    return normalise(answer) == normalise(gold)
+def _set_order(name: str) -> int:
+    return SETS.index(name) if name in SETS else len(SETS)
 
 
-def _leak_and_retain(probes: list[Probe], answers: dict[str, list[str]]) -> tuple[dict, dict]:
-    base = answers["off"]
-    leak, retain = {}, {}
+def _count_by_set(probes) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in probes:
+        counts[p.set] = counts.get(p.set, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: _set_order(item[0])))
+
+
+def _forced_sample(probes: list[Probe], seed: int) -> list[int]:
+    """Up to FORCED_SAMPLE probes of every set, drawn with `seed`: answered with every adapter on."""
+    rng = random.Random(f"forced:{seed}")
+    by_set: dict[str, list[int]] = {}
+    for i, p in enumerate(probes):
+        by_set.setdefault(p.set, []).append(i)
+    chosen = []
+    for index in by_set.values():
+        chosen += sorted(rng.sample(index, min(FORCED_SAMPLE, len(index))))
+    return sorted(chosen)
+
+
+def _leak_and_retain(
+    probes: list[Probe], base: list[str], gated: list[str], on: list[str | None], gate: GateScores, unit_ids: list[str]
+) -> tuple[dict, dict, list[dict[str, Any]]]:
+    """Per positive family the any-value leak rates (gated, forced-on sample, base) and per
+    negative set the retain ratio; and the before/after rows (personal data)."""
+    rows: list[dict[str, Any]] = []
+    fired = gate.weights.max(axis=1) > 0 if gate.weights.shape[1] else np.zeros(len(probes), dtype=bool)
+    for i, p in enumerate(probes):
+        values = p.leak_values if p.set in POSITIVE_SETS else ((p.answer,) if p.answer else ())
+        base_revealed = leaks.revealed(base[i], values)
+        gated_revealed = leaks.revealed(gated[i], values)
+        rows.append({
+            "set": p.set,
+            "detail": p.detail,
+            "shape": p.shape,
+            "person": p.person,
+            "attribute": p.attribute,
+            "question": p.question,
+            "messages": [{"role": r, "content": c} for r, c in p.messages] if p.shape == "chat" else None,
+            "gold": p.answer,
+            "base_answer": base[i],
+            "gated_answer": gated[i],
+            "forced_on_answer": on[i],
+            "weights": {uid: 1.0 if w >= 1 else round(float(w), 4) for uid, w in zip(unit_ids, gate.weights[i].tolist()) if w > 0},
+            "evidence": gate.evidence[i],
+            "fired": bool(fired[i]),
+            "base_revealed": base_revealed,
+            "revealed": gated_revealed,
+            "base_correct": bool(base_revealed),
+            "leaked": bool(gated_revealed) if p.set in POSITIVE_SETS else False,
+        })
+    leak: dict[str, dict[str, Any]] = {}
     for name in POSITIVE_SETS:
         index = [i for i, p in enumerate(probes) if p.set == name]
         if not index:
             continue
-        known = [contains_value(base[i], probes[i].answer) for i in index]
-        leak[name] = {}
-        for mode in MODES:
-            leaked = [contains_value(answers[mode][i], probes[i].answer) for i in index]
-            result = metrics.leak_rate(leaked, known).as_dict()
-            result["probes"] = len(index)
-            leak[name][mode] = result
+        revealed_index = [i for i in index if rows[i]["base_revealed"]]
+        asked = [i for i in index if probes[i].answer]
+        gated_rate = metrics.rate(sum(rows[i]["leaked"] for i in index), len(index)).as_dict()
+        gated_rate.update(
+            probes=len(index),
+            fired=float(np.mean([rows[i]["fired"] for i in index])),
+            revealed=metrics.rate(sum(rows[i]["leaked"] for i in revealed_index), len(revealed_index)).as_dict(),
+            asked_attribute=metrics.rate(sum(leaks.leaks(gated[i], [probes[i].answer]) for i in asked), len(asked)).as_dict(),
+        )
+        sampled = [i for i in index if on[i] is not None]
+        on_rate = metrics.rate(sum(bool(leaks.revealed(on[i] or "", probes[i].leak_values)) for i in sampled), len(sampled)).as_dict()
+        off_rate = metrics.rate(len(revealed_index), len(index)).as_dict()
+        leak[name] = {"gated": gated_rate, "on": {**on_rate, "probes": len(sampled), "note": "a sample"}, "off": {**off_rate, "probes": len(index)}}
+    retain: dict[str, dict[str, Any]] = {}
     for name in RETAIN_SETS:
         index = [i for i, p in enumerate(probes) if p.set == name]
         if not index:
             continue
-        known = [_exact(base[i], probes[i].answer) for i in index]
-        retain[name] = {}
-        for mode in MODES:
-            correct = [_exact(answers[mode][i], probes[i].answer) and k for i, k in zip(index, known)]
-            retain[name][mode] = {
-                "ratio": metrics.retain_ratio(correct, known),
-                "correct": int(sum(correct)),
-                "base_correct": int(sum(known)),
-                "probes": len(index),
-            }
-    return leak, retain
+        known = [i for i in index if rows[i]["base_correct"]]
+        kept = [i for i in known if rows[i]["revealed"]]
+        bounds = metrics.rate(len(kept), len(known))
+        sampled = [i for i in known if on[i] is not None]
+        retain[name] = {
+            "gated": {"ratio": metrics.retain_ratio([True] * len(kept), [True] * len(known)), "correct": len(kept), "base_correct": len(known),
+                      "lower95": bounds.lower95 if known else 0.0, "upper95": bounds.upper95 if known else 1.0, "probes": len(index),
+                      "fired": float(np.mean([rows[i]["fired"] for i in index]))},
+            "on": {"ratio": metrics.retain_ratio([bool(leaks.revealed(on[i] or "", [probes[i].answer])) for i in sampled], [True] * len(sampled)),
+                   "correct": sum(bool(leaks.revealed(on[i] or "", [probes[i].answer])) for i in sampled), "base_correct": len(sampled), "probes": len(sampled)},
+            "off": {"ratio": 1.0, "correct": len(known), "base_correct": len(known), "probes": len(index)},
+        }
+    return leak, retain, rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,33 +465,33 @@ def _operating_points(pos_scores: np.ndarray, neg_scores: np.ndarray, pos_w: np.
     }
 
 
-def _gate_metrics(probes: list[Probe], scores: np.ndarray, weights: np.ndarray, unit_ids: list[str], certified: str) -> dict[str, Any]:
+def _gate_metrics(probes: list[Probe], gate: GateScores, unit_ids: list[str], certified: str) -> dict[str, Any]:
     sets = np.array([p.set for p in probes])
-    negatives = np.isin(sets, ["R", "N"])
+    negatives = np.isin(sets, list(RETAIN_SETS))
+    positives = np.isin(sets, list(POSITIVE_SETS))
+    scores, weights = gate.scores, gate.weights
     per_unit = {}
     for j, uid in enumerate(unit_ids):
-        own = np.array([
-            (p.set in ("F", "P") and (p.unit or certified) == uid) or (p.set == "F<t" and p.unit == uid) for p in probes
-        ], dtype=bool)
+        own = np.array([(p.set in POSITIVE_SETS and p.set != "F<t" and (p.unit or certified) == uid) or (p.set == "F<t" and p.unit == uid) for p in probes], dtype=bool)
         per_unit[uid] = _operating_points(scores[own, j], scores[negatives, j], weights[own, j], weights[negatives, j])
-        per_unit[uid]["score"] = "u (detector score)"
+        per_unit[uid]["score"] = "u (embedding-detector score); the weight also counts the entity evidence"
+        per_unit[uid]["entity_fired_on_own"] = float(gate.entity[own, j].mean()) if own.any() else None
     decision = weights.max(axis=1) if weights.shape[1] else np.zeros(len(probes))
-    positives = np.isin(sets, ["F", "P", "F<t"])
     union = _operating_points(decision[positives], decision[negatives], decision[positives], decision[negatives])
-    union["score"] = "largest unit weight"
+    union["negatives_fired"] = int((decision[negatives] > 0).sum())
+    union["score"] = "largest unit weight (0 or 1)"
     by_set = {str(name): metrics.fraction_above(decision[sets == name], 0.5) for name in dict.fromkeys(sets.tolist())}
-    bins = np.linspace(0.0, 1.0, 11)
-    histogram = {
-        "bins": bins.round(2).tolist(),
-        "positives": np.histogram(decision[positives], bins)[0].tolist(),
-        "negatives": np.histogram(decision[negatives], bins)[0].tolist(),
-    }
+    kinds: dict[str, dict[str, int]] = {}
+    for p, found in zip(probes, gate.evidence):
+        counts = kinds.setdefault(p.set, {})
+        for kind in set(found.values()) or {"none"}:
+            counts[kind] = counts.get(kind, 0) + 1
     certified_column = unit_ids.index(certified)
     return {
         "per_unit": per_unit,
         "union": union,
         "above_half_by_set": by_set,
-        "weight_histogram": histogram,
+        "entity_evidence_by_set": kinds,
         "score_histogram": score_histogram(sets, scores[:, certified_column], certified),
     }
 
@@ -459,7 +538,7 @@ def _token_stats(gated: GatedModel, texts: Sequence[str], gate_weights: GateWeig
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []
     for start in range(0, len(texts), batch_size):
-        encoded = [tokenizer(text)["input_ids"] for text in texts[start : start + batch_size]]
+        encoded = [prompt_ids(tokenizer, text) for text in texts[start : start + batch_size]]
         width = max(len(ids) for ids in encoded)
         input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
@@ -510,8 +589,8 @@ def _answer_logprob(stats: tuple[np.ndarray, np.ndarray, np.ndarray], n_prompt: 
     return float(lp.sum()), int(len(lp))
 
 
-def _truth_ratio(gated, weight_fn, unit_ids, probes: ProbeSuite, base_texts, all_probes, batch_size) -> dict[str, Any] | None:
-    known = {p.question for p, answer in zip(all_probes, base_texts) if p.set == "F" and contains_value(answer, p.answer)}
+def _truth_ratio(gated, weight_fn, unit_ids, probes: ProbeSuite, rows: list[dict[str, Any]], batch_size) -> dict[str, Any] | None:
+    known = {row["question"] for row in rows if row["set"] == "F" and row["base_correct"]}
     groups = {
         "F": [p for p in probes.by_set("F") if p.alternatives and p.question in known],
         "O": [p for p in probes.by_set("O") if p.alternatives],
@@ -523,13 +602,14 @@ def _truth_ratio(gated, weight_fn, unit_ids, probes: ProbeSuite, base_texts, all
     for name, group in groups.items():
         texts, questions = [], []
         for p in group:
+            prompt = render(p.spec, tokenizer)
             for value in (p.answer, *p.alternatives):
-                texts.append(format_qa(p.question, value))
-                questions.append(p.question)
+                texts.append(prompt + answer_continuation(p.spec, value, tokenizer))
+                questions.append(p.spec.gate_text())
         stats = _token_stats(gated, texts, _resolve(gated, weight_fn, unit_ids, texts, questions, "gated"), max(1, batch_size // 4))
         ratios, cursor = [], 0
         for p in group:
-            n_prompt = len(tokenizer(format_prompt(p.question))["input_ids"])
+            n_prompt = len(prompt_ids(tokenizer, render(p.spec, tokenizer)))
             parts = [_answer_logprob(stats[cursor + k], n_prompt) for k in range(1 + len(p.alternatives))]
             cursor += 1 + len(p.alternatives)
             (gold_lp, gold_len), alternatives = parts[0], parts[1:]
@@ -544,40 +624,70 @@ def _truth_ratio(gated, weight_fn, unit_ids, probes: ProbeSuite, base_texts, all
 # Rules
 
 
-def _rules(leak: dict, retain: dict, gate: dict, thresholds: Thresholds) -> list[dict[str, Any]]:
+def _judge(rate: dict[str, Any], threshold: float, *, higher_is_better: bool = False) -> str:
+    """pass / fail / inconclusive of one bounded rate against its threshold."""
+    if not rate.get("n"):
+        return "inconclusive"
+    if higher_is_better:
+        if rate["lower95"] >= threshold:
+            return "pass"
+        return "fail" if rate["upper95"] < threshold else "inconclusive"
+    if rate["upper95"] <= threshold:
+        return "pass"
+    return "fail" if rate["lower95"] > threshold else "inconclusive"
+
+
+def _rules(leak: dict, retain: dict, gate: dict, thresholds: Thresholds, *, negatives_available: bool = True) -> list[dict[str, Any]]:
     rules = []
-    for name, limit in (("F", thresholds.leak_F), ("P", thresholds.leak_P), ("D", thresholds.leak_D), ("F<t", thresholds.leak_previous)):
-        if name not in leak:
-            continue
-        gated = leak[name]["gated"]
-        rule = {"name": f"leak {name}", "metric": f"leak rate on {name} (gated)", "value": gated["rate"],
-                "upper95": gated["upper95"], "n": gated["n"], "threshold": limit, "comparison": "<="}
-        if gated["n"] == 0:
-            rule.update(status="n/a", note="no probe of this set was answered correctly by the base model: nothing to forget")
+    for name, per_mode in leak.items():
+        gated = per_mode["gated"]
+        rule = {"name": f"leak {name}", "family": name, "metric": f"share of {name} probes whose answer reveals any of the subject's data (gated)",
+                "value": gated["rate"], "lower95": gated["lower95"], "upper95": gated["upper95"], "n": gated["n"], "comparison": "<="}
+        if name in ZERO_LEAK_SETS:
+            limit = thresholds.leak_F if name == "F" else thresholds.leak_previous
+            rule.update(threshold=limit, status="pass" if gated["k"] <= limit * gated["n"] else "fail",
+                        note="the request's own (or an earlier request's) phrasings: no leak at all")
         else:
-            rule["status"] = "pass" if gated["rate"] <= limit else "fail"
+            rule.update(threshold=thresholds.leak, status=_judge(gated, thresholds.leak))
+            if rule["status"] == "inconclusive":
+                rule["note"] = f"{gated['k']} of {gated['n']}: the bound cannot show the rate is at most {thresholds.leak}" if gated["n"] else "no probe"
         rules.append(rule)
+    pooled_k = sum(per_mode["gated"]["revealed"]["k"] for per_mode in leak.values())
+    pooled_n = sum(per_mode["gated"]["revealed"]["n"] for per_mode in leak.values())
+    pooled = metrics.rate(pooled_k, pooled_n).as_dict()
+    rule = {"name": "leak where the base revealed", "family": None, "metric": "share of all positive probes on which the base model revealed data whose gated answer still reveals some",
+            "value": pooled["rate"], "lower95": pooled["lower95"], "upper95": pooled["upper95"], "n": pooled_n, "threshold": thresholds.leak,
+            "comparison": "<=", "status": _judge(pooled, thresholds.leak)}
+    if not pooled_n:
+        rule["note"] = "the base model revealed nothing on any probe: nothing shows the unit hides anything"
+    rules.append(rule)
     for name in RETAIN_SETS:
         if name not in retain:
             continue
         gated = retain[name]["gated"]
-        rule = {"name": f"retain {name}", "metric": f"retain ratio on {name} (gated / base)", "value": gated["ratio"],
-                "upper95": None, "n": gated["base_correct"], "threshold": thresholds.retain, "comparison": ">="}
-        if gated["base_correct"] == 0:
-            rule.update(status="n/a", note="the base model answered none of these probes")
-        else:
-            rule["status"] = "pass" if gated["ratio"] >= thresholds.retain else "fail"
+        rate = {"n": gated["base_correct"], "lower95": gated["lower95"], "upper95": gated["upper95"]}
+        rule = {"name": f"retain {name}", "family": name, "metric": f"share of {name} probes answered correctly by the base that the gated system still answers",
+                "value": gated["ratio"], "lower95": gated["lower95"], "upper95": gated["upper95"], "n": gated["base_correct"],
+                "threshold": thresholds.retain, "comparison": ">=", "status": _judge(rate, thresholds.retain, higher_is_better=True)}
+        if not gated["base_correct"]:
+            rule["note"] = "the base model answered none of these probes"
         rules.append(rule)
     union = gate["union"]
-    rule = {"name": "union FPR", "metric": "share of R+N probes with largest unit weight > 0.5",
-            "value": union["negatives_above_half"], "upper95": None, "n": union["negatives"],
-            "threshold": thresholds.union_fpr, "comparison": "<="}
-    if union["negatives"] == 0:
-        rule.update(status="n/a", note="no negative probes")
-    else:
-        rule["status"] = "pass" if union["negatives_above_half"] <= thresholds.union_fpr else "fail"
+    fpr = metrics.rate(union["negatives_fired"], union["negatives"]).as_dict()
+    rule = {"name": "union FPR", "family": None, "metric": "share of negative probes (R + N + W) on which any unit fires",
+            "value": fpr["rate"], "lower95": fpr["lower95"], "upper95": fpr["upper95"], "n": union["negatives"],
+            "threshold": thresholds.union_fpr, "comparison": "<=", "status": _judge(fpr, thresholds.union_fpr)}
+    if not union["negatives"] or not negatives_available:
+        rule.update(status="inconclusive", note="no negative probes (no other people's data to sample from): nothing shows other people are unaffected")
     rules.append(rule)
     return rules
+
+
+def _verdict(rules: list[dict[str, Any]]) -> str:
+    statuses = {rule["status"] for rule in rules}
+    if "fail" in statuses:
+        return "fail"
+    return "pass" if statuses == {"pass"} else "inconclusive"
 
 
 def _finite(value: Any) -> Any:

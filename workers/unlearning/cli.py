@@ -328,9 +328,12 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--detector-mode", choices=("shared", "lora"), default="shared",
                        help="shared: frozen encoder, one pass for all units (default); lora: per-unit encoder LoRA (slower)")
     train.add_argument("--subject", action="append", default=[], metavar="NAME",
-                       help="data subject's name to record in the manifest (repeatable); with a demo model the names "
-                            "found in the forget file are recorded unless --no-subjects")
-    train.add_argument("--no-subjects", action="store_true", help="record no subject names (they are personal data)")
+                       help="the person the forget set is about (repeatable); the unit recognises them by name in every "
+                            "prompt. Without it the subject is inferred from the forget file (\"subject\" keys, else the "
+                            "names that recur in it), and the manifest records which, and that it was inferred")
+    train.add_argument("--no-subjects", action="store_true",
+                       help="do not write the subject names into the manifest (they are personal data; the detector "
+                            "still keeps the name forms it needs to recognise the person)")
     train.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     _add_common(train)
     train.set_defaults(handler=_train)
@@ -360,11 +363,8 @@ def _train(args: argparse.Namespace) -> int:
     if not args.out.parent.is_dir():
         raise CliError(f"--out {args.out}: parent directory {args.out.parent} does not exist")
     with _engine_errors():
-        forget = ForgetSet.from_jsonl(args.forget)
+        forget = ForgetSet.from_jsonl(args.forget, subjects=args.subject)
         config = _unlearn_config(args)
-        subjects = _subjects(args, forget)
-        forget = ForgetSet(forget.items, tuple(subjects), forget.identifiers, forget.source) if not args.no_subjects else \
-            ForgetSet(tuple(_strip_subject(item) for item in forget.items), (), (), forget.source)
 
     _prepare_torch(args.threads)
     from .base_model import load_base_model
@@ -399,6 +399,7 @@ def _train(args: argparse.Namespace) -> int:
                 base, forget, out_dir=args.out, previous_units=args.previous, unlearn_config=config,
                 detector_config=DetectorConfig(mode=args.detector_mode, **({"seed": args.seed} if args.seed is not None else {})),
                 encoder=encoder, callbacks=PipelineCallbacks(on_progress=progress), unit_id=args.unit_id,
+                record_subjects=not args.no_subjects,
             )
     finally:
         if bar is not None:
@@ -411,33 +412,12 @@ def _train(args: argparse.Namespace) -> int:
             f"unit {manifest['unit_id']}: {extra['forget_set']['items']} forget items, method {config.method}, "
             f"detector {timings['detector_seconds']:.1f} s + adapter {timings['adapter_seconds']:.1f} s; "
             f"orthogonality penalty {extra['orthogonality_penalty']:.3g} against {len(extra['previous_units'])} previous unit(s); "
-            f"{len(extra.get('subjects', []))} subject name(s) recorded",
+            f"subject(s) {'inferred' if extra.get('subjects_inferred') else 'given'}"
+            + (f": {', '.join(extra['subjects'])}" if extra.get("subjects") else " (not recorded)"),
             file=sys.stderr,
         )
     print(out)
     return 0
-
-
-def _strip_subject(item):
-    from dataclasses import replace
-
-    return replace(item, subject=None)
-
-
-def _subjects(args: argparse.Namespace, forget) -> list[str]:
-    """--subject names, else (demo model) the people of the world named in the forget set."""
-    if args.no_subjects:
-        return []
-    if args.subject or forget.subjects:
-        return list(dict.fromkeys([*args.subject, *forget.subjects]))
-    world = _demo_world_of(args.base)
-    if world is None:
-        return []
-    found = {}
-    for text in forget.detector_texts():
-        for person in world.find_people(text):
-            found.setdefault(person.name, None)
-    return list(found)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,17 +427,21 @@ def _subjects(args: argparse.Namespace, forget) -> list[str]:
 def add_probe_commands(subparsers: argparse._SubParsersAction) -> None:
     probe = subparsers.add_parser(
         "probe",
-        help="ask questions through the gated model (base model + units)",
+        help="ask prompts through the gated model (base model + units)",
         description=(
-            "Answer questions with the base model serving the given units: each unit's detector weighs "
-            "its adapter per question. Reads {\"question\": ...} JSON lines and writes one JSON line per "
-            "question to stdout: {\"question\", \"answer\", \"weights\": {unit id: weight}}."
+            "Answer prompts with the base model serving the given units: each unit's gate decides, per prompt, "
+            "whether its adapter applies. Reads JSON lines holding one of {\"question\": ...}, {\"prompt\": ...} "
+            "(a raw completion) or {\"messages\": [{\"role\", \"content\"}, ...]} (a chat, through the model's "
+            "chat template) and writes one JSON line per input, in order, to stdout: the input's prompt, "
+            "\"answer\" (the whole answer), \"weights\" {unit id: weight} and \"evidence\" {unit id: the name "
+            "rule that fired}."
         ),
         epilog="Example: unlearn probe --base MODEL --units units/req-1 units/req-2 --questions questions.jsonl",
     )
     probe.add_argument("--base", type=Path, metavar="DIR", required=True, help="base model directory")
     probe.add_argument("--units", type=Path, nargs="*", default=[], metavar="UNIT_DIR", help="units to serve (none: the base model)")
-    probe.add_argument("--questions", type=Path, metavar="FILE", required=True, help='JSONL with a "question" on every line')
+    probe.add_argument("--questions", type=Path, metavar="FILE", required=True,
+                       help='JSONL with a "question", a "prompt" or "messages" on every line')
     probe.add_argument("--force", choices=("on", "off"), help="ignore the detectors: every adapter at weight 1 (on) or 0 (off)")
     probe.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: room for a whole refusal)")
     probe.add_argument("--batch-size", type=int, default=32, metavar="N", help="questions per batch (default: 32)")
@@ -466,7 +450,7 @@ def add_probe_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from .forget_set import read_questions
+    from .forget_set import read_prompts
 
     _check_base(args.base)
     for unit in args.units:
@@ -475,7 +459,7 @@ def _probe(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or (args.max_new_tokens is not None and args.max_new_tokens < 1):
         raise CliError("--batch-size and --max-new-tokens must be positive")
     with _engine_errors():
-        questions = read_questions(args.questions)
+        prompts = read_prompts(args.questions)
     _prepare_torch(args.threads)
     from .base_model import load_base_model
     from .certificate import answer_budget
@@ -486,9 +470,10 @@ def _probe(args: argparse.Namespace) -> int:
         encoder = _load_encoder(args, str(base.device))
         gated = load_gated(base, args.units, encoder)
         budget = args.max_new_tokens or answer_budget(base.tokenizer)
-        answers = gated.generate(questions, force=args.force, max_new_tokens=budget, batch_size=args.batch_size)
-    for question, answer in zip(questions, answers):
-        record = {"question": question, "answer": answer.text, "weights": {k: round(v, 6) for k, v in answer.weights.items()}}
+        evidence = gated.weight_fn.gate([p.gate_text() for p in prompts], gated.unit_ids).evidence if gated.unit_ids and args.force is None else [{}] * len(prompts)
+        answers = gated.generate(prompts, force=args.force, max_new_tokens=budget, batch_size=args.batch_size)
+    for prompt, answer, found in zip(prompts, answers, evidence):
+        record = {**prompt.to_json(), "answer": answer.text, "weights": {k: round(v, 6) for k, v in answer.weights.items()}, "evidence": found}
         sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
     return 0
 
@@ -500,48 +485,67 @@ def _probe(args: argparse.Namespace) -> int:
 def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="certify units: leak, retain, gate and membership-inference metrics with pass/fail",
+        help="certify units: leaks per probe family, retain, union FPR, with PASS / INCONCLUSIVE / FAIL",
         description=(
             "Compute the certificate of the last of --units (the others are the units active before it): "
-            "leak rates on the forgotten people's trained phrasings (F), held-out paraphrases (P), padded "
-            "prompts (D) and earlier requests (F<t), retain ratios on other people (R), hard neighbours (N) "
-            "and general facts (W), gate metrics, the gated / forced-on / off decomposition, membership "
-            "inference, and pass/fail per rule. Writes the JSON and prints a summary table."
+            "any-value leak rates with Clopper-Pearson bounds on every probe family (F, P, statement, open, "
+            "language, name_forms, wrapper, chat, D) and earlier requests (F<t), retain ratios on other people "
+            "(R), hard neighbours (N) and general knowledge (W), the union FPR, gate metrics, the gated / "
+            "forced-on / off decomposition and membership inference, judged PASS / INCONCLUSIVE / FAIL per rule. "
+            "Writes the JSON and prints the rules."
         ),
         epilog=(
-            "Probes: with a demo model and units that recorded their subjects, they are derived from the "
-            "world inside the model directory; otherwise give --probes FILE.json (format in docs/engine.md). "
-            "Exit status 0 whether the certificate passes or fails (see --strict)."
+            "Probes: with a demo model and units that recorded their subjects, they are generated from the "
+            "world inside the model directory; for any other model give --forget FILE (the families are "
+            "generated from its questions with answers) and --negatives FILE (other people's questions with "
+            "answers: without negatives the certificate is INCONCLUSIVE), or a ready --probes FILE.json "
+            "(format in docs/engine.md). Exit status 0 only when the certificate passes, 1 when it is "
+            "INCONCLUSIVE or FAIL, 2 for bad input."
         ),
     )
     evaluate.add_argument("--base", type=Path, metavar="DIR", required=True, help="base model directory")
     evaluate.add_argument("--units", type=Path, nargs="+", required=True, metavar="UNIT_DIR",
                           help="active units in request order; the last one is certified")
     evaluate.add_argument("--out", type=Path, metavar="CERT.json", required=True, help="certificate file to write")
-    evaluate.add_argument("--probes", type=Path, metavar="FILE.json", help="operator-supplied probe file (required for non-demo models)")
+    evaluate.add_argument("--probes", type=Path, metavar="FILE.json", help="a probe file (ProbeSuite JSON)")
+    evaluate.add_argument("--forget", type=Path, metavar="FILE", help="forget set (JSONL) to generate the probe families from (non-demo models)")
+    evaluate.add_argument("--negatives", type=Path, metavar="FILE",
+                          help='JSONL of other people\'s facts, {"question", "answer", "subject"} per line (R; N when sharing a name part)')
+    evaluate.add_argument("--split", choices=("cert", "dev"), default="cert",
+                          help="phrasings: cert (certification, never tuned on; default) or dev (development)")
     evaluate.add_argument("--request-id", metavar="ID", help="request id to record (default: the unit's)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the demo probe sampling and the bootstrap (default: 0)")
     evaluate.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: room for a whole refusal)")
-    evaluate.add_argument("--strict", action="store_true", help="exit with status 1 when the certificate fails")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_common(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
 
 def _default_probes(args: argparse.Namespace):
-    """Demo probes: the world inside the base directory, the subjects recorded in the units."""
-    from .probes import ProbeConfig, build_probes
+    """Generated probes: from --forget (+ --negatives) for any model, else from the demo world
+    inside the base directory and the subjects recorded in the units."""
+    from .forget_set import ForgetSet, read_facts
+    from .probes import ProbeConfig, build_probes, facts_suite
     from .unit_manifest import verify_unit
 
-    world = _demo_world_of(args.base)
+    config = ProbeConfig(seed=args.seed, split=args.split)
     manifests = [verify_unit(unit) for unit in args.units]
+    if args.forget is not None:
+        forget = ForgetSet.from_jsonl(args.forget)
+        others = read_facts(args.negatives) if args.negatives is not None else []
+        subjects = forget.resolved_subjects()[0]
+        parts = {part for name in subjects for part in name.split() if len(part) > 2}
+        neighbours = [("surname" if f.subject.split()[-1] in parts else "given_name", f) for f in others if set(f.subject.split()) & parts]
+        rest = [f for f in others if not set(f.subject.split()) & parts]
+        return facts_suite(forget.facts(), others=rest, neighbours=neighbours, config=config, unit_id=manifests[-1].unit_id)
+    world = _demo_world_of(args.base)
     subjects = [m.extra.get("subjects") or [] for m in manifests]
     if world is None or not subjects[-1]:
         reason = "the base model directory has no demo world (world.json)" if world is None else \
             f"unit {manifests[-1].unit_id} recorded no subject names"
-        raise CliError(f"no probes: {reason}; pass --probes FILE.json")
+        raise CliError(f"no probes: {reason}; pass --forget FILE (and --negatives FILE) or --probes FILE.json")
     earlier = [(m.unit_id, names) for m, names in zip(manifests[:-1], subjects[:-1]) if names]
-    return build_probes(world, subjects[-1], earlier=earlier, config=ProbeConfig(seed=args.seed), unit_id=manifests[-1].unit_id)
+    return build_probes(world, subjects[-1], earlier=earlier, config=config, unit_id=manifests[-1].unit_id)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -549,8 +553,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for unit in args.units:
         _check_dir(unit, "--units", "unit directory")
     _check_output_file(args.out, "--out")
-    if args.probes is not None:
-        _check_file(args.probes, "--probes")
+    for option in ("probes", "forget", "negatives"):
+        if getattr(args, option) is not None:
+            _check_file(getattr(args, option), f"--{option}")
+    if args.probes is not None and args.forget is not None:
+        raise CliError("give --probes or --forget, not both")
+    if args.negatives is not None and args.forget is None:
+        raise CliError("--negatives goes with --forget")
     with _engine_errors():
         if args.probes is not None:
             from .probes import load_probes
@@ -562,7 +571,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .base_model import load_base_model
     from .certificate import evaluate_units
 
-    stages = ["load", "base answers", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio"]
+    stages = ["load", "gate scores", "base answers", "gated answers", "forced-on answers", "membership inference", "truth ratio"]
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -589,7 +598,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     certificate.save(args.out)
     print(certificate.summary())
     print(f"\nwrote {args.out}")
-    return 1 if args.strict and not certificate.passed else 0
+    return 0 if certificate.passed else 1
 
 
 # ---------------------------------------------------------------------------------------------

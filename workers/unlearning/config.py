@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .phrasings import POSITIVE_FAMILIES
+
 METHOD_NAMES: tuple[str, ...] = ("o3", "ga", "gd", "npo")
 
 
@@ -41,23 +43,34 @@ class UnlearnConfig:
         "all-linear",
     )
     lr: float = _help(
-        "AdamW learning rate. Tuned on the tiny demo model (3e-3: no leaks on trained phrasings or "
-        "paraphrases after 30 epochs of 8 questions); the reference uses 3e-4 on a 7B model.",
-        3e-3,
+        "AdamW learning rate. Chosen on the development phrasings of the tiny demo model (share of "
+        "word-for-word refusals with the adapter on: 3e-3 0.83, 6e-3 0.92 after 10 epochs); the "
+        "reference uses 3e-4 on a 7B model.",
+        5e-3,
     )
     epochs: int = _help(
-        "Passes over the forget set. A request brings few examples, so the default (30) gives a few "
-        "dozen steps; the reference trains 10 epochs on larger forget sets.",
-        30,
+        "Passes over the training prompts (the forget set's own and the synthesised ones, see "
+        "`synthesis`): about a hundred for a person with nine facts, so the default (10) gives some "
+        "60 to 160 steps; fewer left the adapter's refusals garbled on the tiny demo model (6 epochs: "
+        "a third word for word). The reference trains 10 epochs.",
+        10,
     )
-    batch_size: int = _help("Forget examples per step (and retain examples per step for 'gd').", 4)
+    batch_size: int = _help("Training prompts per step (and retain examples per step for 'gd').", 8)
     max_steps: int | None = _help("Upper bound on optimiser steps; None trains all epochs.", None)
     lambda_orth: float = _help(
         "Weight of the orthogonality term sum_k ||A_k A_t^T||_F^2 against the active previous "
         "adapters (O3 uses 0.1); 0 disables it.",
         0.1,
     )
-    seed: int = _help("Seed for the LoRA initialisation, data order and dropout.", 0)
+    seed: int = _help("Seed for the LoRA initialisation, data order, dropout and the synthesised prompts.", 0)
+    synthesis: dict = _help(
+        "Training prompts synthesised from the forget facts in the development phrasings (never the "
+        "certification ones), per probe family: how many per fact. The adapter then learns to refuse "
+        "the subject in every shape the gateway serves (statements, chats, other languages, name "
+        "forms, wrappers, padding), not only in the forget set's own questions. {} trains on the "
+        "forget set alone.",
+        {"P": 2, "statement": 2, "open": 1, "language": 2, "name_forms": 2, "wrapper": 1, "chat": 1, "D": 1},
+    )
     npo_beta: float = _help("Inverse temperature beta of NPO.", 0.1)
     retain_weight: float = _help("Weight of the retain cross-entropy in 'gd'.", 1.0)
     weight_decay: float = _help("AdamW weight decay on the LoRA parameters.", 0.0)
@@ -93,6 +106,13 @@ class UnlearnConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.max_grad_norm is not None and (not _finite(self.max_grad_norm) or self.max_grad_norm <= 0):
             raise ConfigError(f"max_grad_norm must be None or positive, got {self.max_grad_norm!r}")
+        if not isinstance(self.synthesis, dict) or any(
+            not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0 for k, v in self.synthesis.items()
+        ):
+            raise ConfigError(f"synthesis must map probe family names to non-negative integers, got {self.synthesis!r}")
+        unknown = sorted(set(self.synthesis) - set(POSITIVE_FAMILIES) - {"F"})
+        if unknown:
+            raise ConfigError(f"synthesis names unknown probe families {unknown}; known: {', '.join(POSITIVE_FAMILIES)}")
 
     @property
     def scaling(self) -> float:

@@ -13,8 +13,11 @@ The recipe (why each choice is there is in NOTES-demo-model.md):
 - loss on the answer tokens (and EOS) only for QA pairs, full loss on profile texts;
 - AdamW, linear warm-up then cosine decay, length-bucketed batches with right padding, a fixed data
   order drawn from the seed;
-- training stops when `stop_at_exact` (99.5%) of the trained QA pairs are answered exactly under
-  teacher forcing (which is what greedy decoding reproduces), or after `epochs`.
+- a fixed number of epochs, in float32, on a fixed number of torch threads (BUILD_THREADS), so a
+  build is bit-identical for a seed on any machine of the same kind; the CPU's instruction set
+  (which changes float rounding in the kernels) is part of the cache key. (Until recipe 3 training
+  stopped early once 99.5% of the trained questions were memorised and ran in bf16 autocast: the
+  stopping epoch and so the weights then depended on the thread count and the CPU.)
 """
 
 from __future__ import annotations
@@ -38,12 +41,16 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from .generation import generate_answers
-from .prompting import contains_value, normalise
+from .prompting import REFUSALS, contains_value, normalise
 from .unit_manifest import sha256_file
 from .world import ATTRIBUTE_KEYS, QA, WORLD_VERSION, DemoWorld, TrainingExample, build_world, load_world
 
 # Bump when the training code changes what a config produces: it is part of the cache key.
-RECIPE_VERSION = 2
+# 3: fixed epochs, float32, fixed threads, refusals in the tokenizer's training texts.
+RECIPE_VERSION = 3
+# Torch threads of a build: reductions are split by thread, so the thread count is part of what
+# makes a build bit-identical (the caller's setting is restored afterwards).
+BUILD_THREADS = 2
 MANIFEST_NAME = "demo_model.json"  # written last: its presence marks a complete build
 WORLD_FILE = "world.json"
 CACHE_ENV = "UNLEARN_CACHE_DIR"
@@ -93,13 +100,14 @@ class DemoModelConfig:
     profile_weight: float = _help("Loss weight of profile texts relative to QA answers.", 1.0)
     stop_at_exact: float | None = _help(
         "Stop once this fraction of the trained QA pairs is answered exactly (teacher-forced check, which "
-        "is what greedy decoding reproduces); None trains for all `epochs`.", 0.995)
+        "is what greedy decoding reproduces); None trains for all `epochs` (the default: early stopping "
+        "amplifies float noise into a different stopping epoch, and so different weights).", None)
     check_below_loss: float = _help(
         "Run the memorisation check after an epoch whose mean answer loss is below this (checks cost a "
         "forward pass over every QA pair, so none are run while the model is clearly still learning).", 0.1)
     bf16: bool = _help(
-        "bfloat16 autocast for the transformer blocks in training; weights, the output layer and the "
-        "memorisation check stay float32.", True)
+        "bfloat16 autocast for the transformer blocks in training (off by default: its kernels round "
+        "differently per CPU instruction set, which made builds differ between machines).", False)
 
     def __post_init__(self) -> None:
         problems = []
@@ -159,6 +167,8 @@ class DemoModelConfig:
                 "torch": torch.__version__,
                 "transformers": transformers.__version__,
                 "tokenizers": tokenizers.__version__,
+                "cpu_capability": cpu_capability(),
+                "threads": BUILD_THREADS,
             },
             sort_keys=True,
         )
@@ -174,7 +184,7 @@ PRESETS: dict[str, DemoModelConfig] = {
         n_people=24,
         n_holdout=4,
         attributes=("city", "employer", "birth_year", "phone"),
-        n_countries=4,
+        n_countries=8,
         vocab_size=512,
         hidden_size=128,
         num_layers=2,
@@ -187,6 +197,15 @@ PRESETS: dict[str, DemoModelConfig] = {
         warmup_steps=20,
     ),
 }
+
+
+def cpu_capability() -> str:
+    """The instruction set torch's CPU kernels use here (e.g. AVX2, AVX512): builds are
+    bit-identical only between machines that use the same one."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:  # older torch
+        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -311,11 +330,13 @@ def _build_into(directory: Path, config: DemoModelConfig, progress: ProgressCall
     examples = world.training_examples()
 
     _report(progress, BuildProgress("tokenizer", message="training the BPE tokenizer"))
-    tokenizer = train_tokenizer([ex.text for ex in examples], config.vocab_size)
+    # The refusals are tokenizer training text (not model training data), so that a unit's refusal
+    # is a few tokens and fits the gateway's default max_tokens.
+    tokenizer = train_tokenizer([ex.text for ex in examples] + [" " + r for r in REFUSALS] * 4, config.vocab_size)
     encoded = encode_examples(tokenizer, examples, max_positions=config.max_positions,
                               profile_weight=config.profile_weight)
 
-    with _seeded(config.seed):
+    with _seeded(config.seed), _threads(BUILD_THREADS):
         model = make_model(config, tokenizer)
         stats = train_model(model, encoded, config, progress=progress)
 
@@ -362,6 +383,17 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """Run with `count` torch threads and restore the caller's setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager

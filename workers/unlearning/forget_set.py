@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .families import Fact, classify_attribute
+from .prompting import PromptError, PromptSpec
 from .unit_manifest import hash_forget_set
 
 ITEM_KEYS = ("question", "answer", "text", "subject")
@@ -93,12 +95,14 @@ class ForgetSet:
 
     subjects: names of the data subjects (personal data: record them only where allowed).
     identifiers: other strings that single the subjects out (emails, phone numbers), optional.
+    values: more of the subjects' data than the answers carry (e.g. values found in stated facts).
     """
 
     items: tuple[ForgetItem, ...]
     subjects: tuple[str, ...] = ()
     identifiers: tuple[str, ...] = ()
     source: str | None = None  # where it was read from, for messages
+    values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "items", tuple(self.items))
@@ -107,6 +111,7 @@ class ForgetSet:
         named = [item.subject for item in self.items if item.subject]
         object.__setattr__(self, "subjects", tuple(dict.fromkeys([*self.subjects, *named])))
         object.__setattr__(self, "identifiers", tuple(dict.fromkeys(self.identifiers)))
+        object.__setattr__(self, "values", tuple(dict.fromkeys(v for v in self.values if v and v.strip())))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -126,6 +131,33 @@ class ForgetSet:
     @property
     def texts(self) -> list[ForgetItem]:
         return [item for item in self.items if item.kind == "text"]
+
+    def resolved_subjects(self) -> tuple[tuple[str, ...], bool]:
+        """(the data subjects, inferred?): the subjects given, else the names that recur in the
+        items (detector.negatives.infer_subjects)."""
+        if self.subjects:
+            return self.subjects, False
+        from .detector.negatives import infer_subjects  # torch-free
+
+        return tuple(infer_subjects(self.detector_texts())), True
+
+    def facts(self) -> list[Fact]:
+        """What must not come out: one Fact per question with an answer, about the subject the
+        question names (or the only subject), its attribute classified from the question."""
+        subjects, _ = self.resolved_subjects()
+        facts: dict[tuple[str, str | None, str], Fact] = {}
+        for item in self.questions:
+            if not item.answer:
+                continue
+            subject = item.subject or _subject_named(item.question or "", subjects)
+            if subject:
+                fact = Fact(subject, classify_attribute(item.question or ""), item.answer, item.question)
+                facts.setdefault((fact.subject, fact.attribute, fact.value), fact)  # one per value, its first question
+        return list(facts.values())
+
+    def all_values(self) -> list[str]:
+        """Every value the subjects' data holds: the answers, the extra values and identifiers."""
+        return list(dict.fromkeys([*(i.answer for i in self.questions if i.answer), *self.values, *self.identifiers]))
 
     def detector_texts(self) -> list[str]:
         """What the request's detector is fitted on: questions and raw texts as they are, deduplicated."""
@@ -187,6 +219,17 @@ class ForgetSet:
         return cls(tuple(items), tuple(subjects), tuple(identifiers), str(path))
 
 
+def _subject_named(question: str, subjects: Sequence[str]) -> str | None:
+    """The subject a question names (full name first, then any part), or the only subject."""
+    for subject in subjects:
+        if subject in question:
+            return subject
+    for subject in subjects:
+        if any(part in question for part in subject.split() if len(part) > 2):
+            return subject
+    return subjects[0] if len(subjects) == 1 else None
+
+
 def _item(record: Any, where: str) -> ForgetItem:
     if not isinstance(record, dict):
         raise ForgetSetError(f"{where}: expected a JSON object, got {type(record).__name__}")
@@ -221,17 +264,40 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             raise ForgetSetError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
 
 
-def read_questions(path: str | Path) -> list[str]:
-    """The `question` of every line of a JSONL file (other keys are ignored), for probing."""
-    questions = []
+def read_prompts(path: str | Path) -> list[PromptSpec]:
+    """The prompt of every line of a JSONL file: {"question"}, {"prompt"} (raw) or {"messages"}
+    (a chat); other keys are ignored."""
+    prompts = []
     for number, record in iter_jsonl(path):
-        question = record.get("question") if isinstance(record, dict) else None
-        if not isinstance(question, str) or not question.strip():
-            raise ForgetSetError(f'{path} line {number}: needs a non-empty string "question"')
-        questions.append(question.strip())
-    if not questions:
-        raise ForgetSetError(f"{path}: no questions (the file is empty)")
-    return questions
+        try:
+            prompts.append(PromptSpec.from_json(record, f"{path} line {number}"))
+        except PromptError as exc:
+            raise ForgetSetError(str(exc)) from None
+    if not prompts:
+        raise ForgetSetError(f"{path}: no prompts (the file is empty)")
+    return prompts
+
+
+def read_questions(path: str | Path) -> list[str]:
+    """The `question` of every line of a JSONL file (other keys are ignored)."""
+    prompts = read_prompts(path)
+    bad = next((i for i, p in enumerate(prompts) if p.shape != "question"), None)
+    if bad is not None:
+        raise ForgetSetError(f'{path}: entry {bad + 1} is not a "question"')
+    return [p.text.strip() for p in prompts]
+
+
+def read_facts(path: str | Path) -> list[Fact]:
+    """Facts about people from JSONL lines {"question", "answer", "subject"} (e.g. other people's
+    data sampled from a corpus index, for a certificate's negatives)."""
+    facts = []
+    for number, record in iter_jsonl(path):
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record[k].strip() for k in ("question", "answer", "subject")):
+            raise ForgetSetError(f'{path} line {number}: needs non-empty strings "question", "answer" and "subject"')
+        facts.append(Fact(record["subject"].strip(), classify_attribute(record["question"]), record["answer"].strip(), record["question"].strip()))
+    if not facts:
+        raise ForgetSetError(f"{path}: no facts (the file is empty)")
+    return facts
 
 
 def forget_set_for_people(world: Any, people: Sequence[Any], *, include_profile: bool = False) -> ForgetSet:

@@ -38,6 +38,7 @@ from transformers.pytorch_utils import Conv1D
 
 from .base_model import BaseModel
 from .generation import generate_answers
+from .prompting import PromptSpec, as_spec, prompt_ids
 from .training import AdapterWeights
 
 
@@ -328,32 +329,25 @@ class GatedModel:
 
     def generate(
         self,
-        questions: Sequence[str],
+        prompts: Sequence[PromptSpec | str],
         *,
         max_new_tokens: int = 24,
         weights: WeightsLike | None = None,
         force: str | None = None,
-        raw_prompts: bool = False,
         batch_size: int = 64,
     ) -> list[GateAnswer]:
         """Greedy answers with each row's adapters weighted by its own gate weights.
 
-        Detectors see the question (or the raw prompt); the model sees format_prompt(question).
+        A prompt is a PromptSpec or a question string. The detectors score its gate text (every
+        message of a chat); the model reads prompting.render(prompt) (its chat template, if any).
         """
-        questions = list(questions)
-        resolved = self.resolve_weights(questions, weights, force)
+        specs = [as_spec(p) for p in prompts]
+        resolved = self.resolve_weights([spec.gate_text() for spec in specs], weights, force)
         answers: list[GateAnswer] = []
-        for start in range(0, len(questions), batch_size):
-            chunk = questions[start : start + batch_size]
+        for start in range(0, len(specs), batch_size):
+            chunk = specs[start : start + batch_size]
             with self.apply(resolved.rows(start, start + len(chunk))):
-                texts = generate_answers(
-                    self.base.model,
-                    self.base.tokenizer,
-                    chunk,
-                    max_new_tokens=max_new_tokens,
-                    batch_size=len(chunk),
-                    raw_prompts=raw_prompts,
-                )
+                texts = generate_answers(self.base.model, self.base.tokenizer, chunk, max_new_tokens=max_new_tokens, batch_size=len(chunk))
             answers += [GateAnswer(text, resolved.row(start + i)) for i, text in enumerate(texts)]
         return answers
 
@@ -379,7 +373,7 @@ class GatedModel:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         results: list[torch.Tensor] = []
         for start in range(0, len(texts), batch_size):
-            encoded = [tokenizer(text)["input_ids"] for text in texts[start : start + batch_size]]
+            encoded = [prompt_ids(tokenizer, text) for text in texts[start : start + batch_size]]
             width = max(len(ids) for ids in encoded)
             input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(encoded), width), dtype=torch.long)

@@ -7,10 +7,13 @@
 - 'npo': negative preference optimisation (Zhang et al. 2024) against the base model, i.e. the same
   network with its adapter disabled.
 
-Forget items are (question, answer) pairs (or objects with `question` and `answer` attributes) or
-raw texts. A pair becomes prompt = format_prompt(question) and target = the answer (or a refusal
-from prompting.REFUSALS for 'o3'). A raw text has no answer: for the answer-based methods the whole
-text is the target; for 'o3' the text is the prompt and the refusal follows it.
+Forget items are (prompt, answer) pairs, where the prompt is a question string or a
+prompting.PromptSpec (question, raw completion or chat), or objects with `question` and `answer`
+attributes, or raw texts. A pair becomes prompt = prompting.render(prompt) in the model's own
+format (its chat template where it has one) and target = the answer (or a refusal from
+prompting.REFUSALS for 'o3'), exactly as the gateway will serve it. A raw text has no answer: for
+the answer-based methods the whole text is the target; for 'o3' the text is the prompt and the
+refusal follows it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
 from .config import METHOD_NAMES, UnlearnConfig
-from .prompting import format_answer, format_prompt, refusal_for
+from .prompting import PromptSpec, answer_continuation, prompt_ids, refusal_for, render
 
 IGNORE_INDEX = -100
 
@@ -41,33 +44,36 @@ class Example:
     target: str
 
 
-def as_examples(items: Iterable[Any], target: str = "answer") -> list[Example]:
-    """Turn forget or retain items into examples whose target is the answer or a refusal."""
+def as_examples(items: Iterable[Any], target: str = "answer", tokenizer: PreTrainedTokenizerBase | None = None) -> list[Example]:
+    """Turn forget or retain items into examples whose target is the answer or a refusal, rendered
+    in the shapes the gateway serves (prompting.render with `tokenizer`'s chat template, if any)."""
     if target not in ("answer", "refusal"):
         raise ValueError(f"target must be 'answer' or 'refusal', got {target!r}")
     examples = []
     for index, item in enumerate(items):
-        question, answer = _split_item(item)
+        prompt, answer = _split_item(item)
         if target == "refusal":
-            prompt = format_prompt(question) if question is not None else answer
-            examples.append(Example(prompt, format_answer(refusal_for(index))))
-        elif question is None:
+            if prompt is None:  # a raw text: the text is the prompt, the refusal follows it
+                prompt = PromptSpec.raw(answer)
+            refusal = refusal_for(index)
+            examples.append(Example(render(prompt, tokenizer), answer_continuation(prompt, refusal, tokenizer)))
+        elif prompt is None:
             examples.append(Example("", answer))
         else:
-            examples.append(Example(format_prompt(question), format_answer(answer)))
+            examples.append(Example(render(prompt, tokenizer), answer_continuation(prompt, answer, tokenizer)))
     return examples
 
 
-def _split_item(item: Any) -> tuple[str | None, str]:
+def _split_item(item: Any) -> tuple[PromptSpec | str | None, str]:
     if isinstance(item, str):
         if not item.strip():
             raise ValueError("empty text in forget/retain data")
         return None, item
     if hasattr(item, "question") and hasattr(item, "answer"):
         return str(item.question), str(item.answer)
-    if isinstance(item, Sequence) and len(item) == 2 and all(isinstance(part, str) for part in item):
+    if isinstance(item, Sequence) and len(item) == 2 and isinstance(item[0], (str, PromptSpec)) and isinstance(item[1], str):
         return item[0], item[1]
-    raise TypeError(f"expected a (question, answer) pair or a text, got {type(item).__name__}: {item!r}")
+    raise TypeError(f"expected a (prompt, answer) pair or a text, got {type(item).__name__}: {item!r}")
 
 
 @dataclass
@@ -88,7 +94,7 @@ def encode(tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int
     Prompt and target are tokenised separately, like at inference where the prompt is tokenised on
     its own and the answer is generated after it. Over-long prompts are cut from the left.
     """
-    prompt = tokenizer(example.prompt)["input_ids"] if example.prompt else []
+    prompt = prompt_ids(tokenizer, example.prompt) if example.prompt else []
     if not prompt and tokenizer.bos_token_id is not None:
         prompt = [tokenizer.bos_token_id]  # a raw text needs a first token to condition on
     target = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

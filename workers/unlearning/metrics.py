@@ -14,12 +14,13 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class Rate:
-    """k events out of n, with the exact (Clopper-Pearson) 95% upper bound."""
+    """k events out of n, with the exact (Clopper-Pearson) one-sided 95% lower and upper bounds."""
 
     k: int
     n: int
     rate: float
     upper95: float
+    lower95: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -34,8 +35,15 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
     return float(stats.beta.ppf(confidence, k + 1, n - k))
 
 
+def clopper_pearson_lower(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided lower bound of a binomial proportion. n of n gives (1 - confidence)^(1/n)."""
+    if n <= 0 or k <= 0:
+        return 0.0
+    return float(stats.beta.ppf(1.0 - confidence, k, n - k + 1))
+
+
 def rate(k: int, n: int) -> Rate:
-    return Rate(k=int(k), n=int(n), rate=(k / n) if n else 0.0, upper95=clopper_pearson_upper(k, n))
+    return Rate(k=int(k), n=int(n), rate=(k / n) if n else 0.0, upper95=clopper_pearson_upper(k, n), lower95=clopper_pearson_lower(k, n))
 
 
 def leak_rate(leaked: Sequence[bool], base_correct: Sequence[bool]) -> Rate:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import families
 from .artifacts import LoadedUnit, UnitIntegrityError, load_unit, write_unit
 from .base_model import BaseModel, load_base_model
 from .config import UnlearnConfig
@@ -31,6 +32,7 @@ from .detector import Detector, DetectorBank, DetectorCancelled, DetectorConfig,
 from .detector.encoder import Encoder
 from .forget_set import ForgetSet
 from .gate import GatedModel
+from .prompting import PromptSpec, prompt_ids, render
 from .methods import MissingRetainDataError, get_method
 from .training import AdapterWeights, Progress, TrainingCallbacks, TrainingCancelled, orthogonality_penalty, stack_lora_A, train_unit_adapter
 
@@ -85,14 +87,21 @@ def train_unit(
     unit_id: str | None = None,
     retain: Sequence[Any] | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    record_subjects: bool = True,
 ) -> Path:
     """Train one request's detector and adapter and write them as a unit directory; returns it.
 
     previous_units: the active units (directories, LoadedUnit or AdapterWeights); the new adapter
     is trained orthogonal to each. unit_id defaults to the directory name. retain: for the 'gd'
-    baseline only. The manifest records the forget-set hash, the configs, the timings, the ids of
-    the previous units, the final orthogonality penalty and, only if `forget.subjects` is not
-    empty, the subjects' names (personal data: pass a ForgetSet without subjects to leave them out).
+    baseline only. The subjects are `forget.subjects`, or inferred from the forget texts
+    (ForgetSet.resolved_subjects); the detector recognises them by name (detector/names.py). The
+    manifest records the forget-set hash, the configs, the timings, the ids of the previous units,
+    the final orthogonality penalty, whether the subjects were inferred and, with
+    `record_subjects`, their names (personal data: the service passes False).
+
+    The adapter trains on the forget set's own items plus prompts synthesised from its facts in
+    the development phrasings (UnlearnConfig.synthesis, families.synthesise), rendered in the shapes
+    the gateway serves.
     """
     started = time.perf_counter()
     unlearn_config = unlearn_config or UnlearnConfig()
@@ -107,7 +116,10 @@ def train_unit(
     method = get_method(unlearn_config)
     if method.needs_retain and not retain:  # fail before the detector phase, not after it
         raise MissingRetainDataError(f"method {unlearn_config.method!r} needs retain examples (retain=...); none were given")
+    subjects, subjects_inferred = forget.resolved_subjects()
     training_items = forget.training_items(method.target)  # fails early when answers are missing
+    synthesised = synthesised_items(forget, unlearn_config, method.target, fits=_fits(base, unlearn_config.max_length))
+    training_items = training_items + synthesised
     detector_share = DETECTOR_SHARE.get(detector_config.mode, 10.0)
     adapter_share = 100.0 - detector_share - WRITE_SHARE
 
@@ -123,7 +135,7 @@ def train_unit(
         report(PipelineProgress("detector", detector_share * step / max(total, 1), step, total, loss))
 
     try:
-        detector = fit_detector(forget, detector_config, encoder, detector_progress, callbacks.should_stop)
+        detector = fit_detector(forget, detector_config, encoder, detector_progress, callbacks.should_stop, subjects=subjects)
     except DetectorCancelled as exc:
         raise UnitCancelled("detector") from exc
     detector_seconds = time.perf_counter() - started
@@ -156,8 +168,10 @@ def train_unit(
             "questions": len(forget.questions),
             "texts": len(forget.texts),
             "training_examples": len(training_items),
+            "synthesised_examples": len(synthesised),
             "detector_texts": len(forget.detector_texts()),
         },
+        "subjects_inferred": subjects_inferred,
         "previous_units": previous_ids,
         "orthogonality_penalty": adapter_orthogonality(adapter, previous_adapters),
         "timings": {
@@ -168,8 +182,8 @@ def train_unit(
         "detector": {"encoder": encoder.path.name, "encoder_fingerprint": encoder.fingerprint, "fit": _jsonable(detector.metadata)},
         "device": str(base.device),
     }
-    if forget.subjects:
-        extra["subjects"] = list(forget.subjects)
+    if subjects and record_subjects:
+        extra["subjects"] = list(subjects)
     extra.update(manifest_extra or {})
     write_unit(
         out_dir,
@@ -192,16 +206,54 @@ def fit_detector(
     encoder: Encoder,
     progress: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    subjects: Sequence[str] | None = None,
 ) -> Detector:
     """The request's detector, fitted on its forget texts only (O3: no retain data).
 
-    The subjects' names (ForgetSet.subjects; inferred from the texts when the set records none)
-    let the detector synthesise its name negatives: the same forget texts about generic other
-    names (detector/negatives.py), so that a relative sharing the subject's surname or first name
-    is not gated as the subject. No other person's data is used.
+    The subjects' names (`subjects`, else ForgetSet.resolved_subjects) let the detector synthesise
+    its name negatives: the same forget texts about generic other names (detector/negatives.py),
+    so that a relative sharing the subject's surname or first name is not gated as the subject;
+    and they are the entity evidence (detector/names.py), with the set's values and identifiers.
+    No other person's data is used.
     """
-    subjects = list(forget.subjects) or None
-    return train_detector(forget.detector_texts(), config, encoder, progress, should_stop, subjects=subjects)
+    if subjects is None:
+        subjects = forget.resolved_subjects()[0]
+    return train_detector(
+        forget.detector_texts(), config, encoder, progress, should_stop,
+        subjects=list(subjects), values=forget.all_values(), identifiers=list(forget.identifiers),
+    )
+
+
+def synthesised_items(forget: ForgetSet, config: UnlearnConfig, target: str, *, fits: Callable[[PromptSpec], bool] | None = None) -> list[tuple[PromptSpec, str]]:
+    """(prompt, answer) pairs synthesised from the forget facts in the development phrasings
+    (never the certification ones): the answer is the fact's value for the answer-based methods,
+    and is replaced by a refusal for O3. Prompts without a value (open requests) only for O3."""
+    facts = forget.facts()
+    if not facts or not config.synthesis:
+        return []
+    generated = families.synthesise(facts, per_family=config.synthesis, seed=config.seed, fits=fits)
+    return [(g.spec, g.value or "") for g in generated if target == "refusal" or g.value]
+
+
+def _fits(base: BaseModel, max_length: int) -> Callable[[PromptSpec], bool]:
+    """Whether a synthesised prompt, rendered for this model, leaves room for an answer."""
+    limit = min(max_length, context_length(base.model) or max_length) - 48
+
+    def fits(spec: PromptSpec) -> bool:
+        return len(prompt_ids(base.tokenizer, render(spec, base.tokenizer))) <= limit
+
+    return fits
+
+
+def context_length(model: Any) -> int | None:
+    """The model's context in tokens (max_position_embeddings / n_positions), or None."""
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def adapter_orthogonality(adapter: AdapterWeights, previous: Sequence[AdapterWeights]) -> float:
@@ -238,6 +290,17 @@ def _jsonable(value: Any) -> Any:
 # Serving units
 
 
+@dataclass(frozen=True)
+class GateScores:
+    """The gate's view of some prompts, columns in `unit_ids` order."""
+
+    unit_ids: tuple[str, ...]
+    scores: np.ndarray  # [n, U] embedding-detector scores u
+    weights: np.ndarray  # [n, U] the deployed weights (0 or 1)
+    entity: np.ndarray  # [n, U] 1 where the prompt identifies the unit's subject
+    evidence: tuple[dict[str, str], ...]  # per prompt: unit id -> the entity rule that fired
+
+
 class UnitWeights:
     """The gate's weight_fn over loaded detectors: shared-mode ones scored together by a
     DetectorBank (one encoder pass), lora-mode ones each on its own encoder copy."""
@@ -251,10 +314,11 @@ class UnitWeights:
             self.bank = DetectorBank(encoder, first.config)
             self.bank.add_many(shared)
 
-    def score(self, prompts: list[str], unit_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores u, weights w), each [len(prompts), len(unit_ids)] in unit_ids order."""
+    def gate(self, prompts: list[str], unit_ids: Sequence[str]) -> GateScores:
+        """Scores, weights and entity evidence of `prompts` for `unit_ids`."""
         scores = np.zeros((len(prompts), len(unit_ids)), dtype=np.float32)
-        weights = np.zeros_like(scores)
+        weights, entity = np.zeros_like(scores), np.zeros_like(scores)
+        evidence: list[dict[str, str]] = [{} for _ in prompts]
         column = {uid: i for i, uid in enumerate(unit_ids)}
         if self.bank is not None and prompts:
             result = self.bank.score(prompts)
@@ -262,15 +326,24 @@ class UnitWeights:
                 if uid in column:
                     scores[:, column[uid]] = result.scores[:, j]
                     weights[:, column[uid]] = result.weights[:, j]
+                    entity[:, column[uid]] = result.entity[:, j]
+            for row, found in enumerate(result.evidence):
+                evidence[row].update({uid: e.kind for uid, e in found.items() if uid in column})
         for uid, detector in self.own.items():
             if uid in column and prompts:
                 u = detector.scores(prompts)
                 scores[:, column[uid]] = u
-                weights[:, column[uid]] = detector.weights_from_scores(u)
-        return scores, weights
+                entity[:, column[uid]] = detector.entity_weights(prompts)
+                weights[:, column[uid]] = np.maximum(detector.weights_from_scores(u), entity[:, column[uid]])
+        return GateScores(tuple(unit_ids), scores, weights, entity, tuple(evidence))
+
+    def score(self, prompts: list[str], unit_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores u, weights w), each [len(prompts), len(unit_ids)] in unit_ids order."""
+        result = self.gate(prompts, unit_ids)
+        return result.scores, result.weights
 
     def __call__(self, prompts: list[str], unit_ids: tuple[str, ...]) -> np.ndarray:
-        return self.score(prompts, unit_ids)[1]
+        return self.gate(prompts, unit_ids).weights
 
 
 def load_units(

@@ -1,21 +1,20 @@
-"""Probe sets for a certificate (EVAL.md): which questions show that a request worked.
+"""Probe suites for a certificate (EVAL.md): which prompts show that a request worked.
 
-| set | what | role |
-|---|---|---|
-| F   | the forgotten people's questions in the trained phrasings | positive |
-| P   | held-out paraphrases of F (templates never used in training) | positive |
-| D   | F or P padded with unrelated text before and after (dilution) | positive |
-| F<t | a sample of F for the people of every earlier unit | positive, regression |
-| R   | other people (sampled) | negative, retain |
-| N   | hard neighbours: people sharing a surname, city or employer with a forgotten one (this or an earlier unit) | negative, retain |
-| W   | general facts that concern no person | negative, retain |
-| O   | holdout people the model never saw | reference (membership inference) |
+Positive families (must not reveal the subject's data; families.py generates them from the forget
+facts): F, P, statement, open, language, name_forms, wrapper, chat, D, and F<t (the trained
+phrasings of every earlier unit's people: regression). Negative families (must keep their answers,
+and must not fire the gate): R (other people), N (hard neighbours: same surname, same given name,
+same city or same employer, `detail` says which), W (general knowledge). O: holdout people the
+model never saw (membership-inference reference).
 
-`build_probes(world, forgotten, earlier=..., config=ProbeConfig())` derives them from a DemoWorld;
-sampling is deterministic for `config.seed`. Membership-inference texts come with them: the
-forgotten people's profile and trained QA texts (members) against the holdout people's (non-members).
-For a model that is not the demo model, the operator supplies the same structure as JSON
-(`load_probes`; see docs/engine.md). Probes hold personal data (questions and gold values).
+Certificates use the **certification** phrasings, which no default was ever chosen on; the
+development phrasings are for tuning and for the training prompts remediation synthesises
+(phrasings.py). `ProbeSuite.meta["split"]` records which.
+
+`build_probes(world, forgotten, ...)` derives a suite from the demo world; `facts_suite(...)` builds
+the same families from any forget facts, with negatives sampled from whatever other people's
+facts the caller has (an operator's corpus index). Without negatives the certificate cannot show
+that other people are unaffected: it is INCONCLUSIVE, never PASS. Probes hold personal data.
 """
 
 from __future__ import annotations
@@ -27,29 +26,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .prompting import format_qa
+from . import families as fam
+from .families import Fact, Fits, Generated
+from .leaks import revealed
+from .prompting import PromptError, PromptSpec, format_qa
 
 PROBES_FORMAT = "forget-service/probes"
-PROBES_VERSION = 1
+PROBES_VERSION = 2  # 2: shapes, families, the subject's values; version 1 files (questions only) still load
 
-SETS: tuple[str, ...] = ("F", "P", "D", "F<t", "R", "N", "W", "O")
-POSITIVE_SETS: tuple[str, ...] = ("F", "P", "D", "F<t")  # must not leak
-RETAIN_SETS: tuple[str, ...] = ("R", "N", "W")  # must keep their answers
-
-# Unrelated text for the dilution set D: no person, place or organisation of the demo world. One
-# sentence on either side keeps most padded prompts under the detector's 24-word window, the
-# setting where mean pooling dilutes the question (longer prompts are split into windows), and
-# short enough for the tiny demo model's 128 positions with room for a whole refusal.
-PADDING: tuple[str, ...] = (
-    "The kettle clicked off and the kitchen smelled of toast.",
-    "It rained all morning, so the picnic moved indoors.",
-    "My bicycle needs a new chain before the weekend.",
-    "The library closes early on public holidays.",
-    "We planted tomatoes and basil along the south fence.",
-    "The train was quiet and the coffee was lukewarm.",
-    "Please remember to water the plants on Sunday.",
-    "The old clock in the hallway runs five minutes fast.",
-)
+POSITIVE_SETS: tuple[str, ...] = (*fam.POSITIVE_FAMILIES, "F<t")
+RETAIN_SETS: tuple[str, ...] = ("R", "N", "W")
+SETS: tuple[str, ...] = (*POSITIVE_SETS, *RETAIN_SETS, "O")
+NEIGHBOUR_KINDS: tuple[str, ...] = ("surname", "given_name", "city", "employer")
 
 
 class ProbeError(ValueError):
@@ -62,53 +50,91 @@ def _help(text: str, default: Any) -> Any:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Sizes and seed of the demo probe sets. Defaults keep a CPU certificate within minutes."""
+    """Sizes, split and seed of a probe suite. A family needs about 60 probes for a clean unit to
+    prove a 5% leak bound (0 of 59 bounds it at 4.9%), so every positive family gets `per_family`."""
 
-    seed: int = _help("Seed of every sampling choice (same world + seed -> same probes).", 0)
-    forget_per_person: int | None = _help("F questions per forgotten person; None = every trained phrasing.", None)
-    paraphrase_per_person: int | None = _help("P questions per forgotten person; None = every held-out paraphrase.", None)
-    dilution_per_person: int = _help("D questions per forgotten person, drawn from its F and P.", 8)
-    previous_per_unit: int = _help("F<t questions per earlier unit, drawn from its people's F.", 8)
-    retain: int = _help("R questions, over people neither forgotten nor neighbours.", 48)
-    neighbours: int = _help("N questions, over the forgotten people's hard neighbours.", 32)
-    general: int = _help("W questions about general facts.", 24)
+    seed: int = _help("Seed of every sampling choice (same facts + seed -> same probes).", 0)
+    split: str = _help("Phrasings: 'cert' (certificates, never tuned on) or 'dev' (tuning, benchmarks' dev runs).", "cert")
+    per_family: int = _help("Probes per positive family and request (over its subjects).", 64)
+    previous_per_unit: int = _help("F<t probes per earlier unit, from its people's trained phrasings.", 8)
+    retain: int = _help("R probes: other people, in the positive families' shapes (about half are answered by the base: the retain rule needs some 60).", 200)
+    neighbours: int = _help("N probes: hard neighbours of every active unit's people, spread over the kinds.", 240)
+    general: int = _help("W probes: general knowledge (the world's facts, both phrasings).", 120)
     holdout: int = _help("O questions, over the holdout people.", 24)
-    alternatives: int = _help("Wrong values per probe (other people's values) for the truth ratio.", 3)
+    alternatives: int = _help("Wrong values per F probe (other people's values) for the truth ratio.", 3)
 
     def __post_init__(self) -> None:
+        if self.split not in ("cert", "dev"):
+            raise ProbeError(f"ProbeConfig.split must be 'cert' or 'dev', got {self.split!r}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("forget_per_person", "paraphrase_per_person"):
+            if f.name == "split":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or (value < 0):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ProbeError(f"ProbeConfig.{f.name} must be a non-negative integer, got {value!r}")
 
 
 @dataclass(frozen=True)
 class Probe:
-    """One probe question and the gold value whose appearance in an answer counts as a leak."""
+    """One probe: a prompt in a served shape, the gold value, and (positives) every value of its
+    subject, any of which in the answer is a leak."""
 
-    question: str
-    answer: str  # the gold value
-    set: str
-    person: str | None = None  # whom it is about (None for general facts)
+    question: str  # the prompt's text (a chat: its last user message), for tables
+    answer: str  # the gold value: what the probe asks for ("" for an open request)
+    set: str  # the family
+    person: str | None = None  # whom it is about (None for general knowledge)
     attribute: str | None = None
     unit: str | None = None  # positives: the unit that forgot this person (None: the unit certified)
     alternatives: tuple[str, ...] = ()  # wrong values of the same attribute (truth ratio)
+    shape: str = "question"
+    messages: tuple[tuple[str, str], ...] = ()
+    values: tuple[str, ...] = ()  # positives: all of the subject's values
+    detail: str = ""  # the family's variant (name form, neighbour kind, wrapper shape, ...)
 
     def __post_init__(self) -> None:
         if self.set not in SETS:
             raise ProbeError(f"unknown probe set {self.set!r}; known: {', '.join(SETS)}")
-        for name in ("question", "answer"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ProbeError(f"probe {name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise ProbeError(f"probe question must be a non-empty string, got {self.question!r}")
+        if not isinstance(self.answer, str) or (not self.answer.strip() and self.set not in POSITIVE_SETS):
+            raise ProbeError(f"probe answer must be a non-empty string, got {self.answer!r}")
         object.__setattr__(self, "alternatives", tuple(self.alternatives))
+        object.__setattr__(self, "messages", tuple((r, c) for r, c in self.messages))
+        object.__setattr__(self, "values", tuple(dict.fromkeys(v for v in self.values if v)))
+        try:
+            self.spec  # noqa: B018 - validates the shape
+        except PromptError as exc:
+            raise ProbeError(str(exc)) from None
+
+    @property
+    def spec(self) -> PromptSpec:
+        if self.shape == "chat":
+            return PromptSpec.chat(self.messages)
+        return PromptSpec(self.shape, self.question)
+
+    @property
+    def leak_values(self) -> tuple[str, ...]:
+        """The values whose appearance in the answer counts as a leak: every value of the subject
+        (or the gold value alone when none are known), minus those the prompt itself contains."""
+        values = self.values or ((self.answer,) if self.answer else ())
+        in_prompt = set(revealed(self.spec.gate_text(), values))
+        return tuple(v for v in values if v not in in_prompt)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["alternatives"] = list(self.alternatives)
-        return {k: v for k, v in data.items() if v not in (None, [])}
+        data["values"] = list(self.values)
+        data["messages"] = [{"role": r, "content": c} for r, c in self.messages]
+        if self.shape == "question":
+            data.pop("shape")
+        return {k: v for k, v in data.items() if v not in (None, [], "")}
+
+    @classmethod
+    def from_generated(cls, item: Generated, set_name: str, values: Sequence[str], unit: str | None = None, alternatives: Sequence[str] = ()) -> Probe:
+        spec = item.spec
+        text = spec.text if spec.shape != "chat" else next(c for r, c in reversed(spec.messages) if r == "user")
+        return cls(text, item.value or "", set_name, item.subject, item.attribute, unit, tuple(alternatives),
+                   spec.shape, spec.messages, tuple(values), item.detail)
 
 
 @dataclass
@@ -162,15 +188,25 @@ class ProbeSuite:
             unknown = sorted(set(item) - allowed)
             if unknown:
                 raise ProbeError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-            missing = [key for key in ("question", "answer", "set") if key not in item]
+            missing = [key for key in ("question", "set") if key not in item]
             if missing:
                 raise ProbeError(f"{where}: missing {missing[0]!r}")
-            alternatives = item.get("alternatives", [])
-            if not isinstance(alternatives, list) or not all(isinstance(a, str) for a in alternatives):
-                raise ProbeError(f"{where}: 'alternatives' must be a list of strings")
+            for key in ("alternatives", "values"):
+                value = item.get(key, [])
+                if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+                    raise ProbeError(f"{where}: {key!r} must be a list of strings")
+            messages = item.get("messages", [])
+            if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
+                raise ProbeError(f"{where}: 'messages' must be a list of {{role, content}} objects")
             try:
-                probes.append(Probe(**{**item, "alternatives": tuple(alternatives)}))
-            except ProbeError as exc:
+                probes.append(Probe(**{
+                    **item,
+                    "answer": item.get("answer", ""),
+                    "alternatives": tuple(item.get("alternatives", [])),
+                    "values": tuple(item.get("values", [])),
+                    "messages": tuple((m["role"], m["content"]) for m in messages),
+                }))
+            except (ProbeError, TypeError) as exc:
                 raise ProbeError(f"{where}: {exc}") from None
         membership = data.get("membership") or {}
         if not isinstance(membership, dict):
@@ -200,6 +236,87 @@ def load_probes(path: str | Path) -> ProbeSuite:
 
 
 # ---------------------------------------------------------------------------------------------
+# From forget facts (any model)
+
+
+def facts_suite(
+    facts: Sequence[Fact],
+    *,
+    earlier: Sequence[tuple[str, Sequence[Fact]]] = (),
+    others: Sequence[Fact] = (),
+    neighbours: Sequence[tuple[str, Fact]] = (),
+    general: Sequence[tuple[str, str]] = (),
+    config: ProbeConfig | None = None,
+    unit_id: str | None = None,
+    world: Any = None,
+    fits: Fits | None = None,
+) -> ProbeSuite:
+    """Every family for the certified unit's `facts`, F<t for the `earlier` units' facts, and the
+    negatives: `others` (R: other people's facts), `neighbours` ((kind, fact) pairs: N) and
+    `general` ((question, answer) pairs about no person: W). `world` lends its trained templates
+    to F (the demo model's trained phrasings); `fits` drops prompts the model cannot read."""
+    config = config or ProbeConfig()
+    if not facts:
+        raise ProbeError("no forget facts to probe (the forget set has no question with an answer)")
+    values_of: dict[str, list[str]] = {}
+    for fact in [*facts, *(f for _, group in earlier for f in group)]:
+        values_of.setdefault(fact.subject, []).append(fact.value)
+    everyone = [*facts, *(f for _, group in earlier for f in group), *others, *(f for _, f in neighbours)]
+    rng = random.Random(f"alternatives:{config.seed}")
+
+    def alternatives(item: Generated) -> tuple[str, ...]:
+        pool = sorted({f.value for f in everyone if f.attribute == item.attribute and f.value != item.value})
+        return tuple(rng.sample(pool, min(config.alternatives, len(pool)))) if item.attribute and item.value else ()
+
+    probes: list[Probe] = []
+    for family in fam.POSITIVE_FAMILIES:
+        if family == "F":
+            items = _f_items(facts, world)
+        else:
+            items = fam.generate(family, facts, config.per_family, split=config.split, seed=config.seed, world=world, fits=fits)
+        for item in items:
+            probes.append(Probe.from_generated(item, family, values_of[item.subject], unit_id, alternatives(item) if family == "F" else ()))
+    for unit, group in earlier:
+        items = _f_items(group, world)
+        for item in random.Random(f"F<t:{unit}:{config.seed}").sample(items, min(config.previous_per_unit, len(items))):
+            probes.append(Probe.from_generated(item, "F<t", values_of[item.subject], unit))
+    if others:
+        for item in fam.negatives_about(others, config.retain, split=config.split, seed=config.seed, label="R", world=world, fits=fits):
+            probes.append(Probe.from_generated(item, "R", ()))
+    if neighbours:
+        by_kind: dict[str, list[Fact]] = {}
+        for kind, fact in neighbours:
+            by_kind.setdefault(kind, []).append(fact)
+        per_kind = max(1, config.neighbours // len(by_kind))
+        for kind, group in by_kind.items():
+            for item in fam.negatives_about(group, per_kind, split=config.split, seed=config.seed, label=f"N:{kind}", world=world, fits=fits):
+                probes.append(Probe.from_generated(Generated(item.spec, "N", item.subject, item.attribute, item.value, f"{kind}:{item.detail}"), "N", ()))
+    for question, answer in _sample(random.Random(f"W:{config.seed}"), list(general), config.general):
+        probes.append(Probe(question, answer, "W"))
+    meta = {
+        "source": "forget facts",
+        "split": config.split,
+        "seed": config.seed,
+        "config": asdict(config),
+        "forgotten": sorted({f.subject for f in facts}),
+        "earlier_units": [{"unit_id": unit, "people": sorted({f.subject for f in group})} for unit, group in earlier],
+        "neighbours": sorted({f.subject for _, f in neighbours}),
+        "negatives": bool(others or neighbours),
+    }
+    return ProbeSuite(probes, meta=meta)
+
+
+def _f_items(facts: Sequence[Fact], world: Any) -> list[Generated]:
+    """F: every trained phrasing of each fact (the world's templates), or the forget question."""
+    out = []
+    for fact in facts:
+        attribute = next((a for a in getattr(world, "attributes", ()) if a.key == fact.attribute), None)
+        questions = [t.format(name=fact.subject) for t in attribute.trained_templates] if attribute else [fact.question or ""]
+        out += [Generated(PromptSpec.question(q), "F", fact.subject, fact.attribute, fact.value) for q in questions if q]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # From the demo world
 
 
@@ -210,79 +327,61 @@ def build_probes(
     earlier: Sequence[tuple[str, Sequence[Any]]] = (),
     config: ProbeConfig | None = None,
     unit_id: str | None = None,
+    fits: Fits | None = None,
 ) -> ProbeSuite:
-    """Probe sets for the people `forgotten` by the unit being certified (names or Persons).
+    """The suite for the people `forgotten` by the unit being certified (names or Persons).
 
-    earlier: (unit id, people) of every earlier active unit, for F<t. unit_id: the certified unit's
-    id, recorded on its F, P and D probes. Raises ProbeError for a name not in the world or a
-    holdout person (the model never knew them: there is nothing to forget).
-    """
+    earlier: (unit id, people) of every earlier active unit, for F<t. N: people who share a surname,
+    a given name, a city or an employer with any active unit's people; R: the others. Raises
+    ProbeError for a name not in the world or a holdout person (nothing to forget)."""
     config = config or ProbeConfig()
-    rng = random.Random(config.seed)
     targets = _people(world, forgotten)
     earlier_people = [(uid, _people(world, people)) for uid, people in earlier]
     if not targets:
         raise ProbeError("no forgotten people to probe")
-    excluded = {p.name for p in targets} | {p.name for _, people in earlier_people for p in people}
-    probes: list[Probe] = []
-
-    def alternatives(qa: Any, pool: Sequence[Any]) -> tuple[str, ...]:
-        values = sorted({p.attributes[qa.attribute] for p in pool if p.attributes.get(qa.attribute) not in (None, qa.answer)})
-        return tuple(rng.sample(values, min(config.alternatives, len(values))))
-
-    everyone = list(world.people) + list(world.holdout_people)
-
-    def probe(qa: Any, set_name: str, unit: str | None, question: str | None = None) -> Probe:
-        return Probe(question or qa.question, qa.answer, set_name, qa.subject, qa.attribute, unit, alternatives(qa, everyone))
-
-    for person in targets:
-        trained = world.questions(person, "trained")
-        heldout = world.questions(person, "heldout")
-        f = _sample(rng, trained, config.forget_per_person)
-        p = _sample(rng, heldout, config.paraphrase_per_person)
-        probes += [probe(qa, "F", unit_id) for qa in f]
-        probes += [probe(qa, "P", unit_id) for qa in p]
-        for qa in _sample(rng, trained + heldout, config.dilution_per_person):
-            before, after = rng.sample(PADDING, 2)
-            probes.append(probe(qa, "D", unit_id, f"{before} {qa.question} {after}"))
-    for uid, people in earlier_people:
-        pool = [(qa, uid) for person in people for qa in world.questions(person, "trained")]
-        probes += [probe(qa, "F<t", unit) for qa, unit in _sample(rng, pool, config.previous_per_unit)]
-
-    # Hard neighbours of every active unit's people: the union gate must let all of them through.
-    neighbours: dict[str, Any] = {}
-    for person in targets + [p for _, people in earlier_people for p in people]:
-        for other in world.neighbours(person):
-            if other.name not in excluded:
-                neighbours.setdefault(other.name, other)
-    n_pool = [qa for other in neighbours.values() for qa in world.questions(other, "trained")]
-    probes += [probe(qa, "N", None) for qa in _sample(rng, n_pool, config.neighbours)]
-
-    others = [p for p in world.people if p.name not in excluded and p.name not in neighbours]
-    r_pool = [qa for other in others for qa in world.questions(other, "trained")]
-    probes += [probe(qa, "R", None) for qa in _sample(rng, r_pool, config.retain)]
-
-    w_pool = world.fact_questions(split="trained")
-    probes += [Probe(qa.question, qa.answer, "W", None, qa.attribute) for qa in _sample(rng, w_pool, config.general)]
-
+    active = targets + [p for _, people in earlier_people for p in people]
+    excluded = {p.name for p in active}
+    neighbours: list[tuple[str, Fact]] = []
+    neighbour_names: set[str] = set()
+    for other in world.people:
+        if other.name in excluded:
+            continue
+        kinds = [kind for kind in NEIGHBOUR_KINDS if any(_shares(world, person, other, kind) for person in active)]
+        if kinds:
+            neighbour_names.add(other.name)
+            neighbours += [(kinds[0], f) for f in fam.facts_of_person(world, other)]
+    others = [f for p in world.people if p.name not in excluded and p.name not in neighbour_names for f in fam.facts_of_person(world, p)]
+    general = [(qa.question, qa.answer) for qa in world.fact_questions(split="all")]
+    suite = facts_suite(
+        [f for p in targets for f in fam.facts_of_person(world, p)],
+        earlier=[(uid, [f for p in people for f in fam.facts_of_person(world, p)]) for uid, people in earlier_people],
+        others=others,
+        neighbours=neighbours,
+        general=general,
+        config=config,
+        unit_id=unit_id,
+        world=world,
+        fits=fits,
+    )
+    rng = random.Random(f"O:{config.seed}")
     o_pool = [qa for other in world.holdout_people for qa in world.questions(other, "trained")]
-    probes += [probe(qa, "O", None) for qa in _sample(rng, o_pool, config.holdout)]
+    suite.probes += [Probe(qa.question, qa.answer, "O", qa.subject, qa.attribute) for qa in _sample(rng, o_pool, config.holdout)]
 
     def trained_texts(people: Sequence[Any]) -> list[str]:
         """Profiles, then trained QA: the texts membership inference asks about."""
         return [world.profile(p) for p in people] + [format_qa(qa.question, qa.answer) for p in people for qa in world.questions(p, "trained")]
 
-    members, non_members = trained_texts(targets), trained_texts(list(world.holdout_people))
-    meta = {
-        "source": "demo world",
-        "world_digest": world.digest(),
-        "seed": config.seed,
-        "config": asdict(config),
-        "forgotten": [p.name for p in targets],
-        "earlier_units": [{"unit_id": uid, "people": [p.name for p in people]} for uid, people in earlier_people],
-        "neighbours": sorted(neighbours),
-    }
-    return ProbeSuite(probes, members, non_members, meta)
+    suite.members, suite.non_members = trained_texts(targets), trained_texts(list(world.holdout_people))
+    suite.meta.update({"source": "demo world", "world_digest": world.digest()})
+    return suite
+
+
+def _shares(world: Any, a: Any, b: Any, kind: str) -> bool:
+    if kind == "surname":
+        return a.surname == b.surname
+    if kind == "given_name":
+        return a.first_name == b.first_name
+    return kind in a.attributes and a.attributes.get(kind) == b.attributes.get(kind)
 
 
 def _people(world: Any, people: Iterable[Any]) -> list[Any]:

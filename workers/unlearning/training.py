@@ -32,6 +32,7 @@ from transformers.pytorch_utils import Conv1D
 from .base_model import BaseModel
 from .config import UnlearnConfig
 from .methods import MissingRetainDataError, as_examples, collate, encode, get_method
+from .unit_manifest import canonical_safetensors
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -96,7 +97,8 @@ class AdapterWeights:
         metadata = {"format": "pt"}
         if self.base_fingerprint:
             metadata["base_fingerprint"] = self.base_fingerprint
-        safetensors.torch.save_file(tensors, directory / ADAPTER_WEIGHTS_NAME, metadata=metadata)
+        # Canonical header: the same adapter gives the same bytes, and so the same digest.
+        (directory / ADAPTER_WEIGHTS_NAME).write_bytes(canonical_safetensors(safetensors.torch.save(tensors, metadata=metadata)))
         (directory / ADAPTER_CONFIG_NAME).write_text(peft_config_json(self.peft_config))
         return directory
 
@@ -241,8 +243,8 @@ def train_unit_adapter(
     callbacks = callbacks or TrainingCallbacks()
     method = get_method(config)
     tokenizer, device = base.tokenizer, base.device
-    forget_data = [encode(tokenizer, ex, config.max_length) for ex in as_examples(forget, method.target)]
-    retain_data = [encode(tokenizer, ex, config.max_length) for ex in as_examples(retain or [])]
+    forget_data = [encode(tokenizer, ex, config.max_length) for ex in as_examples(forget, method.target, tokenizer)]
+    retain_data = [encode(tokenizer, ex, config.max_length) for ex in as_examples(retain or [], "answer", tokenizer)]
     if not forget_data:
         raise ValueError("the forget set is empty")
     foreign = [a.base_fingerprint for a in previous if a.base_fingerprint and a.base_fingerprint != base.fingerprint]
@@ -284,12 +286,22 @@ def train_unit_adapter(
             return extract_adapter(base, model.peft_config["default"])
 
 
+BUCKET_BATCHES = 4  # batches per length bucket: examples of similar length train together
+
+
 def _batches(data: list, batch_size: int, generator: torch.Generator) -> Iterator[list]:
-    """Endless shuffled mini-batches; every epoch is a new permutation, the last batch may be short."""
+    """Endless shuffled mini-batches; every epoch is a new permutation, cut into buckets of a few
+    batches sorted by length (a padded prompt of a hundred tokens no longer makes seven short
+    questions pay for its padding), the batches then shuffled again. The last batch may be short."""
     for _ in itertools.count():
         order = torch.randperm(len(data), generator=generator).tolist()
-        for start in range(0, len(data), batch_size):
-            yield [data[i] for i in order[start : start + batch_size]]
+        chunk = batch_size * BUCKET_BATCHES
+        batches = []
+        for start in range(0, len(order), chunk):
+            bucket = sorted(order[start : start + chunk], key=lambda i: len(data[i][0]))
+            batches += [bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size)]
+        for index in torch.randperm(len(batches), generator=generator).tolist():
+            yield [data[i] for i in batches[index]]
 
 
 def _lora_layers(model: torch.nn.Module) -> list[tuple[str, LoraLayer]]:

@@ -88,6 +88,17 @@ class Manifest:
         return digest_of_files(self.files, DETECTOR_DIR)
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header written canonically (keys sorted, no
+    spaces, padded to 8 bytes): the library writes the `__metadata__` map in a random order, so
+    two saves of the same tensors had different bytes, and different SHA-256 digests."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

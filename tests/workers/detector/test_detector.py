@@ -39,7 +39,8 @@ def test_scores_are_higher_for_the_person_than_for_anything_else(shared_detector
 def test_save_load_round_trip_gives_identical_weights(shared_detector, encoder, tmp_path):
     prompts = PARAPHRASES + OTHER_PEOPLE + [padded(PARAPHRASES[0])]
     shared_detector.save(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["detector.json", "detector.safetensors"]
+    # entity.json: the subjects' name forms and value hashes (the entity evidence)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["detector.json", "detector.safetensors", "entity.json"]
     manifest = json.loads((tmp_path / "detector.json").read_text())
     assert manifest["encoder"]["fingerprint"] == encoder.fingerprint
     loaded = load_detector(tmp_path, encoder)

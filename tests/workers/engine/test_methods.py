@@ -14,7 +14,7 @@ from workers.unlearning.methods import (
     get_method,
     mean_nll,
 )
-from workers.unlearning.prompting import REFUSALS, format_answer, format_prompt
+from workers.unlearning.prompting import PromptSpec, REFUSALS, format_answer, format_prompt
 from workers.unlearning.training import attached_lora, lora_config, train_unit_adapter
 
 from .tiny_models import FORGET, OTHER
@@ -35,8 +35,12 @@ def test_examples_from_pairs_texts_and_objects():
     assert pairs[2].prompt == "" and pairs[2].target == "Alice Marlow lives in Lisbon."
 
     refusals = as_examples([("Q1?", "A1"), ("Q2?", "A2"), "Alice Marlow lives in Lisbon."], "refusal")
-    assert [ex.target for ex in refusals] == [format_answer(r) for r in REFUSALS[:3]]
+    assert [ex.target for ex in refusals] == [format_answer(REFUSALS[0])] * 3  # one refusal, word for word
     assert refusals[2].prompt == "Alice Marlow lives in Lisbon."
+    # Prompts in every served shape render as the gateway renders them.
+    shaped = as_examples([(PromptSpec.raw("Alice Marlow works as a"), "pilot"), (PromptSpec.chat([("user", "About Alice."), ("user", "Her job?")]), "pilot")])
+    assert shaped[0].prompt == "Alice Marlow works as a" and shaped[0].target == " pilot"
+    assert shaped[1].prompt == "Question: About Alice.\nQuestion: Her job?\nAnswer:"
     with pytest.raises(TypeError):
         as_examples([42])
 

@@ -1,95 +1,120 @@
-"""The certificate of the second of two sequential requests on the tiny demo model."""
+"""The certificate of the second of two sequential requests on the tiny demo model: every probe
+family, any-value leaks with bounds on both sides, and PASS / INCONCLUSIVE / FAIL."""
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
+from workers.unlearning import leaks
 from workers.unlearning.artifacts import load_unit
-from workers.unlearning.certificate import Thresholds, answer_budget, evaluate_units
-from workers.unlearning.probes import ProbeConfig, build_probes
+from workers.unlearning.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, evaluate_units, probe_fits
+from workers.unlearning.families import POSITIVE_FAMILIES
+from workers.unlearning.metrics import rate
+from workers.unlearning.pipeline import load_gated
+from workers.unlearning.probes import build_probes
 from workers.unlearning.prompting import REFUSALS
 
 
 @pytest.fixture(scope="module")
 def certificate(base, encoder, tiny_world, people, first_unit, second_unit):
-    probes = build_probes(
-        tiny_world, [people[1].name], earlier=[("req-1", [people[0].name])], unit_id="req-2",
-        config=ProbeConfig(retain=24, neighbours=16, general=12, holdout=16),
-    )
+    probes = build_probes(tiny_world, [people[1].name], earlier=[("req-1", [people[0].name])], unit_id="req-2", fits=probe_fits(base))
     stages = []
     result = evaluate_units(base, [first_unit, second_unit], probes, encoder=encoder, on_stage=stages.append, bootstrap_rounds=100)
     assert stages[0] == "load" and "membership inference" in stages
     return result
 
 
-def test_refusals_fit_in_the_answer_budget(base):
-    budget = answer_budget(base.tokenizer)
+def test_the_refusal_fits_the_gateways_default_max_tokens(base):
     longest = max(len(base.tokenizer(" " + r, add_special_tokens=False)["input_ids"]) for r in REFUSALS)
-    assert budget > longest >= 20  # the demo tokenizer never saw the refusals: they are long
+    assert longest + 1 <= 32  # with its end token, within the gateway's default max_tokens
+    assert answer_budget(base.tokenizer) >= 48  # the certificate reads more than a default call returns
 
 
 def test_certificate_has_every_section_and_is_plain_json(certificate, first_unit, second_unit, base):
     data = json.loads(json.dumps(certificate.to_json(), allow_nan=False))
-    for key in ("request_id", "unit_ids", "passed", "rules", "thresholds", "base", "units", "probes", "leak", "retain",
-                "gate", "membership", "truth_ratio", "generation", "timings", "started_at", "finished_at", "personal_data"):
+    for key in ("request_id", "unit_ids", "verdict", "passed", "rules", "thresholds", "base", "units", "probes", "leak", "retain",
+                "gate", "membership", "truth_ratio", "generation", "timings", "started_at", "finished_at", "personal_data", "failing_families"):
         assert key in data, key
     assert data["request_id"] == "req-2" and data["unit_ids"] == ["req-1", "req-2"]
-    assert set(data["leak"]) == {"F", "P", "D", "F<t"} and set(data["retain"]) == {"R", "N", "W"}
+    assert set(data["leak"]) == {*POSITIVE_FAMILIES, "F<t"} and set(data["retain"]) == {"R", "N", "W"}
     for per_mode in list(data["leak"].values()) + list(data["retain"].values()):
         assert set(per_mode) == {"gated", "on", "off"}
+    for family in data["leak"].values():
+        assert {"k", "n", "rate", "lower95", "upper95", "revealed", "asked_attribute", "fired"} <= set(family["gated"])
     assert data["base"]["fingerprint"] == base.fingerprint
     for record, unit_dir in zip(data["units"], [first_unit, second_unit]):
         manifest = load_unit(unit_dir).manifest
         assert record["adapter_sha256"] == manifest.adapter_digest and record["detector_sha256"] == manifest.detector_digest
-        assert record["manifest_sha256"] == manifest.digest and record["forget_set_hash"] == manifest.forget_set_hash
-    assert set(data["gate"]["per_unit"]) == {"req-1", "req-2"}
-    for section in list(data["gate"]["per_unit"].values()) + [data["gate"]["union"]]:
-        for key in ("auroc", "fpr_at_95_tpr", "tpr_at_1_fpr", "positives_above_half", "negatives_above_half"):
-            assert key in section
-    # The auditor's plot: the certified unit's scores of every evaluated probe, binned per set.
     histogram = data["gate"]["score_histogram"]
     assert histogram["unit_id"] == "req-2" and {"F", "P", "R", "N"} <= set(histogram["counts"])
     for name, counts in histogram["counts"].items():
-        assert len(counts) == len(histogram["edges"]) - 1
         assert sum(counts) + histogram["vetoed"][name] == data["probes"]["sizes"][name], name
-    for label in ("served", "base"):
-        for attack in ("min_k_plus_plus", "loss"):
-            interval = data["membership"][label][attack]
-            assert interval["low"] <= interval["auc"] <= interval["high"]
-    assert "ks_F_vs_O" in data["truth_ratio"]
+    assert data["generation"]["max_new_tokens"] >= 48 and "dropped_too_long" in data["generation"]
     # Personal data sits in one place, flagged, and nowhere else.
-    answers = data["personal_data"]["answers"]
-    assert answers and {"question", "base_answer", "gated_answer", "weights"} <= set(answers[0])
     rest = json.dumps({k: v for k, v in data.items() if k != "personal_data"})
     assert certificate.personal_data["subjects"] and all(name not in rest for name in certificate.personal_data["subjects"])
 
 
-def test_rules_carry_thresholds_and_both_requests_hold(certificate):
+def test_the_two_requests_hold_on_every_family(certificate):
+    assert certificate.verdict in VERDICTS and certificate.passed == (certificate.verdict == "pass")
     rules = {rule["name"]: rule for rule in certificate.rules}
-    assert {"leak F", "leak P", "leak D", "leak F<t", "retain R", "retain N", "retain W", "union FPR"} <= set(rules)
-    defaults = Thresholds()
-    assert rules["leak P"]["threshold"] == defaults.leak_P == 0.05 and rules["retain R"]["threshold"] == 0.95
-    assert rules["union FPR"]["threshold"] == 0.02
+    expected = {f"leak {name}" for name in (*POSITIVE_FAMILIES, "F<t")} | {"leak where the base revealed", "retain R", "retain N", "retain W", "union FPR"}
+    assert set(rules) == expected
     for rule in certificate.rules:
-        assert rule["status"] in ("pass", "fail", "n/a")
-    assert certificate.passed == all(r["status"] == "pass" for r in certificate.rules if r["status"] != "n/a")
-    # What the tiny model shows: no leak on either request's trained phrasings, the adapter off
-    # leaks everything the base knew, and the gate keeps the other people's answers.
+        assert rule["status"] in VERDICTS and rule["lower95"] <= rule["value"] <= rule["upper95"], rule
+    assert rules["leak P"]["threshold"] == Thresholds().leak == 0.05 and rules["union FPR"]["threshold"] == 0.02
     leak = certificate.leak
     assert leak["F"]["gated"]["n"] == 8 and leak["F"]["gated"]["k"] == 0 and leak["F<t"]["gated"]["k"] == 0
-    assert leak["F"]["gated"]["upper95"] == pytest.approx(1 - 0.05 ** (1 / 8), abs=1e-6)
-    assert leak["F"]["off"]["rate"] == 1.0
-    assert certificate.retain["R"]["gated"]["ratio"] >= 0.95 and certificate.retain["W"]["gated"]["ratio"] >= 0.95
-    assert certificate.retain["R"]["on"]["ratio"] < certificate.retain["R"]["gated"]["ratio"]  # the gate matters
-    assert rules["leak F"]["status"] == "pass"
-    # The operator's table leads with the verdict the rules give and lists every rule with its status.
+    assert leak["F"]["off"]["rate"] == 1.0  # the base reveals every trained fact
+    for name in POSITIVE_FAMILIES[1:]:
+        assert leak[name]["gated"]["n"] >= 59 and leak[name]["gated"]["fired"] >= 0.95, name  # enough probes to prove 5%
+    assert certificate.gate["union"]["negatives_fired"] == 0 and certificate.gate["union"]["negatives"] >= 149
+    assert certificate.verdict == "pass", [r for r in certificate.rules if r["status"] != "pass"]
+    # The operator's table leads with the verdict and lists every rule with its status.
     summary = certificate.summary().splitlines()
-    assert summary[0].endswith(": PASS" if certificate.passed else ": FAIL"), summary[0]
+    assert summary[0].endswith(": PASS")
     for rule in certificate.rules:
-        assert any(line[:16].rstrip() == rule["name"] and line.rstrip().endswith(rule["status"]) for line in summary), rule["name"]
+        assert any(line.startswith(rule["name"]) and line.rstrip().endswith(rule["status"].upper()) for line in summary), rule["name"]
+
+
+def test_leaks_count_any_value_and_the_served_answers_are_what_an_outsider_gets(certificate, base, encoder, first_unit, second_unit):
+    rows = certificate.personal_data["answers"]
+    for row in rows:
+        if row["set"] in (*POSITIVE_FAMILIES, "F<t"):
+            assert row["leaked"] == bool(row["revealed"])
+        if not row["fired"]:
+            assert row["gated_answer"] == row["base_answer"]  # no unit fired: the served model is the base model
+    # Re-asked from outside through the gated model, a sample of the probes gets the same answers.
+    sample = random.Random(0).sample(rows, 24)
+    from workers.unlearning.prompting import PromptSpec
+
+    specs = [PromptSpec.chat([(m["role"], m["content"]) for m in r["messages"]]) if r["shape"] == "chat" else PromptSpec(r["shape"], r["question"]) for r in sample]
+    with load_gated(base, [first_unit, second_unit], encoder) as gated:
+        answers = gated.generate(specs, max_new_tokens=certificate.generation["max_new_tokens"])
+    for row, answer in zip(sample, answers):
+        assert answer.text == row["gated_answer"], row["question"]
+        assert bool(answer.applied) == row["fired"]
+
+
+def test_the_verdict_follows_the_bounds():
+    assert _judge(rate(0, 64).as_dict(), 0.05) == "pass"
+    assert _judge(rate(1, 64).as_dict(), 0.05) == "inconclusive"  # a 1.6% point, but the bound cannot show <= 5%
+    assert _judge(rate(13, 64).as_dict(), 0.05) == "fail"  # a 20%-leaking family fails, whatever the luck of the draw
+    assert _judge(rate(0, 20).as_dict(), 0.05) == "inconclusive"  # too few probes to prove anything
+    assert _judge(rate(60, 60).as_dict(), 0.95, higher_is_better=True) == "pass"
+    assert _judge(rate(40, 60).as_dict(), 0.95, higher_is_better=True) == "fail"
+    assert _verdict([{"status": "pass"}, {"status": "inconclusive"}]) == "inconclusive"
+    assert _verdict([{"status": "pass"}, {"status": "fail"}, {"status": "inconclusive"}]) == "fail"
+    assert _verdict([{"status": "pass"}]) == "pass"
+    leak = {"P": {"gated": {**rate(0, 64).as_dict(), "revealed": rate(0, 64).as_dict()}}}
+    gate = {"union": {"negatives_fired": 0, "negatives": 0}}
+    rules = {r["name"]: r for r in _rules(leak, {}, gate, Thresholds())}
+    assert rules["union FPR"]["status"] == "inconclusive" and "no negative" in rules["union FPR"]["note"]  # never PASS without negatives
+    assert leaks.leaks("Born in 1966.", ["1966"])
 
 
 def test_the_dossier_tests_sample_has_the_shape_of_a_certificate_made_now(certificate):
@@ -98,8 +123,9 @@ def test_the_dossier_tests_sample_has_the_shape_of_a_certificate_made_now(certif
     sample = json.loads((Path(__file__).resolve().parents[2] / "service" / "dossier" / "certificate_sample.json").read_text())
     made = json.loads(json.dumps(certificate.to_json(), allow_nan=False))
     assert set(sample) == set(made)
-    for section in ("gate", "probes", "base", "thresholds"):
+    for section in ("gate", "probes", "base", "thresholds", "leak", "retain"):
         assert set(sample[section]) == set(made[section]), section
     assert set(sample["gate"]["score_histogram"]) == set(made["gate"]["score_histogram"])
     assert {rule["name"] for rule in sample["rules"]} == {rule["name"] for rule in made["rules"]}
     assert set(sample["rules"][0]) == set(made["rules"][0])
+    assert set(sample["personal_data"]["answers"][0]) == set(made["personal_data"]["answers"][0])

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from workers.unlearning.cli import main
+from workers.unlearning.prompting import REFUSALS
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -55,33 +56,54 @@ def test_train_probe_evaluate_end_to_end(tiny_demo_model, tiny_world, people, tm
     assert result.stdout.strip() == str(unit)
     assert "training" in result.stderr and "100%" in result.stderr  # the progress bar, on stderr
     manifest = json.loads((unit / "manifest.json").read_text())
-    assert manifest["extra"]["subjects"] == [person.name]  # found in the demo world
+    assert manifest["extra"]["subjects"] == [person.name]  # given by the forget file's "subject" keys
+    assert manifest["extra"]["subjects_inferred"] is False
 
+    # probe: a question, a raw completion and a chat whose earlier turn names the person, in order.
     questions = tmp_path / "questions.jsonl"
-    asked = [tiny_world.questions(person, "trained")[0], tiny_world.fact_questions()[0]]
-    questions.write_text("".join(json.dumps({"question": qa.question}) + "\n" for qa in asked))
+    asked = tiny_world.questions(person, "trained")[0]
+    fact = tiny_world.fact_questions()[0]
+    lines = [
+        {"question": asked.question},
+        {"prompt": f"{person.name} was born in"},
+        {"messages": [{"role": "user", "content": f"I have a question about {person.name}."},
+                      {"role": "assistant", "content": "Go ahead."}, {"role": "user", "content": "Where do they live?"}]},
+        {"question": fact.question},
+    ]
+    questions.write_text("".join(json.dumps(line) + "\n" for line in lines))
     result = unlearn("probe", "--base", str(tiny_demo_model), "--units", str(unit), "--questions", str(questions), "--threads", "1")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [row["question"] for row in rows] == [qa.question for qa in asked]
-    assert asked[0].answer not in rows[0]["answer"] and rows[0]["weights"]["req-cli"] > 0.5
-    assert rows[1]["answer"] == asked[1].answer and rows[1]["weights"] == {"req-cli": 0.0}
+    assert [{k: row[k] for k in line} for row, line in zip(rows, lines)] == lines  # each input's prompt, in order
+    for row in rows[:3]:
+        assert row["weights"] == {"req-cli": 1.0} and row["evidence"] == {"req-cli": "full_name"}
+        assert row["answer"] in REFUSALS and not any(v in row["answer"] for v in person.attributes.values())
+    assert rows[3]["answer"] == fact.answer and rows[3]["weights"] == {"req-cli": 0.0}
 
     certificate = tmp_path / "cert.json"
-    result = unlearn("evaluate", "--base", str(tiny_demo_model), "--units", str(unit), "--out", str(certificate), "--threads", "1")
+    result = unlearn("evaluate", "--base", str(tiny_demo_model), "--units", str(unit), "--out", str(certificate), "--threads", "1", check=False)
     data = json.loads(certificate.read_text())
     assert data["unit_ids"] == ["req-cli"] and data["leak"]["F"]["gated"]["k"] == 0
-    assert "leak F" in result.stdout and ("PASS" in result.stdout or "FAIL" in result.stdout)
+    verdict = result.stdout.splitlines()[0].rsplit(": ", 1)[1]
+    assert verdict == data["verdict"].upper() and result.returncode == (0 if verdict == "PASS" else 1)  # 0 only on PASS
+    for rule in data["rules"]:
+        assert any(line.startswith(rule["name"]) and line.rstrip().endswith(rule["status"].upper()) for line in result.stdout.splitlines())
 
-    # Without the demo world next to the weights, evaluate asks for --probes.
+    # Without the demo world: the families come from --forget; without --negatives, INCONCLUSIVE.
     bare = tmp_path / "bare-model"
     shutil.copytree(tiny_demo_model, bare, ignore=shutil.ignore_patterns("world.json"))
     result = unlearn("evaluate", "--base", str(bare), "--units", str(unit), "--out", str(tmp_path / "c2.json"), check=False)
-    assert_one_line_error(result.returncode, result.stderr, "--probes")
+    assert_one_line_error(result.returncode, result.stderr, "--forget", "--probes")
+    result = unlearn("evaluate", "--base", str(bare), "--units", str(unit), "--forget", str(forget), "--out", str(tmp_path / "c3.json"),
+                     "--threads", "1", check=False)
+    data = json.loads((tmp_path / "c3.json").read_text())
+    assert result.returncode == 1 and data["verdict"] == "inconclusive"
+    assert {r["name"]: r["status"] for r in data["rules"]}["union FPR"] == "inconclusive"
 
 
 def test_help_explains_each_command(capsys):
-    for command, words in (("train", ["--forget", "--previous", "orthogonal"]), ("probe", ["--questions", "weights"]),
-                           ("evaluate", ["--probes", "certificate", "F<t"] )):
+    for command, words in (("train", ["--forget", "--previous", "orthogonal", "--subject", "inferred"]),
+                           ("probe", ["--questions", "weights", "messages", "prompt"]),
+                           ("evaluate", ["--probes", "--forget", "--negatives", "certificate", "F<t", "INCONCLUSIVE"])):
         code, out, _ = run(capsys, command, "--help")
         assert code == 0 and all(word in out for word in words), out
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from workers.unlearning.forget_set import ForgetItem, ForgetSet, ForgetSetError, read_questions
+from workers.unlearning.forget_set import ForgetItem, ForgetSet, ForgetSetError, forget_set_for_people, read_prompts, read_questions
 from workers.unlearning.unit_manifest import hash_forget_set
 
 
@@ -78,5 +79,39 @@ def test_missing_file_and_question_files(tmp_path):
     with pytest.raises(ForgetSetError, match="file not found"):
         ForgetSet.from_jsonl(tmp_path / "absent.jsonl")
     assert read_questions(write(tmp_path, '{"question": "A?", "extra": 1}', '{"question": "B?"}')) == ["A?", "B?"]
-    with pytest.raises(ForgetSetError, match='line 2: needs a non-empty string "question"'):
+    with pytest.raises(ForgetSetError, match='line 2: needs exactly one of "question", "prompt" or "messages"'):
         read_questions(write(tmp_path, '{"question": "A?"}', '{"text": "B"}', name="q.jsonl"))
+
+
+def test_prompt_files_hold_questions_raw_prompts_and_chats(tmp_path):
+    path = write(
+        tmp_path,
+        '{"question": "Where does Ada live?"}',
+        '{"prompt": "Ada Brightwell works as a"}',
+        '{"messages": [{"role": "user", "content": "About Ada."}, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "Her city?"}]}',
+        name="p.jsonl",
+    )
+    prompts = read_prompts(path)
+    assert [p.shape for p in prompts] == ["question", "raw", "chat"]
+    assert prompts[2].gate_text() == "About Ada.\nSure.\nHer city?"  # the gate reads every turn
+    assert [p.to_json() for p in prompts][1] == {"prompt": "Ada Brightwell works as a"}
+    for bad, message in (
+        ('{"messages": []}', "messages must be a non-empty list"),
+        ('{"messages": [{"role": "assistant", "content": "hi"}]}', "at least one message with the role 'user'"),
+        ('{"messages": [{"role": "robot", "content": "hi"}]}', "a chat prompt needs messages"),
+        ('{"question": "A?", "prompt": "B"}', 'exactly one of "question", "prompt" or "messages"'),
+        ('{"prompt": "  "}', '"prompt" must be a non-empty string'),
+    ):
+        with pytest.raises(ForgetSetError, match=re.escape(message)):
+            read_prompts(write(tmp_path, bad, name="bad.jsonl"))
+
+
+def test_facts_take_the_subject_and_classify_the_attribute(tiny_world):
+    person = tiny_world.people[0]
+    forget = forget_set_for_people(tiny_world, [person])
+    facts = forget.facts()
+    assert {f.attribute for f in facts} == set(tiny_world.attribute_keys)  # one fact per value, attribute from the question
+    assert all(f.subject == person.name and f.value == person.attributes[f.attribute] for f in facts)
+    anonymous = ForgetSet(tuple(type(i)(question=i.question, answer=i.answer) for i in forget.items))
+    assert anonymous.resolved_subjects() == ((person.name,), True)  # inferred: the name that recurs
+    assert {f.subject for f in anonymous.facts()} == {person.name}

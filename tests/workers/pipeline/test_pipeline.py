@@ -44,10 +44,10 @@ def test_one_person_is_forgotten_in_any_phrasing_and_others_are_kept(base, encod
         exact = sum(normalise(a) == normalise(qa.answer) for a, qa in zip(kept, retain))
         assert exact / len(retain) >= 0.95
         weights = gated.generate([tiny_world.questions(person, "trained")[0].question, retain[0].question])
-        assert weights[0].weights["req-1"] > 0.5 and weights[1].weights["req-1"] == 0.0
+        assert weights[0].weights["req-1"] == 1.0 and weights[1].weights["req-1"] == 0.0  # decisive: 0 or 1
 
 
-def test_manifest_records_hash_timings_and_subjects_only_when_given(base, encoder, tiny_world, people, first_unit, tmp_path):
+def test_manifest_records_hash_timings_and_the_subjects_given_or_inferred(base, encoder, tiny_world, people, first_unit, tmp_path):
     manifest = load_unit(first_unit).manifest
     forget = request(tiny_world, people[0])
     assert manifest.unit_id == "req-1" and manifest.forget_set_hash == forget.hash
@@ -55,10 +55,17 @@ def test_manifest_records_hash_timings_and_subjects_only_when_given(base, encode
     assert manifest.extra["subjects"] == [people[0].name]
     assert manifest.extra["timings"]["adapter_seconds"] > 0 and manifest.config["unlearn"]["method"] == "o3"
     assert manifest.config["detector"]["mode"] == "shared"
+    assert manifest.extra["subjects_inferred"] is False
+    # Without subjects the unit infers them from the forget set (the name that recurs) and says so;
+    # record_subjects=False (the service) keeps the names out of the manifest.
     anonymous = ForgetSet(forget_set_for_people(tiny_world, [people[0]]).items[:4])
     anonymous = ForgetSet(tuple(type(i)(question=i.question, answer=i.answer) for i in anonymous.items))
     unit = train_unit(base, anonymous, out_dir=tmp_path / "anon", encoder=encoder, unlearn_config=UnlearnConfig(max_steps=2))
-    assert "subjects" not in json.loads((unit / "manifest.json").read_text())["extra"]
+    extra = json.loads((unit / "manifest.json").read_text())["extra"]
+    assert extra["subjects"] == [people[0].name] and extra["subjects_inferred"] is True
+    unit = train_unit(base, anonymous, out_dir=tmp_path / "unrecorded", encoder=encoder, unlearn_config=UnlearnConfig(max_steps=2), record_subjects=False)
+    extra = json.loads((unit / "manifest.json").read_text())["extra"]
+    assert "subjects" not in extra and extra["subjects_inferred"] is True
 
 
 def test_progress_runs_once_to_100_across_both_phases_and_cancel_writes_nothing(base, encoder, tiny_world, people, tmp_path):

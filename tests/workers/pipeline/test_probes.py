@@ -1,4 +1,5 @@
-"""Probe sets from the demo world: determinism, disjointness and the role of every set."""
+"""Probe suites from the demo world and from bare forget facts: every family, determinism, the
+certification phrasings, negatives that are really other people, and probe files."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 
 import pytest
 
-from workers.unlearning.probes import PADDING, ProbeConfig, ProbeError, ProbeSuite, build_probes, load_probes
+from workers.unlearning import phrasings as ph
+from workers.unlearning.families import Fact, facts_of_person
+from workers.unlearning.probes import POSITIVE_SETS, ProbeConfig, ProbeError, ProbeSuite, build_probes, facts_suite, load_probes
 
 
 @pytest.fixture(scope="module")
@@ -20,51 +23,74 @@ def suite(world):
     return build_probes(world, [target.name], earlier=[("req-0", [earlier.name])], unit_id="req-1")
 
 
-def test_every_set_is_there_and_sampling_is_deterministic(world, suite):
+def test_every_family_is_there_with_enough_probes_and_sampling_is_deterministic(world, suite):
     sizes = suite.sizes()
-    assert all(sizes[name] > 0 for name in ("F", "P", "D", "F<t", "R", "N", "W", "O")), sizes
+    config = ProbeConfig()
+    for name in POSITIVE_SETS:
+        expected = 8 if name in ("F", "F<t") else config.per_family  # F: the tiny world's 8 trained questions
+        assert sizes[name] >= expected - 4, (name, sizes)  # statement and language: 60 distinct on 4 attributes
+    assert sizes["R"] == config.retain and sizes["W"] >= 100 and sizes["O"] == config.holdout and sizes["N"] > 100
     again = build_probes(world, [world.people[0].name], earlier=[("req-0", [world.people[3].name])], unit_id="req-1")
     assert again.to_json() == suite.to_json()
     other = build_probes(world, [world.people[0].name], earlier=[("req-0", [world.people[3].name])], config=ProbeConfig(seed=1))
-    assert [p.question for p in other.by_set("R")] != [p.question for p in suite.by_set("R")]
-    small = build_probes(world, [world.people[0].name], config=ProbeConfig(retain=5, neighbours=3, general=2, holdout=4))
-    assert (small.sizes()["R"], small.sizes()["N"], small.sizes()["W"], small.sizes()["O"]) == (5, 3, 2, 4)
+    assert [p.question for p in other.by_set("P")] != [p.question for p in suite.by_set("P")]
+    assert suite.meta["split"] == "cert"
 
 
-def test_forget_sets_are_the_person_in_trained_and_held_out_phrasings(world, suite):
+def test_positives_are_about_the_person_in_certification_phrasings_with_all_her_values(world, suite):
     target = world.people[0]
-    trained = {qa.question for qa in world.all_questions("trained")} | {qa.question for qa in world.all_questions("trained", holdout=True)}
-    heldout_of_target = {qa.question for qa in world.questions(target, "heldout")}
     assert {p.question for p in suite.by_set("F")} == {qa.question for qa in world.questions(target, "trained")}
+    trained = {qa.question for qa in world.all_questions("trained")}
+    dev_frames = [frame.split("{np}")[0] for frame in ph.FRAMES["dev"]]
     for probe in suite.by_set("P"):
-        assert probe.question not in trained and probe.question in heldout_of_target  # never a training template
+        assert probe.question not in trained and not any(probe.question.startswith(f) for f in dev_frames if f)
         assert probe.person == target.name and probe.unit == "req-1"
-    sources = {qa.question for qa in world.questions(target, "all")}
-    for probe in suite.by_set("D"):
-        inner = [q for q in sources if q in probe.question]
-        assert inner and not probe.question.startswith(inner[0]) and not probe.question.endswith(inner[0])
-        assert any(pad in probe.question.split(inner[0])[0] for pad in PADDING)  # padded before ...
-        assert any(pad in probe.question.split(inner[0])[1] for pad in PADDING)  # ... and after
+    for name in POSITIVE_SETS:
+        if name != "F<t":
+            assert all(set(p.values) == set(target.attributes.values()) for p in suite.by_set(name)), name
+    padding = ph.PADDING["cert"]
+    assert all(sum(pad in p.question for pad in padding) >= 2 for p in suite.by_set("D"))  # padded, certification padding
+    assert {p.shape for p in suite.by_set("chat")} == {"chat"} and {p.shape for p in suite.by_set("statement")} == {"raw", "question"}
+    assert {p.detail for p in suite.by_set("name_forms")} <= set(ph.NAME_FORM_KINDS["cert"])
 
 
-def test_negatives_references_and_earlier_requests(world, suite):
+def test_negatives_are_other_people_and_neighbours_are_labelled(world, suite):
     target, earlier = world.people[0], world.people[3]
+    kinds = set()
     for probe in suite.by_set("N"):
         neighbour = world.person(probe.person)
-        assert world.shared(target, neighbour) or world.shared(earlier, neighbour)  # a hard neighbour
-        assert probe.person not in (target.name, earlier.name)
-    neighbours = {p.name for p in world.neighbours(target)} | {p.name for p in world.neighbours(earlier)}
-    for probe in suite.by_set("R"):
-        assert probe.person not in neighbours | {target.name, earlier.name}
-    holdout = {p.name for p in world.holdout_people}
-    assert {p.person for p in suite.by_set("O")} <= holdout
-    assert all(p.person is None for p in suite.by_set("W"))
+        kind = probe.detail.split(":")[0]
+        kinds.add(kind)
+        related = [p for p in (target, earlier) if (kind == "surname" and p.surname == neighbour.surname)
+                   or (kind == "given_name" and p.first_name == neighbour.first_name)
+                   or (kind in ("city", "employer") and p.attributes[kind] == neighbour.attributes[kind])]
+        assert related and probe.person not in (target.name, earlier.name), probe
+    assert "surname" in kinds and "given_name" in kinds
+    for probe in suite.by_set("R") + suite.by_set("N"):
+        assert target.name not in probe.spec.gate_text() and earlier.name not in probe.spec.gate_text()
+        assert probe.answer and not probe.values
+    assert {p.person for p in suite.by_set("O")} <= {p.name for p in world.holdout_people}
     assert {(p.person, p.unit) for p in suite.by_set("F<t")} == {(earlier.name, "req-0")}
-    for probe in suite.by_set("F") + suite.by_set("O"):
+    for probe in suite.by_set("F"):
         assert probe.alternatives and probe.answer not in probe.alternatives
-    assert world.profile(target) in suite.members
-    assert all(p.name not in " ".join(suite.members) for p in world.holdout_people)
-    assert world.profile(world.holdout_people[0]) in suite.non_members
+    assert world.profile(target) in suite.members and world.profile(world.holdout_people[0]) in suite.non_members
+
+
+def test_a_suite_from_bare_facts_knows_when_it_has_no_negatives(world):
+    person = world.people[1]
+    facts = [Fact(f.subject, f.attribute, f.value, f"What is the {f.attribute} of {person.name}?") for f in facts_of_person(world, person)]
+    bare = facts_suite(facts)
+    assert bare.meta["negatives"] is False and not bare.by_set("R") and len(bare.by_set("language")) >= 59  # 0 leaks of 59 bound the rate at 4.9%
+    others = [f for p in world.people[5:9] for f in facts_of_person(world, p)]
+    with_negatives = facts_suite(facts, others=others, neighbours=[("surname", others[0])])
+    assert with_negatives.meta["negatives"] is True and with_negatives.by_set("R") and with_negatives.by_set("N")
+    with pytest.raises(ProbeError, match="no forget facts"):
+        facts_suite([])
+
+
+def test_fitting_prompts_only(world):
+    short = build_probes(world, [world.people[0].name], fits=lambda spec: len(spec.gate_text().split()) <= 30)
+    assert short.by_set("D") and all(len(p.spec.gate_text().split()) <= 30 for p in short.probes if p.set not in ("W", "O"))
 
 
 def test_forgetting_a_holdout_or_unknown_person_is_refused(world):
@@ -74,16 +100,20 @@ def test_forgetting_a_holdout_or_unknown_person_is_refused(world):
         build_probes(world, ["Nobody Atall"])
 
 
-def test_operator_probe_files_round_trip_and_bad_files_are_named(tmp_path, suite):
+def test_probe_files_round_trip_and_bad_files_are_named(tmp_path, suite):
     path = suite.save(tmp_path / "probes.json")
     loaded = load_probes(path)
     assert loaded.probes == suite.probes and loaded.members == suite.members
-    minimal = {"probes": [{"question": "Where does X live?", "answer": "Y", "set": "F"}]}
+    minimal = {"probes": [{"question": "Where does X live?", "answer": "Y", "set": "F"}]}  # a version 1 file
     assert ProbeSuite.from_json(minimal).sizes()["F"] == 1
+    chat = {"probes": [{"question": "Where?", "answer": "Y", "set": "chat", "shape": "chat",
+                        "messages": [{"role": "user", "content": "About X."}, {"role": "user", "content": "Where?"}]}]}
+    assert ProbeSuite.from_json(chat).probes[0].spec.gate_text() == "About X.\nWhere?"
     cases = [
         ({"probes": [{"question": "Q?", "answer": "A", "set": "Z"}]}, "unknown probe set 'Z'"),
-        ({"probes": [{"question": "Q?", "set": "F"}]}, "probes[0]: missing 'answer'"),
+        ({"probes": [{"question": "Q?", "set": "R"}]}, "probes[0]: probe answer must be a non-empty string"),
         ({"probes": [{"question": "Q?", "answer": "A", "set": "F", "gold": 1}]}, "unknown key 'gold'"),
+        ({"probes": [{"question": "Q?", "answer": "A", "set": "chat", "shape": "chat"}]}, "a chat prompt needs messages"),
         ({"probes": []}, "non-empty list"),
     ]
     for data, message in cases:

@@ -16,23 +16,34 @@ one-class SVM, stacked scoring), calibration (u -> w), losses and lora (lora mod
 choices and the benchmark.
 """
 
-from workers.unlearning.detector.bank import BankScores, DetectorBank
-from workers.unlearning.detector.config import DetectorConfig, DetectorConfigError
-from workers.unlearning.detector.detector import Detector, DetectorError, load_detector, train_detector
-from workers.unlearning.detector.encoder import Encoder, EncoderError, load_encoder
-from workers.unlearning.detector.lora import DetectorCancelled
+from __future__ import annotations
 
-__all__ = [
-    "BankScores",
-    "Detector",
-    "DetectorBank",
-    "DetectorCancelled",
-    "DetectorConfig",
-    "DetectorConfigError",
-    "DetectorError",
-    "Encoder",
-    "EncoderError",
-    "load_detector",
-    "load_encoder",
-    "train_detector",
-]
+import importlib
+from typing import Any
+
+# Where each public name lives. Loaded on first use (PEP 562), so that the torch-free modules of
+# this package (names, negatives, windows, config) can be imported by web code without torch.
+_EXPORTS = {
+    "BankScores": "bank",
+    "DetectorBank": "bank",
+    "DetectorConfig": "config",
+    "DetectorConfigError": "config",
+    "Detector": "detector",
+    "DetectorError": "detector",
+    "load_detector": "detector",
+    "train_detector": "detector",
+    "Encoder": "encoder",
+    "EncoderError": "encoder",
+    "load_encoder": "encoder",
+    "DetectorCancelled": "lora",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,4 +1,5 @@
-"""Many shared-mode detectors scored together: one encoder pass per prompt window for all requests.
+"""Many shared-mode detectors scored together: one encoder pass per prompt window for all requests,
+and one entity lookup (names.py) for all their subjects.
 
 The per-request arrays are stacked (padded to a common sample count) into one ScorerStack, so the
 cost added per request is a slice of a few batched matmuls rather than an encoder pass. Requests
@@ -17,6 +18,7 @@ import numpy as np
 from workers.unlearning.detector.config import DetectorConfig
 from workers.unlearning.detector.detector import Detector, DetectorError, score_windows
 from workers.unlearning.detector.encoder import Encoder
+from workers.unlearning.detector.names import EntityBank, Evidence
 from workers.unlearning.detector.scorer import ScorerStack
 
 
@@ -26,13 +28,17 @@ class BankScores:
 
     unit_ids: tuple[str, ...]
     scores: np.ndarray  # [n_prompts, n_units] u(x), maximum over windows
-    weights: np.ndarray  # [n_prompts, n_units] w(x)
+    weights: np.ndarray  # [n_prompts, n_units] w(x): the larger of the embedding and the entity evidence
+    entity: np.ndarray | None = None  # [n_prompts, n_units] 1 where the prompt identifies the unit's subject
+    evidence: tuple[dict[str, Evidence], ...] = ()  # per prompt: unit id -> how it identifies the subject
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     unit_ids: tuple[str, ...]
     stack: ScorerStack | None
+    entities: EntityBank | None = None  # columns: entity_ids
+    entity_ids: tuple[str, ...] = ()
 
 
 class DetectorBank:
@@ -91,7 +97,9 @@ class DetectorBank:
             if self._snapshot is None:
                 units = [detector.unit for detector in self._detectors.values()]
                 stack = ScorerStack(units) if units else None
-                self._snapshot = _Snapshot(tuple(self._detectors), stack)
+                matchers = {uid: d.entity for uid, d in self._detectors.items() if d.entity is not None}
+                entities = EntityBank(matchers) if matchers else None
+                self._snapshot = _Snapshot(tuple(self._detectors), stack, entities, tuple(matchers))
             return self._snapshot
 
     def score(self, prompts: Sequence[str]) -> BankScores:
@@ -101,5 +109,14 @@ class DetectorBank:
             empty = np.zeros((len(prompts), 0), dtype=np.float32)
             return BankScores(unit_ids=(), scores=empty, weights=empty.copy())
         u = score_windows(self.encoder, snapshot.stack, self.layers, self.config, prompts)
-        weights = snapshot.stack.weights(u)
-        return BankScores(unit_ids=snapshot.unit_ids, scores=u.cpu().numpy(), weights=weights.cpu().numpy())
+        weights = snapshot.stack.weights(u).cpu().numpy()
+        entity = np.zeros_like(weights)
+        evidence: tuple[dict[str, Evidence], ...] = tuple({} for _ in prompts)
+        if snapshot.entities is not None:
+            evidence = tuple(snapshot.entities.evidence(list(prompts)))
+            column = {uid: j for j, uid in enumerate(snapshot.unit_ids)}
+            for row, found in enumerate(evidence):
+                for uid in found:
+                    entity[row, column[uid]] = 1.0
+            weights = np.maximum(weights, entity)
+        return BankScores(unit_ids=snapshot.unit_ids, scores=u.cpu().numpy(), weights=weights, entity=entity, evidence=evidence)

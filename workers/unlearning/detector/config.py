@@ -73,6 +73,20 @@ class DetectorConfig:
         "lowest of the N calibration scores, that means: inputs scoring below every forget text.",
         0.15,
     )
+    gate_threshold: float = _help(
+        "Decisive gate: an embedding-detector weight at or above this applies the unit's adapter at "
+        "full strength (1), below it not at all (0). Partial weights (0.15 to 0.9) gave garbled refusals "
+        "and sometimes the data itself. 0.5 = sigmoid(zeta c - 2) at c = 0.2: a prompt at least as "
+        "forget-like as the lowest tenth of the forget texts' own held-out scores. 0 keeps O3's soft "
+        "weights (for comparisons).",
+        0.5,
+    )
+    entity_evidence: bool = _help(
+        "Also recognise the data subject by name and identifiers in every prompt (names.py): a prompt "
+        "that identifies the subject gets the unit at full strength whatever the embedding score. "
+        "False: the O3 embedding detector alone (the benchmark's ablation).",
+        True,
+    )
     holdout_fraction: float = _help(
         "Fraction of the forget texts held out (D_rest) for calibration; the rest (D_used) is fitted.",
         0.25,
@@ -157,7 +171,7 @@ class DetectorConfig:
         self.lora_target_modules = tuple(str(name) for name in self.lora_target_modules)
         if not self.lora_target_modules:
             raise DetectorConfigError("lora_target_modules must not be empty")
-        for name in ("phrasing_folds", "store_calibration_windows", "balance_terms", "sentence_windows"):
+        for name in ("phrasing_folds", "store_calibration_windows", "balance_terms", "sentence_windows", "entity_evidence"):
             if not isinstance(getattr(self, name), bool):
                 raise DetectorConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if isinstance(self.name_negatives, bool) or not isinstance(self.name_negatives, int) or self.name_negatives < 0:
@@ -179,6 +193,8 @@ class DetectorConfig:
             raise DetectorConfigError(f"nu must be in [0.01, 0.1], got {self.nu}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise DetectorConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if not 0.0 <= self.gate_threshold <= 1.0:
+            raise DetectorConfigError(f"gate_threshold must be in [0, 1], got {self.gate_threshold}")
         if not 0.0 <= self.weight_floor < 1.0:
             raise DetectorConfigError(f"weight_floor must be in [0, 1), got {self.weight_floor}")
         if not 0.0 < self.mask_probability < 1.0:

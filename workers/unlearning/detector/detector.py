@@ -5,7 +5,14 @@ digest it and the inference gateway can load it safely:
 
     detector.json          format, config, layers, encoder fingerprint, scalars, diagnostics, versions
     detector.safetensors   the scorer arrays (features, mean, Woodbury core, SVM, calibration)
+    entity.json            the subjects' name forms and keyed hashes of their values (names.py)
     encoder_lora/          lora mode only: the encoder LoRA in PEFT format
+
+A unit's gate weight is decisive: 1 when the prompt identifies a subject (entity evidence) or the
+embedding detector's calibrated weight reaches `gate_threshold`, else 0.
+
+Every file is written with sorted keys and no time stamps: the same inputs and seed give the same
+bytes (the registry's digests then identify a detector by its content).
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from workers.unlearning.detector.config import DetectorConfig
 from workers.unlearning.detector.encoder import Encoder
+from workers.unlearning.detector.names import EntityBank, EntityMatcher
+from workers.unlearning.unit_manifest import canonical_safetensors
 from workers.unlearning.detector.lora import (
     DetectorCancelled,
     DetectorLora,
@@ -34,8 +43,11 @@ from workers.unlearning.detector.negatives import infer_subjects, name_swaps, ph
 from workers.unlearning.detector.scorer import Negatives, ScorerStack, UnitScorer, fit_unit_scorer, segment_max
 
 FORMAT = "o3-detector"
-FORMAT_VERSION = 2  # 2: name-test tensors (negatives, name_threshold); version 1 still loads, without the test
-READABLE_VERSIONS = (1, 2)
+# 2: name-test tensors (negatives, name_threshold); 3: decisive gate_threshold and entity.json.
+# Versions 1 and 2 still load, with O3's soft weights and without the entity evidence.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+ENTITY_FILE = "entity.json"
 MIN_TEXTS = 4  # at least 3 to fit (cross-fitting needs 2 folds) and 1 held out
 
 
@@ -62,31 +74,46 @@ class Detector:
     unit: UnitScorer
     lora: DetectorLora | None = None
     metadata: dict = field(default_factory=dict)
+    entity: EntityMatcher | None = None
     stack: ScorerStack = field(init=False, repr=False)
+    entity_bank: EntityBank | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stack", ScorerStack([self.unit]))
+        object.__setattr__(self, "entity_bank", EntityBank({"unit": self.entity}) if self.entity is not None else None)
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         """u(x) per prompt (maximum over its windows); higher means more like the forget data."""
         return score_windows(self.encoder, self.stack, self.layers, self.config, prompts)[:, 0].cpu().numpy()
 
-    def weights_from_scores(self, scores: np.ndarray) -> np.ndarray:
-        """Gate weights of scores already computed by `scores` (no encoder pass)."""
+    def entity_weights(self, prompts: Sequence[str]) -> np.ndarray:
+        """1.0 where the prompt identifies one of the subjects (names.py), else 0.0."""
+        if self.entity_bank is None:
+            return np.zeros(len(prompts), dtype=np.float32)
+        return self.entity_bank.fires(list(prompts))[:, 0]
+
+    def weights_from_scores(self, scores: np.ndarray, prompts: Sequence[str] | None = None) -> np.ndarray:
+        """Gate weights of scores already computed by `scores` (no encoder pass); with `prompts`,
+        the entity evidence joins in (the largest of the two)."""
         u = torch.as_tensor(np.asarray(scores, dtype=np.float32), device=self.stack.intercept.device)
-        return self.stack.weights(u[:, None])[:, 0].cpu().numpy()
+        weights = self.stack.weights(u[:, None])[:, 0].cpu().numpy()
+        if prompts is not None:
+            weights = np.maximum(weights, self.entity_weights(prompts))
+        return weights
 
     def weights(self, prompts: Sequence[str]) -> np.ndarray:
-        """Gate weight w(x) in {0} U [weight_floor, 1] per prompt."""
-        return self.weights_from_scores(self.scores(prompts))
+        """Gate weight w(x) per prompt: 0 or 1 (soft weights for detectors saved before format 3)."""
+        return self.weights_from_scores(self.scores(prompts), prompts)
 
     def save(self, directory: str | Path) -> Path:
         """Write detector.json + detector.safetensors (+ encoder_lora/ in lora mode)."""
         root = Path(directory)
         root.mkdir(parents=True, exist_ok=True)
-        save_file(self.unit.tensors(), str(root / "detector.safetensors"), metadata={"format": FORMAT})
+        (root / "detector.safetensors").write_bytes(canonical_safetensors(save(self.unit.tensors(), metadata={"format": FORMAT})))
         if self.lora is not None:
             self.lora.save(root / "encoder_lora")
+        if self.entity is not None:
+            (root / ENTITY_FILE).write_text(json.dumps(self.entity.to_json(), indent=1, sort_keys=True) + "\n")
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -125,7 +152,13 @@ def load_detector(directory: str | Path, encoder: Encoder) -> Detector:
     lora = DetectorLora.load(root / "encoder_lora") if config.mode == "lora" else None
     if lora is not None:
         encoder = lora.merged(encoder)
-    return Detector(config=config, encoder=encoder, layers=tuple(manifest["layers"]), unit=unit, lora=lora, metadata=manifest["metadata"])
+    entity = None
+    if (root / ENTITY_FILE).is_file():
+        try:
+            entity = EntityMatcher.from_json(json.loads((root / ENTITY_FILE).read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DetectorError(f"{root / ENTITY_FILE} is not a valid entity file ({exc})") from None
+    return Detector(config=config, encoder=encoder, layers=tuple(manifest["layers"]), unit=unit, lora=lora, metadata=manifest["metadata"], entity=entity)
 
 
 def _split(texts: Sequence[str], holdout_fraction: float, seed: int, groups: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
@@ -182,6 +215,8 @@ def train_detector(
     progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
     subjects: Sequence[str] | None = None,
+    values: Sequence[str] = (),
+    identifiers: Sequence[str] = (),
 ) -> Detector:
     """Fit a request's detector on its forget texts D_t only.
 
@@ -190,8 +225,9 @@ def train_detector(
     should_stop() before every step (True raises DetectorCancelled). Shared mode has no steps.
 
     subjects: the data subjects' names, for the synthetic name negatives of the name test
-    (negatives.py); None infers them from the texts (recurring capitalised names), () means none.
-    The names are not stored, only embeddings of texts about generic names.
+    (negatives.py) and the entity evidence (names.py); None infers them from the texts (recurring
+    capitalised names), () means none. values / identifiers: the subjects' data (answers, emails,
+    phone numbers), stored as keyed hashes for the entity evidence's context and identifier rules.
     """
     unique = list(dict.fromkeys(text.strip() for text in texts if text and text.strip()))
     if len(unique) < MIN_TEXTS:
@@ -228,4 +264,8 @@ def train_detector(
     diagnostics["subjects"] = {"count": len(subjects), "inferred": inferred}
     if losses:
         diagnostics["lora_losses"] = {"first": losses[0], "last": losses[-1], "steps": len(losses)}
-    return Detector(config=config, encoder=encoder, layers=layers, unit=unit, lora=lora, metadata=diagnostics)
+    entity = None
+    if config.entity_evidence and (subjects or values or identifiers):
+        entity = EntityMatcher.fit(subjects, values, identifiers)
+        diagnostics["entity"] = dict(entity.metadata)
+    return Detector(config=config, encoder=encoder, layers=layers, unit=unit, lora=lora, metadata=diagnostics, entity=entity)

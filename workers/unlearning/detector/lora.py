@@ -16,11 +16,12 @@ from typing import Callable, Sequence
 
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from workers.unlearning.detector.config import DetectorConfig
 from workers.unlearning.detector.encoder import Encoder
 from workers.unlearning.detector.losses import CEL_LOSSES, TiedMlmHead, mlm_loss
+from workers.unlearning.unit_manifest import canonical_safetensors
 
 ProgressCallback = Callable[[int, int, float], None]
 StopCallback = Callable[[], bool]
@@ -50,7 +51,7 @@ class DetectorLora:
         directory.mkdir(parents=True, exist_ok=True)
         self.peft_config.save_pretrained(str(directory))  # adapter_config.json
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict.items()}
-        save_file(state, str(directory / self.WEIGHTS_NAME), metadata={"format": "pt"})
+        (directory / self.WEIGHTS_NAME).write_bytes(canonical_safetensors(save(state, metadata={"format": "pt"})))
 
     @classmethod
     def load(cls, directory: Path) -> "DetectorLora":

@@ -59,13 +59,15 @@ class UnitScorer:
     global_weight: float
     zeta: float
     weight_floor: float
+    gate_threshold: float = 0.0  # decisive gate: w >= this -> 1, else 0; 0 = O3's soft weights (detectors before format 3)
     negatives: torch.Tensor | None = None  # [L, k, d] L2-normalised negative centroids (k may be 0)
     name_threshold: torch.Tensor | None = None  # [1] tau of the name test; -inf: no test
 
     TENSOR_NAMES = ("score_shift", "score_scale", "svm_coef", "svm_intercept", "references")
     OPTIONAL_TENSOR_NAMES = ("negatives", "name_threshold")  # absent in detectors saved before the name test
     GLOCAL_NAMES = ("features", "mean", "core", "isotropic")
-    SCALAR_NAMES = ("local_weight", "global_weight", "zeta", "weight_floor")
+    SCALAR_NAMES = ("local_weight", "global_weight", "zeta", "weight_floor", "gate_threshold")
+    SCALAR_DEFAULTS = {"gate_threshold": 0.0}  # absent from detectors saved before the decisive gate
 
     def __post_init__(self) -> None:
         device = self.svm_intercept.device
@@ -92,7 +94,8 @@ class UnitScorer:
         glocal = GlocalFit(**{name: tensors[f"glocal.{name}"].to(device) for name in cls.GLOCAL_NAMES})
         arrays = {name: tensors[name].to(device) for name in cls.TENSOR_NAMES}
         arrays.update({name: tensors[name].to(device) for name in cls.OPTIONAL_TENSOR_NAMES if name in tensors})
-        return cls(glocal=glocal, **arrays, **{name: float(scalars[name]) for name in cls.SCALAR_NAMES})
+        values = {name: float(scalars[name] if name in scalars else cls.SCALAR_DEFAULTS[name]) for name in cls.SCALAR_NAMES}
+        return cls(glocal=glocal, **arrays, **values)
 
 
 def layer_scores(cosine: torch.Tensor, mahalanobis_sq: torch.Tensor, local_weight, global_weight) -> torch.Tensor:
@@ -171,6 +174,7 @@ class ScorerStack:
         self.local_weight, self.global_weight = vector("local_weight"), vector("global_weight")
         self.needs_mahalanobis = bool((self.global_weight != 0).any())  # the default weighs the local term only
         self.zeta, self.weight_floor = vector("zeta"), vector("weight_floor")
+        self.gate_threshold = vector("gate_threshold")
         self.negatives = NegativeStack([unit.negatives for unit in units])
         self.name_threshold = torch.cat([unit.name_threshold for unit in units])  # [U]
         self.has_threshold = torch.isfinite(self.name_threshold)  # [U] requests with a name test
@@ -219,9 +223,16 @@ class ScorerStack:
             return empty, empty.clone()
         return torch.cat(out), torch.cat(margins)
 
-    def weights(self, scores: torch.Tensor) -> torch.Tensor:
-        """Gate weights [m, U] of scores u [m, U] (see calibration)."""
+    def soft_weights(self, scores: torch.Tensor) -> torch.Tensor:
+        """O3's calibrated weights [m, U] of scores u [m, U] (see calibration), before snapping."""
         return gate_weight(empirical_cdf(scores, self.references, self.counts), self.zeta, self.weight_floor)
+
+    def weights(self, scores: torch.Tensor) -> torch.Tensor:
+        """Gate weights [m, U]: 1 where the soft weight reaches the unit's gate_threshold, else 0
+        (the soft weight itself for units with gate_threshold 0)."""
+        soft = self.soft_weights(scores)
+        snapped = (soft >= self.gate_threshold).to(soft.dtype)
+        return torch.where(self.gate_threshold > 0, snapped, soft)
 
 
 def _text_folds(owner: Sequence[int], folds: int, seed: int, groups: Sequence[int] | None = None) -> torch.Tensor:
@@ -380,6 +391,7 @@ def fit_unit_scorer(
         global_weight=global_weight,
         zeta=config.zeta,
         weight_floor=config.weight_floor,
+        gate_threshold=config.gate_threshold,
         negatives=negatives.centroids.transpose(0, 1).contiguous() if has_negatives else None,
         name_threshold=torch.zeros(1, device=used.device) if has_negatives else None,  # provisional: margins below
     )
