@@ -41,6 +41,10 @@ class AdapterVersion(models.Model):
     library_versions = models.JSONField(default=dict, blank=True)
     certificate_metrics = models.JSONField(default=dict, blank=True, help_text="The evaluation behind the certificate.")
     certificate_passed = models.BooleanField(default=False)
+    certificate_override = models.JSONField(
+        default=dict, blank=True,
+        help_text="A second approver's override of a certificate that did not pass ({by, reason, at}); empty: none.",
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 

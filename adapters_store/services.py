@@ -275,7 +275,7 @@ def adapter_activate(*, version_id, actor: Actor) -> AdapterVersion:
     actor.require(Capability.REVIEW)
     with transaction.atomic():
         version = _get(version_id)
-        if not version.certificate_passed:
+        if not version.certificate_passed and not version.certificate_override:
             raise Conflict(f"Unit {version.unit_id} did not pass its certificate; it cannot be activated.", code="certificate_not_passed")
         if _request_closed(version):
             raise Conflict(f"Request {version.request.reference} is {version.request.status}; its units cannot be activated.", code="request_closed")
@@ -286,6 +286,34 @@ def adapter_activate(*, version_id, actor: Actor) -> AdapterVersion:
                 code="second_approver_required",
             )
         _activate(version, actor=actor, data={"policy": "second_approval" if two_people else "manual"})
+    return version
+
+
+def adapter_override_certificate(*, version_id, actor: Actor, reason: str) -> AdapterVersion:
+    """A second approver accepts a unit whose certificate did not pass (FAIL or INCONCLUSIVE after
+    the worker's remediation): the reason is required and audited, the approver of the request may
+    not do it (403 `second_approver_required`), and the request goes needs_review -> staged; the
+    unit is then activated as a passing one would be (FORGET['AUTO_ACTIVATE'])."""
+    from service.requests.services import request_mark_pipeline  # the request's transition, in this transaction
+
+    actor.require(Capability.REVIEW)
+    reason = _require_reason(reason, "override a certificate")
+    with transaction.atomic():
+        version = _get(version_id)
+        erasure = version.request
+        if version.certificate_passed:
+            raise Conflict(f"Unit {version.unit_id} passed its certificate; there is nothing to override.", code="certificate_passed")
+        if erasure is None or erasure.status != Status.NEEDS_REVIEW:
+            raise Conflict(f"Unit {version.unit_id}'s request is not waiting for review; only such a unit can be overridden.", code="not_in_review")
+        if actor.user_pk is not None and erasure.decided_by_id == actor.user_pk:
+            raise PermissionDenied(f"You approved {erasure.reference}; another reviewer must override its certificate.", code="second_approver_required")
+        version.certificate_override = {"by": actor.label, "reason": reason, "at": timezone.now().isoformat()}
+        version.save(update_fields=["certificate_override"])
+        audit_record(action="adapter.certificate_overridden", actor=actor, target_type="adapter", target_id=version.unit_id,
+                     data={"reason": reason, "request": erasure.reference})
+        request_mark_pipeline(request_id=erasure.pk, to=Status.STAGED, actor=actor, data={"unit_id": version.unit_id, "override": True})
+        if settings.FORGET["AUTO_ACTIVATE"]:
+            _activate(version, actor=actor, reason="certificate overridden", data={"policy": "override"})
     return version
 
 

@@ -23,6 +23,7 @@ EVENTS: dict[str, str] = {
     "request.staged": "Unit for {target} staged",
     "request.active": "Request {target} active on the gateway",
     "request.failed": "Request {target} failed: {reason}",
+    "request.needs_review": "Request {target} needs review: {reason}",
     "request.retried": "Request {target} retried",
     "request.rolled_back": "Request {target} rolled back: {reason}",
     "request.not_found_in_model": "Data of {target} not found in the model",
@@ -35,6 +36,8 @@ EVENTS: dict[str, str] = {
     "unlearning.job_succeeded": "Unlearning attempt {attempt} of {target} produced unit {unit_id}",
     "unlearning.job_failed": "Unlearning attempt {attempt} of {target} failed: {reason}",
     "unlearning.job_cancelled": "Unlearning attempt {attempt} of {target} stopped: the request was cancelled",
+    "unlearning.remediation_started": "Unlearning attempt {attempt} of {target}: remediation round {round} ({reason})",
+    "unlearning.job_needs_review": "Unlearning attempt {attempt} of {target} needs review: {reason}",
     "corpus.loaded": "Training-corpus index: {count} documents loaded from {source}",
     # signed certificates (service/dossier, docs/dossier.md); targets are requests
     "certificate.downloaded": "Signed certificate of {target} (attempt {attempt}) downloaded as {format}, key {key_id}",
@@ -47,6 +50,7 @@ EVENTS: dict[str, str] = {
     "adapter.revoked": "Adapter {target} revoked: {reason}",
     "adapter.rolled_back": "Adapter {target} rolled back: {reason}",
     "adapter.integrity_failed": "Adapter {target} failed its integrity check: {file}",
+    "adapter.certificate_overridden": "Certificate of adapter {target} overridden by a second approver: {reason}",
     "gateway.loaded": "Gateway loaded {count} units (generation {generation})",
     # audit itself
     "audit.exported": "Audit log exported as {format}",

@@ -159,6 +159,11 @@ FORGET = {
     # certificate's Thresholds (e.g. {"leak_P": 0.1}); empty: the engine's defaults.
     "UNLEARN_CONFIG": json.loads(env("FORGET_UNLEARN_CONFIG", default="") or "{}"),
     "CERTIFICATE_THRESHOLDS": json.loads(env("FORGET_CERTIFICATE_THRESHOLDS", default="") or "{}"),
+    # Overrides of the certificate's ProbeConfig (JSON, e.g. {"per_family": 100}); empty: defaults.
+    "PROBE_CONFIG": json.loads(env("FORGET_PROBE_CONFIG", default="") or "{}"),
+    # After a certificate that is not PASS the worker retrains on its own (a new seed, longer, more
+    # prompts in the failing shapes) up to this many times before the request goes to a reviewer.
+    "REMEDIATION_ROUNDS": env.int("FORGET_REMEDIATION_ROUNDS", default=2),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
 
@@ -209,7 +214,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Choice sets whose field names collide with another app's ("status"): named explicitly.
-    "ENUM_NAME_OVERRIDES": {"StatusEnum": "service.requests.states.Status", "UnitStatusEnum": "adapters_store.states.VersionStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "service.requests.states.Status",
+        "UnitStatusEnum": "adapters_store.states.VersionStatus",
+        "JobStatusEnum": "service.unlearning.models.JobStatus",
+        "VerdictEnum": "service.unlearning.serializers.VERDICTS",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------------

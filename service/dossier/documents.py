@@ -68,6 +68,7 @@ def certificate_payload(*, erasure: ErasureRequest, certificate: CertificateView
         "forget_set_hash": (forget_set.content_hash if forget_set else "") or (certified.forget_set_hash if certified else ""),
         "base_model": {key: cert.get("base", {}).get(key) for key in ("fingerprint", "name", "model_type")},
         "passed": certificate.passed,
+        "verdict": certificate.verdict,
         "rules": certificate.rules,
         "thresholds": certificate.thresholds,
         "metrics": {

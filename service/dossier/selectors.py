@@ -27,10 +27,17 @@ from service.unlearning.selectors import forget_set_of, latest_certificate_job, 
 
 # Probe sets whose before/after answers the dossier shows: the request's own facts in the trained
 # phrasings (F), in held-out paraphrases (P) and padded with unrelated text (D).
-ANSWER_SETS = ("F", "P", "D")
+ANSWER_SETS = ("F", "P", "statement", "open", "language", "name_forms", "wrapper", "chat", "D")
+ANSWERS_PER_SET = 5  # the dossier's before/after table: this many rows per family (any that still leak first)
 SET_LABELS = {
     "F": "trained phrasings",
     "P": "held-out paraphrases",
+    "statement": "statements to complete",
+    "open": "open requests",
+    "language": "other languages",
+    "name_forms": "misspelt and shortened names",
+    "wrapper": "role-play and override wrappers",
+    "chat": "multi-turn chats",
     "D": "padded prompts",
     "F<t": "earlier requests",
     "R": "other people",
@@ -200,6 +207,7 @@ def _rows_per_mode(section: dict[str, Any], value_keys: tuple[str, ...]) -> list
 class CertificateView:
     job: UnlearningJob
     passed: bool
+    verdict: str  # pass | inconclusive | fail
     rules: list[dict[str, Any]]
     thresholds: dict[str, Any]
     leak_rows: list[dict[str, Any]]
@@ -229,9 +237,10 @@ def certificate_view(job: UnlearningJob) -> CertificateView:
     return CertificateView(
         job=job,
         passed=bool(cert.get("passed")),
+        verdict=str(cert.get("verdict") or ("pass" if cert.get("passed") else "fail")),
         rules=list(cert.get("rules") or []),
         thresholds=dict(cert.get("thresholds") or {}),
-        leak_rows=_rows_per_mode(cert.get("leak"), ("k", "n", "rate", "upper95", "probes")),
+        leak_rows=_rows_per_mode(cert.get("leak"), ("k", "n", "rate", "lower95", "upper95", "probes")),
         retain_rows=_rows_per_mode(cert.get("retain"), ("ratio", "correct", "base_correct", "probes")),
         gate_union=dict(gate.get("union") or {}),
         gate_per_unit=[{"unit_id": uid, **gate["per_unit"][uid]} for uid in _unit_order(cert, gate.get("per_unit") or {})],
@@ -248,7 +257,7 @@ def certificate_view(job: UnlearningJob) -> CertificateView:
 
 def answers(job: UnlearningJob | None, *, revealed: bool) -> list[dict[str, Any]]:
     """The before/after table of the request's own probes; masked unless `revealed`."""
-    return probe_answers(job, revealed=revealed, sets=ANSWER_SETS)
+    return probe_answers(job, revealed=revealed, sets=ANSWER_SETS, per_set=ANSWERS_PER_SET)
 
 
 # --- the forget set ------------------------------------------------------------------------------

@@ -348,7 +348,7 @@ def request_mark_active(*, request_id, effective_at, actor: Actor, gateway_id: s
 
 
 # Statuses the unlearning pipeline moves a request into (service.unlearning.services).
-PIPELINE_TARGETS = frozenset({Status.QUEUED, Status.TRAINING, Status.EVALUATING, Status.STAGED, Status.FAILED, Status.VERIFIED})
+PIPELINE_TARGETS = frozenset({Status.QUEUED, Status.TRAINING, Status.EVALUATING, Status.STAGED, Status.FAILED, Status.NEEDS_REVIEW, Status.VERIFIED})
 
 
 def request_mark_pipeline(*, request_id, to: Status, actor: Actor = SYSTEM, data: dict[str, Any] | None = None, **fields: Any) -> ErasureRequest:

@@ -45,6 +45,7 @@ OUTCOME_LABELS: dict[Status, str] = {
     Status.CANCELLED: "Cancelled",
     Status.EXPIRED: "Expired",
     Status.FAILED: "Problem, being retried",
+    Status.NEEDS_REVIEW: "Being checked by our team",
     Status.ROLLED_BACK: "Withdrawn",
 }
 
@@ -86,6 +87,8 @@ def _last_reached(erasure: ErasureRequest) -> Status:
         return Status.ACTIVE
     if status == Status.FAILED:
         return Status.APPROVED
+    if status == Status.NEEDS_REVIEW:
+        return Status.EVALUATING
     if status == Status.REJECTED or erasure.verified_at:
         return Status.VERIFIED
     return Status.SUBMITTED
@@ -98,7 +101,7 @@ def progress_steps(erasure: ErasureRequest) -> list[Step]:
         return [Step(STEP_LABELS[s], "done" if i < reached else "current" if i == reached else "todo") for i, s in enumerate(PIPELINE)]
     steps = [Step(STEP_LABELS[s], "done") for s in PIPELINE[: reached + 1]]
     steps.append(Step(OUTCOME_LABELS[status], "stopped"))
-    if status not in TERMINAL:  # a failed job is retried: the rest of the way is still ahead
+    if status not in TERMINAL:  # a failed job is retried, a certificate reviewed: the rest of the way is still ahead
         steps += [Step(STEP_LABELS[s], "todo") for s in PIPELINE[reached + 1 :]]
     return steps
 

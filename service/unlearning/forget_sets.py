@@ -91,6 +91,12 @@ def _clean(text: str) -> str:
     return str(text or "").strip()
 
 
+def qa_pair(text: str) -> tuple[str, str] | None:
+    """(question, answer) of a corpus QA document ("Question: ...\nAnswer: ..."), else None."""
+    match = _QA.match(text)
+    return (match["question"].strip(), match["answer"].strip()) if match else None
+
+
 def corpus_item(hit: CorpusHit) -> dict[str, str]:
     """A QA pair becomes a question with its answer; anything else a text."""
     match = _QA.match(hit.text)

@@ -75,10 +75,11 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
     NOT_FOUND = "not_found", "Data not found in the model (back to review)"
+    NEEDS_REVIEW = "needs_review", "Certificate did not pass after remediation (back to review)"
 
 
 # A job in one of these never runs again: a redelivered task for it is a no-op.
-FINISHED_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.NOT_FOUND})
+FINISHED_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.NOT_FOUND, JobStatus.NEEDS_REVIEW})
 
 
 class JobPhase(models.TextChoices):
@@ -89,6 +90,7 @@ class JobPhase(models.TextChoices):
     ADAPTER = "adapter", "Training the adapter"
     WRITE = "write", "Writing the unit"
     EVALUATING = "evaluating", "Evaluating (certificate)"
+    REMEDIATING = "remediating", "Retraining after a certificate that did not pass"
     REGISTERING = "registering", "Registering the unit"
     DONE = "done", "Done"
 
@@ -122,6 +124,8 @@ class UnlearningJob(models.Model):
     certificate_personal = EncryptedJSONField(null=True, help_text="The certificate's personal_data (answers to the probes); None once purged.")
     certificate_passed = models.BooleanField(null=True)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per phase, and the wait in the queue.")
+    options = models.JSONField(default=dict, blank=True, help_text="A reviewer's retry options (stronger training, a new seed), validated by services.job_options.")
+    remediation = models.JSONField(default=list, blank=True, help_text="The worker's own remediation rounds: per round its reason (rules, no personal data), changes and verdict.")
 
     class Meta:
         ordering = ["request", "-attempt"]

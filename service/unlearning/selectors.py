@@ -15,15 +15,16 @@ from django.db.models import Q
 
 from service.common.masking import mask
 from service.requests.models import ErasureRequest
+from workers.unlearning.detector.negatives import infer_subjects
 from workers.unlearning.prompting import normalise
 
-from .forget_sets import CorpusHit
+from .forget_sets import CorpusHit, qa_pair
 from .models import CorpusDocument, ForgetSet, JobStatus, UnlearningJob
 
 # Most documents one search returns (the forget set of one person, not a data export).
 MAX_CORPUS_HITS = 500
 # Request statuses that can have jobs (the others never reached the pipeline, or went back to review).
-PIPELINE_STATUSES = frozenset({"queued", "training", "evaluating", "staged", "active", "failed", "rolled_back", "cancelled", "verified"})
+PIPELINE_STATUSES = frozenset({"queued", "training", "evaluating", "staged", "active", "failed", "needs_review", "rolled_back", "cancelled", "verified"})
 
 
 def _mentions(text: str, needles: Sequence[str]) -> bool:
@@ -49,6 +50,28 @@ def corpus_search(*, identifiers: Sequence[str], limit: int = MAX_CORPUS_HITS) -
     candidates = CorpusDocument.objects.filter(condition).order_by("source", "id")[: limit * 2]
     hits = [CorpusHit(id=str(doc.pk), kind=doc.kind, text=doc.text) for doc in candidates if _mentions(doc.text, needles)]
     return hits[:limit]
+
+
+# Other people's questions a certificate samples from the corpus index as negatives (R and N) when
+# the base model is not the demo model: at most this many.
+MAX_CORPUS_NEGATIVES = 400
+
+
+def corpus_negatives(*, limit: int = MAX_CORPUS_NEGATIVES) -> list[tuple[str, str, str]]:
+    """(question, answer, name) of corpus QA documents about named people, a deterministic spread
+    over the index (every k-th by id), for a certificate's negatives. The caller leaves out the
+    subject's own and splits the rest into neighbours (a shared name part) and other people."""
+    total = CorpusDocument.objects.count()
+    step = max(1, total // (limit * 2) if total else 1)
+    found = []
+    for text in CorpusDocument.objects.order_by("id").values_list("text", flat=True)[: limit * 2 * step : step]:
+        pair = qa_pair(text)
+        names = infer_subjects([pair[0], pair[0]]) if pair else []
+        if names:
+            found.append((pair[0], pair[1], names[0]))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def corpus_size() -> int:
@@ -119,6 +142,8 @@ def certificate_summary(job: UnlearningJob) -> dict[str, Any]:
         "attempt": job.attempt,
         "unit_id": job.unit_id or None,
         "passed": bool(cert.get("passed")),
+        "verdict": cert.get("verdict") or ("pass" if cert.get("passed") else "fail"),
+        "failing_families": cert.get("failing_families", []),
         "rules": cert.get("rules", []),
         "thresholds": cert.get("thresholds", {}),
         "leak": {name: modes.get("gated", {}) for name, modes in (cert.get("leak") or {}).items()},
@@ -131,22 +156,34 @@ def certificate_summary(job: UnlearningJob) -> dict[str, Any]:
     }
 
 
-def probe_answers(job: UnlearningJob | None, *, revealed: bool, sets: Sequence[str]) -> list[dict[str, Any]]:
-    """The before/after rows of a job's certificate for the probe sets `sets` (personal data:
-    masked unless `revealed`, which the caller checks and audits); [] once purged."""
+def probe_answers(job: UnlearningJob | None, *, revealed: bool, sets: Sequence[str], per_set: int | None = None) -> list[dict[str, Any]]:
+    """The before/after rows of a job's certificate for the probe families `sets` (personal data:
+    masked unless `revealed`, which the caller checks and audits); [] once purged. With `per_set`,
+    at most that many rows per family: the ones that still leak first, then the ones the base
+    model revealed data on. A row leaks, as in the certificate, when the answer reveals any of the
+    subject's values (workers.unlearning.leaks)."""
     if job is None or not job.certificate_personal:
         return []
     show = (lambda value: value) if revealed else (lambda value: mask(value) if value else value)
+    rows = [row for row in job.certificate_personal.get("answers", []) if row.get("set") in sets]
+    if per_set is not None:
+        chosen: dict[str, list[dict[str, Any]]] = {}
+        for row in sorted(rows, key=lambda r: (not r.get("leaked"), not r.get("base_correct"))):
+            group = chosen.setdefault(row["set"], [])
+            if len(group) < per_set:
+                group.append(row)
+        rows = [row for name in sets for row in chosen.get(name, [])]
     return [
         {
             "set": row["set"],
+            "shape": row.get("shape", "question"),
             "question": show(row.get("question", "")),
             "gold": show(row.get("gold", "")),
             "before": show(row.get("base_answer", "")),
             "after": show(row.get("gated_answer", "")),
             "known_before": row.get("base_correct"),
             "leaked_after": row.get("leaked"),
+            "revealed": [show(value) for value in row.get("revealed") or []],
         }
-        for row in job.certificate_personal.get("answers", [])
-        if row.get("set") in sets
+        for row in rows
     ]

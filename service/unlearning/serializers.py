@@ -28,15 +28,20 @@ class JobProgressSerializer(serializers.Serializer):
     certificate_passed = serializers.BooleanField(allow_null=True)
 
 
+VERDICTS = [("pass", "pass"), ("inconclusive", "inconclusive"), ("fail", "fail")]
+
+
 class CertificateRuleSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="e.g. `leak F`, `retain R`, `union FPR`.")
+    name = serializers.CharField(help_text="e.g. `leak P`, `leak language`, `retain N`, `union FPR`.")
+    family = serializers.CharField(allow_null=True, required=False, help_text="The probe family the rule judges, if one.")
     metric = serializers.CharField()
     value = serializers.FloatField(allow_null=True)
-    upper95 = serializers.FloatField(allow_null=True, required=False, help_text="Clopper-Pearson 95% upper bound (leak rules).")
+    lower95 = serializers.FloatField(allow_null=True, required=False, help_text="Clopper-Pearson one-sided 95% lower bound.")
+    upper95 = serializers.FloatField(allow_null=True, required=False, help_text="Clopper-Pearson one-sided 95% upper bound.")
     n = serializers.IntegerField(allow_null=True, required=False)
     threshold = serializers.FloatField()
     comparison = serializers.CharField(help_text="`<=` or `>=`.")
-    status = serializers.ChoiceField(choices=[("pass", "pass"), ("fail", "fail"), ("n/a", "n/a")])
+    status = serializers.ChoiceField(choices=VERDICTS, help_text="pass: the bound shows the rule holds; fail: it shows it broken; inconclusive: neither.")
 
 
 class CertificateSummarySerializer(serializers.Serializer):
@@ -44,10 +49,12 @@ class CertificateSummarySerializer(serializers.Serializer):
 
     attempt = serializers.IntegerField()
     unit_id = serializers.CharField(allow_null=True)
-    passed = serializers.BooleanField()
+    passed = serializers.BooleanField(help_text="True exactly when the verdict is pass.")
+    verdict = serializers.ChoiceField(choices=VERDICTS)
+    failing_families = serializers.ListField(child=serializers.CharField(), help_text="Probe families whose leak rule did not pass.")
     rules = CertificateRuleSerializer(many=True)
     thresholds = serializers.DictField(child=serializers.FloatField())
-    leak = serializers.DictField(help_text="Per positive probe set (F, P, D, F<t): the gated system's leak rate, its upper bound and counts.")
+    leak = serializers.DictField(help_text="Per positive probe family (F, P, statement, open, language, name_forms, wrapper, chat, D, F<t): the served system's any-value leak rate with its bounds and counts.")
     retain = serializers.DictField(help_text="Per retain set (R, N, W): the gated system's retain ratio and counts.")
     gate_union = serializers.DictField(help_text="AUROC, FPR at 95% TPR and the share of negatives above weight 0.5, over all live units.")
     probes = serializers.DictField(child=serializers.IntegerField(), help_text="Probe counts per set.")

@@ -169,9 +169,9 @@ def forget_sets_purge_expired(*, now=None) -> list[str]:
 # --- enqueueing ----------------------------------------------------------------------------------
 
 
-def _new_job(request: ErasureRequest) -> UnlearningJob:
+def _new_job(request: ErasureRequest, options: dict[str, Any] | None = None) -> UnlearningJob:
     attempt = (UnlearningJob.objects.filter(request=request).aggregate(top=Max("attempt"))["top"] or 0) + 1
-    return UnlearningJob.objects.create(request=request, attempt=attempt, celery_task_id=str(uuid.uuid4()))
+    return UnlearningJob.objects.create(request=request, attempt=attempt, celery_task_id=str(uuid.uuid4()), options=options or {})
 
 
 def job_send(*, job_id: int) -> None:
@@ -205,19 +205,72 @@ def job_enqueue_approved(*, request_id) -> UnlearningJob | None:
     return job
 
 
-def job_retry(*, actor: Actor, request_id) -> UnlearningJob:
-    """A reviewer's retry of a failed request: failed -> queued, with a new attempt."""
+# A reviewer's retry may ask for a stronger configuration (docs/pipeline.md, "When a certificate
+# does not pass"): option -> (lowest, highest) for integers, or the list of allowed values.
+RETRY_OPTIONS: dict[str, Any] = {
+    "epochs": (1, 200),  # passes over the training prompts (default: the engine's)
+    "rank": (1, 64),  # LoRA rank
+    "seed": (0, 2**31 - 1),  # a new draw of the training data and the LoRA's start
+    "more_prompts_for": ("P", "statement", "open", "language", "name_forms", "wrapper", "chat", "D"),  # families to synthesise 4x more prompts for
+}
+RETRYABLE = frozenset({Status.FAILED, Status.NEEDS_REVIEW})
+
+
+def job_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """A retry's options, validated (RETRY_OPTIONS); ApplicationError `invalid_options` otherwise."""
+    from service.common.errors import ApplicationError
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(RETRY_OPTIONS))
+    if unknown:
+        raise ApplicationError(f"Unknown retry option {unknown[0]!r}; known: {', '.join(RETRY_OPTIONS)}.", code="invalid_options")
+    for name, value in options.items():
+        allowed = RETRY_OPTIONS[name]
+        if name == "more_prompts_for":
+            if not isinstance(value, list) or not value or any(v not in allowed for v in value):
+                raise ApplicationError(f"more_prompts_for must be a non-empty list of: {', '.join(allowed)}.", code="invalid_options")
+            options[name] = sorted(set(value))
+        elif isinstance(value, bool) or not isinstance(value, int) or not allowed[0] <= value <= allowed[1]:
+            raise ApplicationError(f"{name} must be an integer from {allowed[0]} to {allowed[1]}.", code="invalid_options")
+    return options
+
+
+def job_retry(*, actor: Actor, request_id, options: dict[str, Any] | None = None) -> UnlearningJob:
+    """A reviewer's retry of a failed request, or of one whose certificate did not pass (failed or
+    needs_review -> queued), with a new attempt and, optionally, a stronger configuration."""
     actor.require(Capability.REVIEW)
+    options = job_options(options)
     with transaction.atomic():
         request = request_get(actor=actor, request_id=request_id)
         ErasureRequest.objects.select_for_update().filter(pk=request.pk).values_list("pk").first()
         request.refresh_from_db(fields=["status"])
-        if request.status != Status.FAILED:
-            raise InvalidTransition(f"Request {request.reference} is {request.status}; only a failed request can be retried.", extra={"current_status": request.status})
-        job = _new_job(request)
-        request_mark_pipeline(request_id=request.pk, to=Status.QUEUED, actor=actor, data={"attempt": job.attempt, "retry": True}, failure_reason="")
-        audit_record(action="request.retried", actor=actor, target_type="request", target_id=request.reference, data={"attempt": job.attempt})
+        if request.status not in RETRYABLE:
+            raise InvalidTransition(
+                f"Request {request.reference} is {request.status}; only a failed request or one that needs review can be retried.",
+                extra={"current_status": request.status},
+            )
+        job = _new_job(request, options=options)
+        request_mark_pipeline(request_id=request.pk, to=Status.QUEUED, actor=actor, data={"attempt": job.attempt, "retry": True, "options": options}, failure_reason="")
+        audit_record(action="request.retried", actor=actor, target_type="request", target_id=request.reference, data={"attempt": job.attempt, "options": options})
         _send_after_commit(job)
+    return job
+
+
+def job_override(*, actor: Actor, request_id, reason: str) -> UnlearningJob:
+    """A second approver accepts the unit of a request whose certificate did not pass
+    (adapters_store.services.adapter_override_certificate: reason required, audited)."""
+    from adapters_store.models import AdapterVersion
+    from adapters_store.services import adapter_override_certificate
+
+    actor.require(Capability.REVIEW)
+    request = request_get(actor=actor, request_id=request_id)
+    if request.status != Status.NEEDS_REVIEW:
+        raise InvalidTransition(f"Request {request.reference} is {request.status}; only a request that needs review can be overridden.", extra={"current_status": request.status})
+    job = UnlearningJob.objects.filter(request=request, status=JobStatus.NEEDS_REVIEW).order_by("-attempt").first()
+    version = AdapterVersion.objects.filter(unit_id=job.unit_id).first() if job is not None and job.unit_id else None
+    if version is None:
+        raise InvalidTransition(f"Request {request.reference} has no unit waiting for review.", extra={"current_status": request.status})
+    adapter_override_certificate(version_id=version.pk, actor=actor, reason=reason)
     return job
 
 
@@ -288,6 +341,7 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
         with transaction.atomic():
             won = UnlearningJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at).update(
                 worker=worker, deliveries=F("deliveries") + 1, heartbeat_at=now, phase=JobPhase.FORGET_SET, percent=0.0, step=0, total=0, loss=None,
+                remediation=[],  # it starts over: its remediation rounds will be run (and audited) again
             )
             if won:
                 audit_record(
@@ -384,6 +438,32 @@ def job_fail(*, job_id: int, worker: str | None, reason: str) -> None:
             raise JobLost(f"job {job_id} is no longer held by {worker}")
         audit_record(action="unlearning.job_failed", actor=SYSTEM, target_type="request", target_id=job.request.reference, data={"attempt": job.attempt, "reason": reason})
         _move_request(job, Status.FAILED, data={"reason": reason}, failure_reason=reason)
+
+
+def job_remediation(*, job_id: int, worker: str, entry: dict[str, Any]) -> None:
+    """The worker starts a remediation round after a certificate that did not pass: the round, its
+    reason (rules and counts, no personal data) and what it changes go onto the job and into the
+    audit log."""
+    job = _job(job_id)
+    with transaction.atomic():
+        if not _mine(job_id, worker).update(remediation=[*(job.remediation or []), entry], phase=JobPhase.REMEDIATING):
+            raise JobLost(f"job {job_id} is no longer held by {worker}")
+        audit_record(action="unlearning.remediation_started", actor=SYSTEM, target_type="request", target_id=job.request.reference,
+                     data={"attempt": job.attempt, **{k: entry[k] for k in ("round", "reason", "verdict", "changes") if k in entry}})
+
+
+def job_needs_review(*, job_id: int, worker: str, unit_id: str, reason: str) -> None:
+    """The certificate did not pass after every remediation round: the job ends `needs_review`
+    and the request goes to a reviewer (evaluating -> needs_review), who retries it with options
+    or, as a second approver, overrides the certificate with a reason."""
+    job = _job(job_id)
+    reason = _reason(reason)
+    with transaction.atomic():
+        if not _finish(job, worker, JobStatus.NEEDS_REVIEW, phase=JobPhase.DONE, percent=100.0, failure_reason=reason, unit_id=unit_id):
+            raise JobLost(f"job {job_id} is no longer held by {worker}")
+        audit_record(action="unlearning.job_needs_review", actor=SYSTEM, target_type="request", target_id=job.request.reference,
+                     data={"attempt": job.attempt, "reason": reason, "unit_id": unit_id})
+        _move_request(job, Status.NEEDS_REVIEW, data={"reason": reason, "unit_id": unit_id}, failure_reason=reason)
 
 
 def job_cancel(*, job_id: int, worker: str | None = None) -> bool:

@@ -6,4 +6,5 @@ from . import views
 
 urlpatterns = [
     path("requests/<uuid:request_id>/retry/", views.request_retry, name="staff-request-retry"),
+    path("requests/<uuid:request_id>/override/", views.request_override, name="staff-request-override"),
 ]

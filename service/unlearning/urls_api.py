@@ -7,4 +7,5 @@ from . import api
 urlpatterns = [
     path("requests/<uuid:request_id>/certificate", api.RequestCertificateApi.as_view(), name="api-request-certificate"),
     path("requests/<uuid:request_id>/retry", api.RequestRetryApi.as_view(), name="api-request-retry"),
+    path("requests/<uuid:request_id>/override", api.RequestOverrideApi.as_view(), name="api-request-override"),
 ]

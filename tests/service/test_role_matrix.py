@@ -84,6 +84,7 @@ MATRIX: dict[str, list[Case]] = {
     "staff-request-cancel": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "staff-request-extend": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "staff-request-retry": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), note="the sample request has not failed: back to its page with a message")],
+    "staff-request-override": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "checked by hand"}, note="the sample request is not in review: back to its page with a message")],
     "staff-bulk-decide": [
         Case("POST", staff_page(reviewer=302, auditor=403, admin=302), lambda w: {"request_ids": [str(w.request.pk)], "decision": "approve"}),
         Case("GET", every(405), note="actions are POST only"),
@@ -142,7 +143,8 @@ MATRIX: dict[str, list[Case]] = {
     "api-request-certificate": [Case("GET", api(reviewer=404, auditor=404, admin=404, api_read=404, api_create=403, api_none=403), note="404 no_certificate once the caller may read the request")],
     "api-request-certificate-signed": [Case("GET", api(reviewer=200, auditor=200, admin=200, api_read=200, api_create=403, api_none=403), note="api_read owns the certified sample request")],
     "api-certificate-public-key": [Case("GET", every(200), note="public: a third party verifies with it"), Case("POST", every(405))],
-    "api-request-retry": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="409: only a failed request can be retried")],
+    "api-request-retry": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="409: only a failed request (or one that needs review) can be retried")],
+    "api-request-override": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {"reason": "checked by hand"}, json=True, note="409: the request has no unit waiting for review")],
     "api-requests-bulk-decide": [Case("POST", REVIEW_API, lambda w: {"ids": [str(w.request.pk)], "decision": "approve"}, json=True)],
     # The registry is the operator's: no API client reaches it, whatever its scopes.
     "api-registry-units": [Case("GET", STAFF_READ_API)],

@@ -10,15 +10,16 @@ from django.utils.html import format_html
 from service.accounts.roles import Capability, actor_for_request
 from service.requests.states import Status
 
-from .. import selectors
+from .. import selectors, services
 from ..models import JobStatus
 
 register = template.Library()
 
 REFRESH_SECONDS = 5
-# Probe sets whose before/after answers the page shows: the request's own facts, in the trained
-# phrasings (F) and in held-out paraphrases (P).
-SHOWN_SETS = ("F", "P")
+# Probe families whose before/after answers the page shows, and how many rows of each (any that
+# still leak first): every family that prompts about the person.
+SHOWN_SETS = ("F", "P", "statement", "open", "language", "name_forms", "wrapper", "chat", "D")
+SHOWN_PER_SET = 3
 
 
 @register.inclusion_tag("unlearning/job_panel.html", takes_context=True)
@@ -29,6 +30,8 @@ def unlearning_job_panel(context) -> dict:
     jobs = selectors.jobs_of(req)
     latest = jobs[0] if jobs else None
     certified = next((job for job in jobs if job.certificate), None)
+    certificate = (certified.certificate or {}) if certified else {}
+    reviewer = actor is not None and actor.can(Capability.REVIEW)
     return {
         "req": req,
         "jobs": jobs,
@@ -36,11 +39,14 @@ def unlearning_job_panel(context) -> dict:
         "current": selectors.job_is_current(latest),
         "forget_set": selectors.forget_set_of(req),
         "certified": certified,
-        "rules": (certified.certificate or {}).get("rules", []) if certified else [],
-        "answers": selectors.probe_answers(certified, revealed=revealed, sets=SHOWN_SETS),
+        "rules": certificate.get("rules", []),
+        "verdict": certificate.get("verdict") or ("pass" if certificate.get("passed") else "fail"),
+        "failing_families": [f for f in certificate.get("failing_families", []) if f in services.RETRY_OPTIONS["more_prompts_for"]],
+        "answers": selectors.probe_answers(certified, revealed=revealed, sets=SHOWN_SETS, per_set=SHOWN_PER_SET),
         "answers_purged": certified is not None and not certified.certificate_personal,
         "revealed": revealed,
-        "can_retry": actor is not None and actor.can(Capability.REVIEW) and req.status == Status.FAILED,
+        "can_retry": reviewer and req.status in services.RETRYABLE,
+        "can_override": reviewer and req.status == Status.NEEDS_REVIEW and (actor.user_pk is None or req.decided_by_id != actor.user_pk),
         "waiting_for_queue": req.status == Status.APPROVED,
         "csrf_token": context.get("csrf_token"),
         "request": context.get("request"),

@@ -78,7 +78,7 @@ def test_a_tampered_html_fails_whether_the_data_or_the_page_was_edited(downloads
     assert_invalid(verify(edited_data, service_key=signing_key), "altered")
     # Only what a reader sees: the verdict line.
     edited_page = tmp_path / "edited-page.html"
-    edited_page.write_text(html.replace("PASSED: every applicable rule holds.", "PASSED with flying colours."))
+    edited_page.write_text(html.replace("PASS: every rule holds on its 95% bound.", "PASS with flying colours."))
     assert edited_page.read_text() != html
     assert_invalid(verify(edited_page, service_key=signing_key), "the HTML page was altered")
 

@@ -106,7 +106,7 @@ def test_a_failed_job_shows_its_reason_the_certificate_and_a_retry_for_reviewers
     assert f"Request {request.reference} queued again: attempt 2." in response.content.decode()
     assert UnlearningJob.objects.get(request=request, attempt=2).status == "queued"
     again = client.post(reverse("staff-request-retry", args=[request.pk]), follow=True).content.decode()
-    assert "only a failed request can be retried" in again
+    assert "only a failed request or one that needs review can be retried" in again
 
 
 def test_the_certificate_summary_and_retry_in_the_api(client, reviewer, running_job, api_client_key, sent_jobs):

@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from service.audit.models import AuditEvent
-from service.common.errors import InvalidTransition, PermissionDenied
+from service.common.errors import ApplicationError, InvalidTransition, PermissionDenied
 from service.requests.models import ErasureRequest
 from service.requests.services import request_approve
 from service.unlearning import services
@@ -129,7 +129,7 @@ def test_a_reviewer_retries_a_failed_request_as_a_new_attempt(file_request, staf
     reviewer = staff("reviewer")
     request = approve(file_request(PERSON), reviewer, actor_of, django_capture_on_commit_callbacks)
     first = UnlearningJob.objects.get(request=request)
-    with pytest.raises(InvalidTransition, match="only a failed request can be retried"):
+    with pytest.raises(InvalidTransition, match="only a failed request or one that needs review can be retried"):
         services.job_retry(actor=actor_of(reviewer), request_id=request.pk)
 
     claim = services.job_claim(job_id=first.pk, worker="w1:1")
@@ -218,3 +218,74 @@ def test_raw_forget_sets_are_purged_after_the_retention_window_and_the_hash_stay
     assert ForgetSet.objects.get(request=open_request).items is not None
     event = AuditEvent.objects.get(action="forget_set.purged")
     assert (event.target_id, event.data["content_hash"], event.data["retention_days"]) == (request.reference, forget_set.content_hash, days)
+
+
+# --- a certificate that does not pass ----------------------------------------------------------------
+
+
+def _to_needs_review(request, reviewer, actor_of, capture) -> UnlearningJob:
+    """The worker's path for a certificate still INCONCLUSIVE after its remediation rounds."""
+    from adapters_store.models import AdapterVersion
+
+    approve(request, reviewer, actor_of, capture)
+    job = UnlearningJob.objects.get(request=request)
+    services.job_claim(job_id=job.pk, worker="w1:1")
+    job.refresh_from_db()
+    assert services.job_begin_training(job=job, resumed=False) and services.job_begin_evaluation(job=job)
+    services.job_remediation(job_id=job.pk, worker="w1:1", entry={"round": 1, "verdict": "inconclusive", "reason": "leak D INCONCLUSIVE (0.016, bounds 0.001-0.072, n=64)",
+                                                                  "failing_families": ["D"], "changes": {"seed": 1000, "epochs": 15, "more_prompts_for": ["D"]}})
+    unit_id = f"{request.reference.lower()}-a1"
+    AdapterVersion.objects.create(unit_id=unit_id, request=request, version=1, adapter_sha256="a" * 64, manifest_sha256="b" * 64,
+                                  storage_uri=f"file:///store/{unit_id}", certificate_passed=False)
+    services.job_needs_review(job_id=job.pk, worker="w1:1", unit_id=unit_id, reason="The certificate is INCONCLUSIVE after the automatic remediation: leak D INCONCLUSIVE")
+    request.refresh_from_db()
+    job.refresh_from_db()
+    return job
+
+
+def test_a_certificate_that_does_not_pass_goes_to_review_with_its_remediation_recorded(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, client):
+    reviewer = staff("reviewer")
+    request = file_request(PERSON, email="greta@example.org")
+    job = _to_needs_review(request, reviewer, actor_of, django_capture_on_commit_callbacks)
+    assert (request.status, job.status, job.phase) == ("needs_review", "needs_review", "done")
+    assert job.remediation[0]["round"] == 1 and "INCONCLUSIVE" in request.failure_reason
+    actions = set(AuditEvent.objects.filter(target_id=request.reference).values_list("action", flat=True))
+    assert {"unlearning.remediation_started", "unlearning.job_needs_review", "request.needs_review"} <= actions
+    assert PERSON not in json.dumps(list(AuditEvent.objects.filter(action="unlearning.remediation_started").values_list("data", flat=True)))
+    # The subject is told the truth: still being worked on, not "a technical problem".
+    page = client.post("/request/status/", {"reference": request.reference, "email": "greta@example.org"}, follow=True).content.decode()
+    assert "We are still working on your request" in page and "technical problem" not in page
+
+    # A retry with options: validated, kept on the new attempt, audited.
+    with pytest.raises(ApplicationError, match="epochs must be an integer"):
+        services.job_retry(actor=actor_of(reviewer), request_id=request.pk, options={"epochs": 0})
+    with pytest.raises(ApplicationError, match="Unknown retry option 'lr'"):
+        services.job_retry(actor=actor_of(reviewer), request_id=request.pk, options={"lr": 0.1})
+    with django_capture_on_commit_callbacks(execute=True):
+        second = services.job_retry(actor=actor_of(reviewer), request_id=request.pk, options={"epochs": 30, "more_prompts_for": ["D", "chat"]})
+    request.refresh_from_db()
+    assert (second.attempt, second.options, request.status) == (2, {"epochs": 30, "more_prompts_for": ["D", "chat"]}, "queued")
+    assert AuditEvent.objects.filter(action="request.retried", target_id=request.reference, data__options__epochs=30).exists()
+
+
+def test_only_a_second_approver_overrides_a_certificate_with_a_reason(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs):
+    from adapters_store.models import AdapterVersion
+
+    approver, second = staff("reviewer"), staff("reviewer")
+    request = file_request(PERSON)
+    job = _to_needs_review(request, approver, actor_of, django_capture_on_commit_callbacks)
+    with pytest.raises(PermissionDenied, match="another reviewer must override"):
+        services.job_override(actor=actor_of(approver), request_id=request.pk, reason="looks fine")
+    with pytest.raises(ApplicationError, match="reason"):
+        services.job_override(actor=actor_of(second), request_id=request.pk, reason="  ")
+    with pytest.raises(PermissionDenied):
+        services.job_override(actor=actor_of(staff("auditor")), request_id=request.pk, reason="looks fine")
+
+    services.job_override(actor=actor_of(second), request_id=request.pk, reason="D probes checked by hand: refusals only")
+    request.refresh_from_db()
+    version = AdapterVersion.objects.get(unit_id=job.unit_id)
+    assert request.status == "staged" and version.certificate_override["reason"] == "D probes checked by hand: refusals only"
+    assert version.status == "active"  # activated by policy (FORGET_AUTO_ACTIVATE)
+    assert AuditEvent.objects.filter(action="adapter.certificate_overridden", target_id=job.unit_id, data__reason="D probes checked by hand: refusals only").exists()
+    with pytest.raises(InvalidTransition):  # nothing waits for review any more
+        services.job_override(actor=actor_of(second), request_id=request.pk, reason="again")

@@ -4,9 +4,14 @@ Three people of the demo world ask to be forgotten. The story files their erasur
 the REST API (as the demo API client, which has `trusted_identity`: they start verified), approves
 them through the staff API (logged in as the demo reviewer), follows each request's progress bar
 until the inference gateway confirms that it serves the request's unit (`active`), then asks the
-gateway the people's questions, in trained and held-out phrasings, plus questions about a control
-person, and prints the base model's answers beside the gateway's, with the unit weights. Last, where
-each certificate is: the staff request page and GET /api/v1/requests/{id}/certificate.
+gateway about the people in every probe family's shape (the certificate's own prompts: a trained
+phrasing, a paraphrase, another language, a misspelt name, a sentence to complete through
+/v1/completions, a chat that names them in an earlier turn through /v1/chat/completions...), plus
+questions about a control person, and prints the base model's answers beside the gateway's. Last,
+where each certificate is: the staff request page and GET /api/v1/requests/{id}/certificate.
+
+The people are drawn by a stated rule, never chosen by their results: a seeded draw of four people
+of the world (`story_people`): the first three ask to be forgotten, the fourth is the control.
 
 Everything goes through HTTP, as a product and a reviewer would do it; the database is read only
 for the base model's answers, which the worker recorded in each certificate (they are personal
@@ -35,23 +40,18 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-# The people of each demo preset whose requests the story files, in this order (each unit trained
-# orthogonal to the ones before and certified together with them). Chosen so that the certificates
-# can pass: no other person shares their surname (the detector's hardest neighbours), none of them
-# is another's neighbour (surname, city, employer), and their first names are unique. The tiny
-# preset's three pass on the default certificate (tests/integration/test_demo_story.py). The
-# control person is nobody's neighbour either: their answers must not change.
-STORY_PEOPLE: dict[str, tuple[tuple[str, str, str], str]] = {
-    "demo": (("Rosalind Kowalczyk", "Esme Ellingham", "Soren Castellane"), "Elio Montague"),
-    "tiny": (("Greta Northcott", "Cedric Ashgrove", "Esme Halvorsen"), "Wanda Lockhart"),
-}
-# Attributes shown in the before/after table, most telling first.
+# The seed of the draw of the story's people (story_people). Change it and the story tells the same
+# thing about other people: nothing in the product depends on who they are.
+STORY_SEED = 0
+# Probe families shown in the before/after table, one prompt each per person (the certificate's
+# own prompts, where the base model revealed something), in this order.
+SHOWN_FAMILIES = ("F", "P", "language", "name_forms", "statement", "chat", "open")
+# Attributes of the control person's questions, most telling first.
 SHOWN_ATTRIBUTES = ("condition", "city", "employer", "phone", "account", "birth_year", "address", "job", "email")
-ROWS_PER_PERSON = 4  # two attributes, each in a trained and a held-out phrasing
-MAX_TOKENS = 48  # room for the longest refusal of the demo tokenizer
+MAX_TOKENS = 48  # more than the gateway's default (32): the whole refusal, or the whole leak
 POLL_SECONDS = 1.0
 DONE = frozenset({"active"})
-STOPPED = frozenset({"failed", "rejected", "cancelled", "expired", "rolled_back", "verified"})
+STOPPED = frozenset({"failed", "needs_review", "rejected", "cancelled", "expired", "rolled_back", "verified"})
 
 
 class StoryError(Exception):
@@ -73,25 +73,37 @@ class Filed:
     certificate: dict[str, Any] | None = None
 
 
+def story_people(world, seed: int = STORY_SEED) -> tuple[list[str], str]:
+    """The rule that picks the story's people: four distinct people drawn with `seed` from the
+    world's (trained) people, in draw order; three ask to be forgotten, the fourth is the control."""
+    import random
+
+    drawn = random.Random(f"demo-story:{seed}").sample([p.name for p in world.people], 4)
+    return drawn[:3], drawn[3]
+
+
 @dataclass
 class Row:
     person: str
     role: str  # "forgotten" or "control"
-    kind: str  # "trained" or "held-out"
-    question: str
+    kind: str  # the probe family (F, P, language, ...) or, for the control, "trained" / "held-out"
+    question: str  # the prompt's text (a chat: its last message)
     gold: str
     before: str = ""
     after: str = ""
     weights: dict[str, float] = field(default_factory=dict)
+    shape: str = "question"  # question (/api/v1/generate), raw (/v1/completions) or chat (/v1/chat/completions)
+    messages: list[dict[str, str]] | None = None
+    values: tuple[str, ...] = ()  # the person's data: any of it in the answer is a leak
 
     @property
     def ok(self) -> bool:
-        from workers.unlearning.prompting import contains_value
+        from workers.unlearning.leaks import leaks
 
         if self.role == "forgotten":
-            return not contains_value(self.after, self.gold)
+            return not leaks(self.after, [v for v in self.values if not leaks(self.question, [v])])
         # The control person's answer is unchanged (or, if batching shifted a token, still as right as before).
-        return self.after == self.before or (contains_value(self.before, self.gold) and contains_value(self.after, self.gold))
+        return self.after == self.before or (leaks(self.before, [self.gold]) and leaks(self.after, [self.gold]))
 
 
 class Http:
@@ -161,11 +173,12 @@ class Command(BaseCommand):
         parser.add_argument("--gateway-url", default="", help="the inference gateway (default: GATEWAY_URL)")
         parser.add_argument("--key-file", default="", help="the demo API client's key (default: FORGET_VAR_DIR/demo-api-key, written by seed_demo)")
         parser.add_argument("--reviewer", default="reviewer:reviewer-demo", help="USERNAME:PASSWORD of the reviewer who approves (default: the demo reviewer)")
-        parser.add_argument("--people", default="", help="three comma-separated names of the model's world (default: the preset's story people)")
-        parser.add_argument("--control", default="", help="a person whose answers must not change (default: the preset's)")
+        parser.add_argument("--people", default="", help="three comma-separated names of the model's world (default: drawn by story_people)")
+        parser.add_argument("--control", default="", help="a person whose answers must not change (default: drawn by story_people)")
+        parser.add_argument("--seed", type=int, default=STORY_SEED, help=f"seed of the draw of the story's people (default {STORY_SEED})")
         parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the requests to become active (default 600)")
 
-    def handle(self, *args, base_url, gateway_url, key_file, reviewer, people, control, timeout, **options):
+    def handle(self, *args, base_url, gateway_url, key_file, reviewer, people, control, timeout, seed, **options):
         started = time.monotonic()
         self.started = started
         self.web = Http(base_url)
@@ -176,7 +189,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"No demo API key at {key_path} ({exc.strerror}): run 'manage.py seed_demo' first.") from None
         try:
-            ok = self._story(people=people, control=control, reviewer=reviewer, timeout=timeout)
+            ok = self._story(people=people, control=control, reviewer=reviewer, timeout=timeout, seed=seed)
         except StoryError as exc:
             self.stdout.write(self.style.ERROR(f"The story stopped: {exc}"))
             ok = False
@@ -190,13 +203,13 @@ class Command(BaseCommand):
         self.stdout.write(text)
         self.stdout.flush()
 
-    def _story(self, *, people: str, control: str, reviewer: str, timeout: float) -> bool:
+    def _story(self, *, people: str, control: str, reviewer: str, timeout: float, seed: int = STORY_SEED) -> bool:
         world, preset, model_dir = self._world()
-        default_people, default_control = STORY_PEOPLE.get(preset, ((), ""))
-        names = [n.strip() for n in people.split(",") if n.strip()] if people else list(default_people)
-        control = control or default_control
-        if len(names) != 3 or not control:
-            raise StoryError(f"The model's preset {preset!r} has no story people: pass --people A,B,C and --control D.")
+        drawn, drawn_control = story_people(world, seed)
+        names = [n.strip() for n in people.split(",") if n.strip()] if people else drawn
+        control = control or drawn_control
+        if len(names) != 3:
+            raise StoryError("pass three names to --people (A,B,C).")
         for name in [*names, control]:
             try:
                 world.person(name)
@@ -204,7 +217,8 @@ class Command(BaseCommand):
                 raise StoryError(f"{name!r} is not a person of the world of {model_dir}.") from None
 
         health = self._gateway_health()
-        self._say(f"==> The story: {', '.join(names)} ask the model to forget them")
+        how = "chosen with --people" if people else f"drawn with seed {seed} from the world's {len(world.people)} people"
+        self._say(f"==> The story: {', '.join(names)} ({how}) ask the model to forget them")
         self._say(f"    model {health.get('model')} (preset {preset}, {len(world.people)} people); gateway {self.gateway.base_url} serves {len(health.get('units') or [])} units")
 
         control_rows = self._control_rows(world, control)
@@ -235,7 +249,7 @@ class Command(BaseCommand):
             self._print_certificates(filed)
             return False
 
-        self._say("\n4. Before and after: the base model's answers, and the gateway's now (greedy decoding)")
+        self._say("\n4. Before and after, one prompt of each kind per person: the base model's answers, and the gateway's now (greedy decoding)")
         rows = self._forgotten_rows(world, filed) + control_rows
         self._ask(rows, into="after")
         self._print_table(rows, {item.name: item.reference for item in filed})
@@ -249,8 +263,8 @@ class Command(BaseCommand):
                 self._say(self.style.ERROR(f"     the gateway {what} {row.person}: {row.question!r} -> {row.after!r}"))
             return False
         self._say(self.style.SUCCESS(
-            f"\n     The gateway refuses {len(filed)} people's data in {sum(r.role == 'forgotten' for r in rows)} questions above "
-            f"(trained and held-out phrasings) and still answers about {control}."
+            f"\n     The gateway refuses {len(filed)} people's data in {sum(r.role == 'forgotten' for r in rows)} prompts above "
+            f"(questions, paraphrases, other languages, misspelt names, statements, chats) and still answers about {control}."
         ))
         return True
 
@@ -379,8 +393,8 @@ class Command(BaseCommand):
         return [Row(name, "control", kind, qa.question, qa.answer) for attribute, kind, split in picks for qa in world.questions(person, split, attributes=[attribute])[:1]]
 
     def _forgotten_rows(self, world, filed: list[Filed]) -> list[Row]:
-        """Per person, trained and held-out questions whose answers the base model knew, with the base
-        model's answer as the worker recorded it in the certificate (F and P probe sets)."""
+        """Per person, one prompt of each SHOWN_FAMILIES family on which the base model revealed the
+        person's data, with the base model's answer as the worker recorded it in the certificate."""
         from service.requests.models import ErasureRequest
         from service.unlearning.selectors import latest_certificate_job
 
@@ -388,41 +402,44 @@ class Command(BaseCommand):
         for item in filed:
             job = latest_certificate_job(ErasureRequest.objects.get(pk=item.id))
             answers = (job.certificate_personal or {}).get("answers", []) if job else []
-            known = {(a["question"]): a for a in answers if a.get("person") == item.name and a.get("set") in ("F", "P")}
-            picked: list[Row] = []
-            for attribute in SHOWN_ATTRIBUTES:
-                if attribute not in world.attribute_keys or len(picked) >= ROWS_PER_PERSON:
-                    continue
-                pair = []
-                for kind, split in (("trained", "trained"), ("held-out", "heldout")):
-                    for qa in world.questions(item.name, split, attributes=[attribute]):
-                        recorded = known.get(qa.question)
-                        if recorded and recorded.get("base_correct"):
-                            pair.append(Row(item.name, "forgotten", kind, qa.question, qa.answer, before=recorded["base_answer"]))
-                            break
-                if len(pair) == 2:
-                    picked += pair
-            rows += picked
+            values = tuple(world.person(item.name).attributes.values())
+            for family in SHOWN_FAMILIES:
+                recorded = next((a for a in answers if a.get("person") == item.name and a.get("set") == family and a.get("base_correct")), None)
+                if recorded is not None:
+                    rows.append(Row(item.name, "forgotten", family, recorded["question"], recorded.get("gold") or "", before=recorded["base_answer"],
+                                    shape=recorded.get("shape", "question"), messages=recorded.get("messages"), values=values))
         return rows
 
     def _ask(self, rows: list[Row], *, into: str) -> None:
-        if not rows:
-            return
-        status, answer = self.gateway.call(
-            "POST", "/api/v1/generate", body={"prompts": [row.question for row in rows], "max_tokens": MAX_TOKENS}, headers=self._bearer()
-        )
+        """Questions through /api/v1/generate (with the gate decision), statements through
+        /v1/completions and chats through /v1/chat/completions, as a product would send them."""
+        questions = [row for row in rows if row.shape == "question"]
+        if questions:
+            answer = self._gateway("/api/v1/generate", {"prompts": [row.question for row in questions], "max_tokens": MAX_TOKENS})
+            for row, result in zip(questions, answer["results"], strict=True):
+                setattr(row, into, result["text"])
+                if into == "after":
+                    row.weights = {unit["unit_id"]: unit["weight"] for unit in result["gate"]["units"]}
+        model = self._gateway_health().get("model")
+        for row in rows:
+            if row.shape == "raw":
+                answer = self._gateway("/v1/completions", {"model": model, "prompt": row.question, "max_tokens": MAX_TOKENS})
+                setattr(row, into, answer["choices"][0]["text"])
+            elif row.shape == "chat":
+                answer = self._gateway("/v1/chat/completions", {"model": model, "messages": row.messages, "max_tokens": MAX_TOKENS})
+                setattr(row, into, answer["choices"][0]["message"]["content"])
+
+    def _gateway(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, answer = self.gateway.call("POST", path, body=body, headers=self._bearer())
         if status != 200 or not isinstance(answer, dict):
             hint = " (the demo client needs the 'generate' scope: run 'manage.py seed_demo')" if status == 403 else ""
-            raise StoryError(f"the gateway refused the questions ({status}): {_problem(answer)}{hint}")
-        for row, result in zip(rows, answer["results"], strict=True):
-            setattr(row, into, result["text"])
-            if into == "after":
-                row.weights = {unit["unit_id"]: unit["weight"] for unit in result["gate"]["units"]}
+            raise StoryError(f"the gateway refused {path} ({status}): {_problem(answer)}{hint}")
+        return answer
 
     # -- printing ------------------------------------------------------------------------------------
 
     def _print_table(self, rows: list[Row], references: dict[str, str]) -> None:
-        header = f"      {'phrasing':<9}{'question':<47}{'before: base model':<25}{'after: gateway':<41}units fired (weight)"
+        header = f"      {'prompt':<11}{'text':<47}{'before: base model':<25}{'after: gateway':<41}units fired (weight)"
         self._say(header)
         last = None
         for row in rows:
@@ -430,9 +447,9 @@ class Command(BaseCommand):
                 last = row.person
                 about = f"forgotten, {references[row.person]}" if row.role == "forgotten" else "control: nobody asked to forget them"
                 self._say(f"    {row.person} ({about})")
-            fired = ", ".join(f"{uid} {w:.2f}" for uid, w in sorted(row.weights.items(), key=lambda kv: -kv[1])) or "none"
+            fired = ", ".join(f"{uid} {w:.2f}" for uid, w in sorted(row.weights.items(), key=lambda kv: -kv[1])) if row.weights else ("none" if row.shape == "question" else "(OpenAI endpoint)")
             mark = "" if row.ok else "   <- not as promised"
-            self._say(f"      {row.kind:<9}{_cut(row.question, 46):<47}{_cut(row.before, 24):<25}{_cut(row.after, 40):<41}{fired}{mark}")
+            self._say(f"      {row.kind:<11}{_cut(row.question, 46):<47}{_cut(row.before, 24):<25}{_cut(row.after, 40):<41}{fired}{mark}")
 
     def _print_certificates(self, filed: list[Filed]) -> None:
         for item in filed:
@@ -441,9 +458,10 @@ class Command(BaseCommand):
                 self._say(f"     {item.reference}  {item.name}: no certificate yet")
                 continue
             rules = ", ".join(
-                f"{rule['name']} {rule['value']:.2f}" for rule in cert.get("rules", []) if rule.get("value") is not None and rule.get("status") != "n/a"
+                f"{rule['name']} {rule['value']:.2f} (<= {rule['upper95']:.2f})" if rule.get("comparison") == "<=" else f"{rule['name']} {rule['value']:.2f} (>= {rule['lower95']:.2f})"
+                for rule in cert.get("rules", []) if rule.get("value") is not None and rule.get("upper95") is not None
             )
-            verdict = self.style.SUCCESS("passed") if cert.get("passed") else self.style.ERROR("did not pass")
+            verdict = self.style.SUCCESS("PASS") if cert.get("passed") else self.style.ERROR(str(cert.get("verdict") or "fail").upper())
             self._say(f"     {item.reference}  {item.name:<20} {verdict}  ({rules})")
             self._say(f"         page  {self.web.base_url}{reverse('staff-request', args=[item.id])}  (log in as a reviewer or auditor)")
             self._say(f"         dossier  {self.web.base_url}{reverse('staff-dossier', args=[item.id])}  (signed certificate, score plot, timeline)")
