@@ -52,13 +52,18 @@ def _processes_with(marker: str) -> list[int]:
 
 
 def _assert_story(output: str) -> None:
+    from service.requests.management.commands.run_demo_story import story_people
+    from workers.unlearning.demo_model import DemoModelConfig
+
+    forgotten, control = story_people(DemoModelConfig.preset_config("tiny").build_world())  # the stated rule, seed 0
     assert output.count(" active     served by the gateway since ") == 3, output
-    for name in ("Greta Northcott", "Cedric Ashgrove", "Esme Halvorsen"):
+    assert f"{', '.join(forgotten)} (drawn with seed 0 from the world's 24 people)" in output
+    for name in forgotten:
         assert re.search(rf"{name} \(forgotten, RTBF-[0-9A-Z]+\)", output), output
-    assert "Wanda Lockhart (control: nobody asked to forget them)" in output
-    assert "The gateway refuses 3 people's data in 12 questions above" in output
+    assert f"{control} (control: nobody asked to forget them)" in output
+    assert re.search(r"The gateway refuses 3 people's data in \d+ prompts above", output), output
     assert "<- not as promised" not in output
-    assert output.count(" passed  (leak F 0.00") == 3
+    assert output.count(" PASS  (leak F 0.00") == 3
     assert len(re.findall(r"/api/v1/requests/[0-9a-f-]{36}/certificate", output)) == 3
     assert "Story done in" in output
 
