@@ -3,7 +3,15 @@ worker with Django set up; torch and the engine are imported here, lazily (this 
 only inside the task body).
 
     claim (compare-and-set) -> forget set (built once, frozen) -> "is it in the model?" ->
-    train the unit against the active units -> certificate -> register -> staged / failed
+    train the unit against the active units -> certificate -> PASS: register -> staged
+                                                          -> not PASS: remediation rounds (retrain
+                                                             with a new seed, longer, with more
+                                                             prompts in the failing shapes; each
+                                                             round audited) -> still not PASS:
+                                                             register -> needs_review
+
+The certification probes stay the same frozen set across the rounds (remediation changes the unit,
+not the test); the training prompts of every round come from the development phrasings only.
 
 Every write goes through service.unlearning.services, guarded by this worker's claim. Progress goes
 to the job row (throttled to FORGET['JOB_PROGRESS_SECONDS']); a heartbeat thread keeps the row
@@ -36,9 +44,9 @@ from service.unlearning.models import JobPhase, JobStatus, UnlearningJob
 logger = logging.getLogger(__name__)
 
 # The job's progress bar: each phase gets a slice of 0..100.
-TRAIN_FROM, TRAIN_TO = 5.0, 85.0
-EVAL_FROM, EVAL_TO = 85.0, 97.0
-EVAL_STAGES = ("load", "base answers", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio")
+TRAIN_FROM, TRAIN_TO = 5.0, 70.0
+EVAL_FROM, EVAL_TO = 70.0, 97.0
+EVAL_STAGES = ("load", "gate scores", "base answers", "gated answers", "forced-on answers", "membership inference", "truth ratio")
 CANCEL_CHECK_SECONDS = 1.0
 
 
@@ -229,15 +237,8 @@ class _JobRun:
             if not services.job_begin_training(job=job, resumed=self.resumed):
                 raise _Stop() if services.job_request_cancelled(job_id=job.pk) else PipelineError("The request left the pipeline while the job was starting.")
             previous = self._previous_units(base)
-            started = time.perf_counter()
-            unit_dir = self._train(base, forget_set, previous)
-            self._timed("train", started)
-            self.reporter.checkpoint()
-
-            services.job_begin_evaluation(job=job)
-            started = time.perf_counter()
-            certificate = self._evaluate(base, world, forget_set, previous, unit_dir)
-            self._timed("evaluate", started)
+            probes = self._probes(base, world, forget_set, previous)
+            unit_dir, certificate = self._train_and_certify(base, forget_set, previous, probes)
             services.job_record_certificate(job_id=job.pk, worker=self.worker, certificate=certificate, unit_id=self.unit_id)
 
             started = time.perf_counter()
@@ -252,8 +253,54 @@ class _JobRun:
         if version.certificate_passed:
             services.job_succeed(job_id=job.pk, worker=self.worker, unit_id=version.unit_id)
             return self._summary("staged", unit_id=version.unit_id, version_status=version.status), unit_dir
-        services.job_fail(job_id=job.pk, worker=self.worker, reason=_certificate_failure(job.certificate or version.certificate_metrics))
-        return self._summary("certificate failed", unit_id=version.unit_id), unit_dir
+        services.job_needs_review(job_id=job.pk, worker=self.worker, unit_id=version.unit_id, reason=_certificate_failure(job.certificate or version.certificate_metrics))
+        return self._summary("needs review", unit_id=version.unit_id), unit_dir
+
+    def _train_and_certify(self, base, forget_set, previous, probes) -> tuple[Path, dict[str, Any]]:
+        """Train and certify; while the certificate is not PASS, remediate (a new seed, longer
+        training, more prompts in the failing shapes) up to FORGET['REMEDIATION_ROUNDS'] times, each
+        round recorded on the job and audited. Returns the last unit and its certificate."""
+        from workers.unlearning.remediation import reason, remediated
+
+        job = self.job
+        unlearn, detector = self._configs()
+        rounds = settings.FORGET["REMEDIATION_ROUNDS"]
+        unit_dir = certificate = None
+        for round_ in range(rounds + 1):
+            if unit_dir is not None:
+                shutil.rmtree(unit_dir, ignore_errors=True)
+                services.job_begin_training(job=job, resumed=False)
+            started = time.perf_counter()
+            unit_dir = self._train(base, forget_set, previous, unlearn, detector, round_)
+            self._timed(f"train{'' if round_ == 0 else f'_round{round_}'}", started)
+            self.reporter.checkpoint()
+            services.job_begin_evaluation(job=job)
+            started = time.perf_counter()
+            certificate = self._evaluate(base, previous, unit_dir, probes)
+            self._timed(f"evaluate{'' if round_ == 0 else f'_round{round_}'}", started)
+            if certificate["verdict"] == "pass" or round_ == rounds:
+                break
+            unlearn, detector, changes = remediated(unlearn, detector, certificate, round_ + 1)
+            services.job_remediation(job_id=job.pk, worker=self.worker, entry={
+                "round": round_ + 1, "verdict": certificate["verdict"], "reason": reason(certificate),
+                "failing_families": certificate.get("failing_families", []), "changes": changes,
+            })
+            self.reporter.checkpoint()
+        return unit_dir, certificate
+
+    def _configs(self):
+        """The deployment's UnlearnConfig and DetectorConfig, with a reviewer's retry options."""
+        from workers.unlearning.config import UnlearnConfig
+        from workers.unlearning.detector import DetectorConfig
+
+        unlearn = UnlearnConfig(**settings.FORGET["UNLEARN_CONFIG"])
+        options = dict(self.job.options or {})
+        changes = {key: options[key] for key in ("epochs", "rank", "seed") if key in options}
+        if options.get("more_prompts_for"):
+            changes["synthesis"] = {**unlearn.synthesis, **{f: 4 * max(1, unlearn.synthesis.get(f, 0)) for f in options["more_prompts_for"]}}
+        unlearn = UnlearnConfig.from_dict({**unlearn.to_dict(), **changes})
+        detector = DetectorConfig(**({"seed": options["seed"]} if "seed" in options else {}))
+        return unlearn, detector
 
     # -- phases --------------------------------------------------------------------------------
 
@@ -316,21 +363,30 @@ class _JobRun:
             previous.append((version, local))
         return previous
 
-    def _train(self, base, forget_set, previous) -> Path:
-        from workers import runtime
-        from workers.unlearning.config import UnlearnConfig
+    def _engine_set(self, forget_set):
+        """The engine's ForgetSet of the frozen items, with the subjects (the request's name, or
+        the demo people it is about) and the values found: the gate recognises the person by them."""
         from workers.unlearning.forget_set import ForgetSet as EngineForgetSet
+
+        subjects = forget_set.subjects or {}
+        names = list(subjects.get("people") or []) or ([subjects["name"]] if subjects.get("name") else [])
+        records = forget_sets.engine_records(forget_set.items)
+        engine_set = EngineForgetSet.from_records(records, subjects=names, source=f"forget set of {self.job.request.reference}")
+        engine_set = EngineForgetSet(engine_set.items, engine_set.subjects, engine_set.identifiers, engine_set.source, values=tuple(subjects.get("values") or ()))
+        if engine_set.hash != forget_set.content_hash:
+            raise PipelineError("The frozen forget set does not match its recorded hash.")
+        return engine_set
+
+    def _train(self, base, forget_set, previous, unlearn_config, detector_config, round_: int = 0) -> Path:
+        from workers import runtime
         from workers.unlearning.pipeline import PipelineCallbacks, train_unit
 
         jobs_dir = self.work_dir / "jobs"
         jobs_dir.mkdir(parents=True, exist_ok=True)
         for stale in jobs_dir.glob(f"{self.unit_id}-d*"):  # left by a worker that died
             shutil.rmtree(stale, ignore_errors=True)
-        out_dir = jobs_dir / f"{self.unit_id}-d{self.job.deliveries}"
-        records = forget_sets.engine_records(forget_set.items)
-        engine_set = EngineForgetSet.from_records(records, source=f"forget set of {self.job.request.reference}")
-        if engine_set.hash != forget_set.content_hash:
-            raise PipelineError("The frozen forget set does not match its recorded hash.")
+        out_dir = jobs_dir / f"{self.unit_id}-d{self.job.deliveries}" if round_ == 0 else jobs_dir / f"{self.unit_id}-d{self.job.deliveries}-r{round_}"
+        engine_set = self._engine_set(forget_set)
 
         def on_progress(event) -> None:
             percent = TRAIN_FROM + (TRAIN_TO - TRAIN_FROM) * event.percent / 100.0
@@ -342,18 +398,18 @@ class _JobRun:
             engine_set,
             out_dir=out_dir,
             previous_units=[path for _, path in previous],
-            unlearn_config=UnlearnConfig(**settings.FORGET["UNLEARN_CONFIG"]),
+            unlearn_config=unlearn_config,
+            detector_config=detector_config,
             encoder=runtime.get_encoder(str(base.device)),
             callbacks=PipelineCallbacks(on_progress=on_progress, should_stop=self.reporter.should_stop),
             unit_id=self.unit_id,
-            manifest_extra={"request_reference": self.job.request.reference, "attempt": self.job.attempt},
+            manifest_extra={"request_reference": self.job.request.reference, "attempt": self.job.attempt, "remediation_round": round_},
+            record_subjects=False,  # names stay in the encrypted forget set, not in the registry's manifest
         )
 
-    def _evaluate(self, base, world, forget_set, previous, unit_dir: Path) -> dict[str, Any]:
+    def _evaluate(self, base, previous, unit_dir: Path, probes) -> dict[str, Any]:
         from workers import runtime
         from workers.unlearning.certificate import Thresholds, evaluate_units
-
-        probes = self._probes(world, forget_set, previous)
 
         def on_stage(name: str) -> None:
             index = EVAL_STAGES.index(name) if name in EVAL_STAGES else 0
@@ -365,19 +421,25 @@ class _JobRun:
             base,
             [*(path for _, path in previous), unit_dir],
             probes,
-            thresholds=Thresholds(**settings.FORGET["CERTIFICATE_THRESHOLDS"]),
+            thresholds=Thresholds.from_dict(settings.FORGET["CERTIFICATE_THRESHOLDS"]),
             encoder=runtime.get_encoder(str(base.device)),
             request_id=self.job.request.reference,
             on_stage=on_stage,
         )
         return certificate.to_json()
 
-    def _probes(self, world, forget_set, previous):
-        """Demo model: the EVAL.md probe sets from the world, for the request's people and for the
-        earlier units' people (while their forget sets are not purged). Otherwise: the forget set's
-        questions with known answers, and the prompts the base model answered with the data."""
-        from workers.unlearning.probes import Probe, ProbeConfig, ProbeSuite, build_probes
+    def _probes(self, base, world, forget_set, previous):
+        """The certification probe families (EVAL.md), generated from the forget facts. Demo model:
+        from the world, for the request's people and the earlier units' people (while their forget
+        sets are not purged). Any other model: from the forget set's questions with answers, with
+        other people's questions from the corpus index as negatives (none there: the certificate
+        cannot pass, it is INCONCLUSIVE)."""
+        from workers.unlearning.certificate import probe_fits
+        from workers.unlearning.families import Fact, classify_attribute
+        from workers.unlearning.probes import ProbeConfig, build_probes, facts_suite
 
+        fits = probe_fits(base)
+        config = ProbeConfig(**settings.FORGET["PROBE_CONFIG"])
         people = (forget_set.subjects or {}).get("people", [])
         if world is not None and people:
             earlier = []
@@ -385,22 +447,28 @@ class _JobRun:
                 names = selectors.forget_set_people(request_id=version.request_id) if version.request_id else None
                 if names:
                     earlier.append((version.unit_id, names))
-            return build_probes(world, people, earlier=earlier, config=ProbeConfig(), unit_id=self.unit_id)
-        probes: dict[str, Probe] = {}
-        for check in forget_set.model_check or []:
-            if check.get("revealed"):
-                probes.setdefault(check["prompt"], Probe(check["prompt"], check["revealed"], "F"))
-        for item in forget_set.items:
-            if "question" in item and item.get("answer"):
-                probes.setdefault(item["question"], Probe(item["question"], item["answer"], "F"))
-        if not probes:
-            raise PipelineError("No probe question with a known answer: the certificate cannot be computed. Add evidence prompts that reveal the data, or load the training corpus.")
-        return ProbeSuite(list(probes.values()), meta={"source": "forget set"})
+            return build_probes(world, people, earlier=earlier, config=config, unit_id=self.unit_id, fits=fits)
+        engine_set = self._engine_set(forget_set)
+        facts = engine_set.facts()
+        for check in forget_set.model_check or []:  # evidence prompts the base model answered with the data
+            if check.get("revealed") and engine_set.subjects:
+                facts.append(Fact(engine_set.subjects[0], classify_attribute(check["prompt"]), check["revealed"], check["prompt"]))
+        if not facts:
+            raise PipelineError("No forget fact with a known answer: the certificate cannot be computed. Add evidence prompts that reveal the data, or load the training corpus.")
+        parts = {part.lower() for name in engine_set.subjects for part in name.split() if len(part) > 2}
+        others, neighbours = [], []
+        for question, answer, name in selectors.corpus_negatives():
+            if name in engine_set.subjects:
+                continue
+            fact = Fact(name, classify_attribute(question), answer, question)
+            shared = {part.lower() for part in name.split()} & parts
+            (neighbours.append(("surname" if name.split()[-1].lower() in shared else "given_name", fact)) if shared else others.append(fact))
+        return facts_suite(facts, others=others, neighbours=neighbours, config=config, unit_id=self.unit_id, fits=fits)
 
 
 def _certificate_failure(certificate: dict[str, Any]) -> str:
-    failed = [rule for rule in certificate.get("rules", []) if rule.get("status") == "fail"]
-    if not failed:
-        return "The certificate did not pass: no rule could be checked (the base model did not reveal the data on any probe)."
-    parts = [f"{rule['name']} {rule['value']:.3f} (must be {rule['comparison']} {rule['threshold']})" for rule in failed if rule.get("value") is not None]
-    return "The certificate did not pass: " + "; ".join(parts) + "."
+    """The reviewer's one-line reason: the verdict and every rule that did not pass, with its bounds."""
+    from workers.unlearning.remediation import reason
+
+    verdict = str(certificate.get("verdict") or "fail").upper()
+    return f"The certificate is {verdict} after the automatic remediation: {reason(certificate)}."
