@@ -68,6 +68,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.models import resolve_model  # noqa: E402
+
 from workers.unlearning.base_model import BaseModel, load_base_model  # noqa: E402
 from workers.unlearning.config import UnlearnConfig  # noqa: E402
 from workers.unlearning.demo_model import (  # noqa: E402
@@ -643,15 +645,6 @@ def plot(summary: dict, path: Path, args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def resolve_model(spec: str) -> Path:
-    if spec in ("demo", "tiny"):
-        return build_demo_model(DemoModelConfig.preset_config(spec))
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        raise SystemExit(f"--model: {spec} is neither 'demo', 'tiny' nor a model directory")
-    return path
 
 
 def choose_prompts(world: DemoWorld, targets: list, count: int, targeted_count: int, rng: random.Random):
