@@ -87,7 +87,8 @@ def _problem(status: int, code: str, title: str, detail: str, headers: dict | No
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF EXCEPTION_HANDLER: every error out of an API view becomes problem+json."""
     if isinstance(exc, ApplicationError):
-        return _problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return _problem(exc.status, exc.code, exc.title, exc.detail, headers=headers, **exc.extra)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -134,6 +134,9 @@ FORGET = {
     # Verification codes: lifetime, attempts, and the minimum seconds between two sends.
     "CODE_TTL_SECONDS": env.int("FORGET_CODE_TTL_SECONDS", default=600),
     "CODE_MAX_ATTEMPTS": env.int("FORGET_CODE_MAX_ATTEMPTS", default=3),
+    # Guesses checked per request over all its codes: a resend gives a new code, not new guesses
+    # beyond this total (then the request can no longer be confirmed and expires unverified).
+    "CODE_MAX_GUESSES": env.int("FORGET_CODE_MAX_GUESSES", default=10),
     "CODE_RESEND_SECONDS": env.int("FORGET_CODE_RESEND_SECONDS", default=60),
     # Requests with this many days left or fewer get a reminder and are highlighted.
     "REMINDER_DAYS_LEFT": env.int("FORGET_REMINDER_DAYS_LEFT", default=7),
