@@ -158,7 +158,9 @@ class UnitDetailApi(APIView):
 
 
 class _UnitActionApi(ActionApi):
-    """A registry change: answers with the unit's detail (its new status and history)."""
+    """A registry change (reviewers and admins): answers with the unit's detail (its new status and history)."""
+
+    required_capability = Capability.REVIEW
 
     def represent(self, request, actor: Actor, version: AdapterVersion) -> dict:
         return _unit(request, version, actor=actor)

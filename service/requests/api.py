@@ -171,7 +171,9 @@ def _represent(request, erasure: ErasureRequest, *, actor: Actor) -> dict:
 
 class RequestActionApi(ActionApi):
     """An operation on one request: answers with the request's representation (202 Accepted with
-    `Location` naming it where `accepted`)."""
+    `Location` naming it where `accepted`). Reviewers' work unless a class says otherwise."""
+
+    required_capability = Capability.REVIEW
 
     def represent(self, request, actor: Actor, erasure: ErasureRequest) -> dict:
         return _represent(request, erasure, actor=actor)
@@ -373,6 +375,14 @@ class RequestCancelApi(RequestActionApi):
     def post(self, request, request_id):
         return self.act(request, request_id=request_id)
 
+    def allow(self, actor: Actor) -> None:
+        """Reviewers cancel any request; an API client needs the `create` scope (and only its own
+        requests, which the service checks)."""
+        if actor.kind == "api_client":
+            actor.require_scope(Scope.CREATE)
+        else:
+            actor.require(Capability.REVIEW)
+
     def perform(self, *, actor: Actor, data: dict, request_id) -> ErasureRequest:
         return services.request_cancel(actor=actor, request_id=request_id, reason=data["reason"])
 
@@ -469,8 +479,10 @@ class RequestsBulkDecideApi(APIView):
         ],
     )
     def post(self, request):
+        actor = actor_for_request(request)
+        actor.require(Capability.REVIEW)  # permission before validation: 403 whatever the body
         serializer = RequestsBulkDecideApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        outcome = services.requests_bulk_decide(actor=actor_for_request(request), request_ids=data["ids"], decision=data["decision"], reason=data["reason"])
+        outcome = services.requests_bulk_decide(actor=actor, request_ids=data["ids"], decision=data["decision"], reason=data["reason"])
         return Response(RequestsBulkDecideApi.OutputSerializer(outcome).data)
