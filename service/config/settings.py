@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "service.common.middleware.RequestIdMiddleware",
+    "service.common.middleware.RequestSanityMiddleware",
     "service.common.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -142,6 +143,11 @@ FORGET = {
     "REMINDER_DAYS_LEFT": env.int("FORGET_REMINDER_DAYS_LEFT", default=7),
     # Largest accepted request body, in bytes (413 above).
     "MAX_BODY_BYTES": env.int("FORGET_MAX_BODY_BYTES", default=256 * 1024),
+    # Longest accepted URL (path and query string), in bytes: 414 problem+json above. gunicorn
+    # must let longer request lines through to the app (--limit-request-line 8190, compose.yaml).
+    "MAX_URL_BYTES": env.int("FORGET_MAX_URL_BYTES", default=4096),
+    # Retry-After of the 503 answered while the database or Redis is out.
+    "OUTAGE_RETRY_AFTER_SECONDS": env.int("FORGET_OUTAGE_RETRY_AFTER_SECONDS", default=30),
     # Auto-approve verified requests (operator policy); off by default.
     "AUTO_APPROVE": env.bool("FORGET_AUTO_APPROVE", default=False),
     # Activate a registered unit as soon as its certificate passed (docs/registry.md). Off: a
