@@ -8,6 +8,7 @@ sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), SECRET_KEY and the re
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files: /api/docs/ works offline
+    "axes",  # staff login lockout
     "service.common",
     "service.accounts",
     "service.audit",
@@ -56,6 +58,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username and address
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "service.config.urls"
@@ -148,6 +156,21 @@ FORGET = {
     "MAX_URL_BYTES": env.int("FORGET_MAX_URL_BYTES", default=4096),
     # Retry-After of the 503 answered while the database or Redis is out.
     "OUTAGE_RETRY_AFTER_SECONDS": env.int("FORGET_OUTAGE_RETRY_AFTER_SECONDS", default=30),
+    # Rate limits (service/common/ratelimits.py): "N/s", "N/m", "N/h" or "N/d" (also "N/5m"); empty
+    # switches one off. Over a limit: 429 with Retry-After (problem+json; on pages, the form again).
+    "RATE_LIMITS": {
+        "submit_per_ip": env("FORGET_RATE_SUBMIT_PER_IP", default="20/h"),  # public form submissions
+        "submit_per_email": env("FORGET_RATE_SUBMIT_PER_EMAIL", default="5/h"),
+        "code_mails_per_email": env("FORGET_RATE_CODE_MAILS_PER_EMAIL", default="5/h"),  # web and API, first codes and resends
+        "status_per_ip": env("FORGET_RATE_STATUS_PER_IP", default="60/h"),  # status look-ups by reference and email
+        "verify_per_ip": env("FORGET_RATE_VERIFY_PER_IP", default="30/h"),  # code guesses and resends
+        # Each API client's quota unless its own rate_limit is set (manage.py create_api_client --rate).
+        # Above what one client files at the intake benchmark's 300 accepted/s (docs/bench-intake.md).
+        "api_client": env("FORGET_API_CLIENT_RATE", default="60000/m"),
+    },
+    # Where the caller's address is read: REMOTE_ADDR, or the header a trusted proxy sets
+    # (compose's nginx: X-Real-IP, so HTTP_X_REAL_IP). Never a header a client can set itself.
+    "CLIENT_IP_META_KEY": env("FORGET_CLIENT_IP_META_KEY", default="REMOTE_ADDR"),
     # Auto-approve verified requests (operator policy); off by default.
     "AUTO_APPROVE": env.bool("FORGET_AUTO_APPROVE", default=False),
     # Activate a registered unit as soon as its certificate passed (docs/registry.md). Off: a
@@ -170,6 +193,28 @@ FORGET = {
     "CERTIFICATE_THRESHOLDS": json.loads(env("FORGET_CERTIFICATE_THRESHOLDS", default="") or "{}"),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
+
+# --- Cache, rate limits, staff login lockout ---------------------------------------------------------
+# The rate limits count in this cache: redis://... in production (shared by every worker and host),
+# the process's memory in the embedded mode (locmemcache://).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://forget")}
+RATELIMIT_ENABLE = env.bool("FORGET_RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_HASH_ALGORITHM = "hashlib.sha256"
+if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+    # django-ratelimit warns that a per-process cache does not share counts between processes: true,
+    # and accepted in the embedded mode (one web process). Production sets CACHE_URL to Redis.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+# Staff logins (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is locked out for the cool-off; audited (service/accounts/apps.py).
+AXES_FAILURE_LIMIT = env.int("FORGET_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("FORGET_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "service.common.ratelimits.client_ip_for_axes"
+AXES_LOCKOUT_CALLABLE = "service.accounts.lockout.lockout_response"
+AXES_ENABLED = env.bool("FORGET_RATELIMIT_ENABLE", default=True)
+AXES_VERBOSE = False
 
 # --- Models (workers/runtime.py) ----------------------------------------------------------------
 # The model being unlearned: a local Hugging Face causal-LM directory. Empty = the built-in demo
@@ -201,6 +246,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["service.common.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["service.accounts.throttling.ApiClientQuota"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "service.common.schema.AutoSchema",
     "EXCEPTION_HANDLER": "service.common.problems.problem_exception_handler",

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope, subject_actor
 from service.audit.services import audit_deferred, audit_record
+from service.common import ratelimits
 from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, PermissionDenied, RateLimited
 from service.common.hashing import canonical_json, pii_hash, sha256_hex
 
@@ -97,6 +98,7 @@ def _issue_code(request: ErasureRequest, *, actor: Actor) -> None:
     left = _guesses_left(request)
     if left <= 0:
         raise _guesses_exhausted(request)
+    ratelimits.hit("code_mails_per_email", request.subject_email_hash)  # mails to one address, whoever asks
     code = f"{secrets.randbelow(10**6):06d}"
     now = timezone.now()
     ErasureRequest.objects.filter(pk=request.pk).update(
@@ -160,6 +162,7 @@ def request_submit_web(*, name: str, email: str, regulation: str, facts: list[st
     """A subject's request from the public form: created `submitted`, and a code is emailed."""
     if not attested:
         raise ApplicationError("You must confirm that the data is about you.", code="attestation_required")
+    ratelimits.hit("submit_per_email", pii_hash(email))  # one victim's address flooded from many places
     request = _create(channel=Channel.WEB, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=subject_actor("new request"))
     _issue_code(request, actor=subject_actor(request.reference))
     request.refresh_from_db()
