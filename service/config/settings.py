@@ -26,6 +26,27 @@ SECRET_KEY = env("SECRET_KEY", default="embedded-mode-insecure-key-change-me-in-
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Transport security (docs/running.md "Production security") --------------------------------------
+# Off by default: the embedded mode serves plain HTTP on localhost. docker/compose.yaml turns them on,
+# and `manage.py check --deploy` then reports nothing (tests/service/test_deploy_check.py).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+# "HTTP_X_FORWARDED_PROTO,https": a request is secure when the TLS proxy in front says so. Set it only
+# behind a proxy that always sets (never passes on) that header.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if len(_proxy_ssl_header) == 2 else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -37,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files: /api/docs/ works offline
     "axes",  # staff login lockout
+    "csp",  # Content-Security-Policy
     "service.common",
     "service.accounts",
     "service.audit",
@@ -58,11 +80,33 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
 ]
 
+# Content-Security-Policy (django-csp) on every page, the same in every mode: scripts, styles and
+# images only from this origin (static files), nothing inline (the pages keep their CSS and JS in
+# static files; inline SVG charts use presentation attributes, which the policy allows), no
+# framing, no plugins, forms post only here. Exceptions, each on its own view: the signed printable
+# certificate's own <style> by its hash (service/dossier/views.py), and Swagger UI's inline styles on
+# /api/docs/ (service/config/urls.py). tests/browser/test_csp.py records violations page by page.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
+
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username and address
+    "service.accounts.backends.LockoutBackend",  # first: refuses a locked-out username and address (django-axes)
     "django.contrib.auth.backends.ModelBackend",
 ]
 
