@@ -307,6 +307,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "service.common.schema.require_bodies_with_required_fields"],
     # Choice sets whose field names collide with another app's ("status"): named explicitly.
     "ENUM_NAME_OVERRIDES": {"StatusEnum": "service.requests.states.Status", "UnitStatusEnum": "adapters_store.states.VersionStatus"},
 }
