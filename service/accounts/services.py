@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 
 from service.common.errors import ApplicationError
+from service.common.ratelimits import parse_rate
 
 from .models import ApiClient
 from .roles import Role, Scope
@@ -24,13 +25,13 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-_RATE = re.compile(r"[1-9][0-9]{0,8}/[0-9]{0,4}[smhd]")
-
-
 def _check_rate(rate: str) -> str:
     rate = rate.strip()
-    if rate and not _RATE.fullmatch(rate):
-        raise ApplicationError(f"A rate limit looks like 600/m, 10000/h or 100/5m (calls per s, m, h or d), not {rate!r}.", code="invalid_rate")
+    try:
+        if rate:
+            parse_rate(rate)
+    except ValueError:
+        raise ApplicationError(f"A rate limit looks like 600/m, 10000/h or 100/5m (calls per s, m, h or d), not {rate!r}.", code="invalid_rate") from None
     return rate
 
 

@@ -1,7 +1,8 @@
 """Each API client's quota (DRF throttle): its own `rate_limit`, or FORGET_API_CLIENT_RATE.
 
-Counted per client across every worker in the shared cache (service.common.ratelimits); over the
-quota DRF raises Throttled, which the problem handler answers 429 `rate_limited` with Retry-After.
+Counted per client across every worker in the shared cache, one round trip per call
+(service.common.ratelimits.quota_wait); over the quota DRF raises Throttled, which the problem
+handler answers 429 `rate_limited` with Retry-After.
 Staff sessions have no quota here (their pages and logins have their own limits).
 """
 
@@ -18,7 +19,7 @@ class ApiClientQuota(BaseThrottle):
         self._wait = None
         if client is None:
             return True
-        self._wait = ratelimits.over("api_client", str(client.pk), rate=client.rate_limit or None)
+        self._wait = ratelimits.quota_wait("api_client", str(client.pk), client.rate_limit or ratelimits.rate_of("api_client"))
         return self._wait is None
 
     def wait(self) -> float | None:

@@ -244,7 +244,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://forget")}
 RATELIMIT_ENABLE = env.bool("FORGET_RATELIMIT_ENABLE", default=True)
 RATELIMIT_USE_CACHE = "default"
-RATELIMIT_HASH_ALGORITHM = "hashlib.sha256"
 if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
     # django-ratelimit warns that a per-process cache does not share counts between processes: true,
     # and accepted in the embedded mode (one web process). Production sets CACHE_URL to Redis.
