@@ -9,6 +9,7 @@ Errors are problem+json (service.common.problems).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from datetime import timezone as dt_timezone
 
@@ -158,7 +159,9 @@ class UnitDetailApi(APIView):
 
 
 class _UnitActionApi(ActionApi):
-    """A registry change: answers with the unit's detail (its new status and history)."""
+    """A registry change (reviewers and admins): answers with the unit's detail (its new status and history)."""
+
+    required_capability = Capability.REVIEW
 
     def represent(self, request, actor: Actor, version: AdapterVersion) -> dict:
         return _unit(request, version, actor=actor)
@@ -244,10 +247,16 @@ class RequestRollbackApi(_UnitActionApi):
         return services.adapter_rollback(request_id=request_id, actor=actor, reason=data["reason"])
 
 
+# The ISO 8601 date-times `at` takes, exactly (the schema's pattern; parse_datetime alone also
+# accepts other forms, which the schema would not describe).
+INSTANT_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
+_INSTANT = re.compile(INSTANT_PATTERN, re.ASCII)
+
+
 def parse_instant(value: str):
     """An ISO 8601 date-time; without an offset it is taken in the service's time zone (UTC)."""
     try:
-        parsed = parse_datetime(value.strip())
+        parsed = parse_datetime(value) if _INSTANT.match(value) else None
     except ValueError:
         parsed = None
     if parsed is None:
@@ -287,7 +296,7 @@ class LiveApi(APIView):
         tags=[TAG],
         summary="Which units were live at a time T",
         description=_READ_NOTE + " Answered from the append-only activation history. Without `at`: now.",
-        parameters=[OpenApiParameter("at", str, description="ISO 8601 date-time, e.g. `2026-11-23T10:15:00Z`; without an offset, UTC.", required=False)],
+        parameters=[OpenApiParameter("at", {"type": "string", "pattern": INSTANT_PATTERN}, description="ISO 8601 date-time, e.g. `2026-11-23T10:15:00Z`; without an offset, UTC.", required=False)],
         responses={200: OutputSerializer, **problem_responses(400, 401, 403)},
     )
     def get(self, request):

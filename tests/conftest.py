@@ -10,6 +10,17 @@ import pytest
 _counter = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with no call counted against any rate limit (they count in the cache,
+    the process's memory here; tests/service/common/test_ratelimits.py runs them on Redis)."""
+    from django.core.cache import caches
+
+    for cache in caches.all(initialized_only=True):
+        cache.clear()
+    yield
+
+
 @pytest.fixture
 def mailoutbox_codes(mailoutbox):
     """The six-digit codes in the emails sent so far, oldest first."""

@@ -12,6 +12,8 @@ class ApiClient(models.Model):
     key_hash = models.CharField(max_length=64)
     scopes = models.JSONField(default=list)
     is_active = models.BooleanField(default=True)
+    # This client's quota ("600/m", "10000/h"; service.common.ratelimits); empty: FORGET_API_CLIENT_RATE.
+    rate_limit = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 

@@ -43,6 +43,9 @@ EVENTS: dict[str, str] = {
     "certificate.downloaded": "Signed certificate of {target} (attempt {attempt}) downloaded as {format}, key {key_id}",
     # api clients
     "api_client.created": "API client {target} created",
+    # staff logins (service/audit/receivers.py; username and address as keyed hashes)
+    "staff.login_failed": "Failed staff login",
+    "staff.locked_out": "Staff login locked out after too many failures (settings AXES_*)",
     # adapters and gateway
     "adapter.registered": "Adapter {target} registered",
     "adapter.activated": "Adapter {target} activated",

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import InterfaceError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
 from service.accounts.roles import Actor, Capability
+from service.common.errors import ServiceUnavailable
 from service.common.hashing import canonical_json, pii_hash, sha256_hex
 from service.common.request_context import get_request_id
 
 from .events import EVENTS
 from .models import AuditEvent
 
+logger = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 # Any constant: the key of the PostgreSQL advisory lock that serialises appends to the chain.
 _CHAIN_LOCK_KEY = 7_301_964_211
@@ -100,12 +104,45 @@ def _lock_chain() -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
-def _wait_until_durable() -> None:
-    """After an asynchronous commit: a tiny transaction that writes one WAL record and commits
-    synchronously, so PostgreSQL flushes the WAL up to it, and with it the commit before it.
-    Concurrent ones share a flush (group commit), and no lock is held while they wait."""
+def _flush_wal() -> None:
+    """A tiny transaction that writes one WAL record and commits synchronously, so PostgreSQL
+    flushes the WAL up to it, and with it every commit before it."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_logical_emit_message(true, 'forget.audit', '')")
+
+
+# Seconds spent on reconnecting when the connection is lost right after a commit.
+DURABILITY_RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0)
+
+
+def _wait_until_durable() -> None:
+    """After an asynchronous commit: wait until it is on disk (_flush_wal). Concurrent ones share
+    a flush (group commit), and no lock is held while they wait.
+
+    The connection can be lost between the commit and this wait (the database restarts, a proxy
+    drops the connection). The commit may then be on disk or not, and the caller must not be told
+    either way without knowing: a new connection flushes the WAL again (which covers the earlier
+    commit if the server kept it) and looks for the last event this transaction appended. Found:
+    durable, the caller goes on (an accepted request is answered 202, not 500). Not found, or no
+    connection within a few seconds: ServiceUnavailable (503): nothing is acknowledged, and a
+    retry with the same Idempotency-Key returns the request if it was kept after all.
+    """
+    try:
+        _flush_wal()
+        return
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("connection lost right after a commit (%s); confirming the commit on a new connection", exc)
+    tail = getattr(connection, "_forget_chain_tail", None)
+    for pause in DURABILITY_RECONNECT_SECONDS:
+        try:
+            connection.close()
+            _flush_wal()
+            if tail is None or AuditEvent.objects.filter(seq=tail[0], hash=tail[1]).exists():
+                return
+            raise ServiceUnavailable("The database lost this change when it went away; nothing was kept. Retry (with the same Idempotency-Key).")
+        except (OperationalError, InterfaceError):
+            time.sleep(pause)
+    raise ServiceUnavailable("The database went away just after this change was committed, and it could not be confirmed. Retry (with the same Idempotency-Key: a request that was kept is returned, not filed twice).")
 
 
 def audit_record(*, action: str, actor: Actor, target_type: str = "", target_id: str | int = "", data: dict[str, Any] | None = None) -> AuditEvent:
@@ -153,6 +190,8 @@ def _append(pending: list[dict[str, Any]]) -> list[AuditEvent]:
             events.append(AuditEvent(**full, hash=prev_hash))
         # One INSERT for all of them. AuditEvent.objects refuses bulk_create to everyone else, so
         # that nothing writes around the chain; this is the chain's own writer.
+        # The last event of this transaction, for _wait_until_durable's check after a lost connection.
+        connection._forget_chain_tail = (seq, prev_hash)
         if connection.vendor != "postgresql":
             return models.QuerySet(AuditEvent).bulk_create(events)
         return _insert_events(events)

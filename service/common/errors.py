@@ -12,7 +12,10 @@ class ApplicationError(Exception):
     code = "bad_request"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, code: str | None = None, status: int | None = None, extra: dict[str, Any] | None = None):
+    # Seconds after which a retry may succeed (429, 503): sent as the Retry-After header.
+    retry_after: int | None = None
+
+    def __init__(self, detail: str, *, code: str | None = None, status: int | None = None, extra: dict[str, Any] | None = None, retry_after: int | None = None):
         super().__init__(detail)
         self.detail = detail
         if code:
@@ -20,6 +23,8 @@ class ApplicationError(Exception):
         if status:
             self.status = status
         self.extra = extra or {}
+        if retry_after is not None:
+            self.retry_after = max(1, int(retry_after))
 
 
 class NotFound(ApplicationError):
@@ -46,6 +51,17 @@ class InvalidTransition(Conflict):
 
 
 class RateLimited(ApplicationError):
+    """Too many calls of one kind from one caller, address or client (service.common.ratelimits)."""
+
     status = 429
     code = "rate_limited"
     title = "Too many requests"
+
+
+class ServiceUnavailable(ApplicationError):
+    """A dependency (the database, the broker or cache) is out; the caller should retry later."""
+
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+    retry_after = 30

@@ -1,11 +1,14 @@
-"""Request id on every request and response; body size limit answered as problem+json."""
+"""Request id on every request and response; characters no request may carry, over-long URLs and
+the body size limit answered with 400, 414 and 413 before anything reads them."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 
+from .error_pages import is_api_path, static_error_page
 from .problems import problem_response
 from .request_context import reset_request_id, set_request_id
 
@@ -53,5 +56,70 @@ class BodySizeLimitMiddleware:
                 code="body_too_large",
                 title="Request body too large",
                 detail=f"The body has {length} bytes; the limit is {limit}.",
+            )
+        return self.get_response(request)
+
+
+# A NUL byte, or a UTF-16 surrogate written as UTF-8 (ED A0..BF xx: a "lone surrogate", which no
+# valid UTF-8 text holds): PostgreSQL text cannot store the first, nothing can encode the second.
+_FORBIDDEN_BYTES = re.compile(rb"\x00|\xed[\xa0-\xbf][\x80-\xbf]")
+# Other control characters are not allowed in a header value either (RFC 9110 5.5; tab is).
+_FORBIDDEN_IN_HEADER = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xed[\xa0-\xbf][\x80-\xbf]")
+
+
+def _wsgi_bytes(value: str) -> bytes:
+    """A WSGI environ string back to the bytes that arrived (PEP 3333: latin-1)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not from a WSGI server (a test client): its own UTF-8
+        return value.encode("utf-8", "surrogatepass")
+
+
+def _refuse(request, *, status: int, code: str, title: str, detail: str):
+    """problem+json on the API; the plain error page elsewhere, rendered without the request (no
+    context processor, no session or user: nothing here is trusted enough to look up)."""
+    if is_api_path(request.path_info):
+        return problem_response(request, status=status, code=code, title=title, detail=detail)
+    return static_error_page(status, title=title, detail=detail)
+
+
+class RequestSanityMiddleware:
+    """Refuses, before any view, session or database sees them, what no valid request carries:
+
+    - a NUL byte or a lone surrogate in the path, the query string or a header (a header also no
+      other control character): 400 `bad_characters` (JSON bodies: service.common.parsers);
+    - a URL (path and query string) longer than FORGET['MAX_URL_BYTES']: 414 `uri_too_long`.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        meta = request.META
+        path = _wsgi_bytes(meta.get("PATH_INFO", ""))
+        query = meta.get("QUERY_STRING", "")
+        limit = settings.FORGET["MAX_URL_BYTES"]
+        if len(path) + len(query) > limit:
+            return _refuse(request, status=414, code="uri_too_long", title="URI too long", detail=f"The URL has {len(path) + len(query)} bytes; the limit is {limit}.")
+        where = None
+        # The path as the server decoded it, and decoded once more: some clients and servers
+        # leave percent escapes in PATH_INFO (a literal "%00" in a path is refused too: no route
+        # has a use for it).
+        if _FORBIDDEN_BYTES.search(path) or _FORBIDDEN_BYTES.search(unquote_to_bytes(path)):
+            where = "the path"
+        elif _FORBIDDEN_BYTES.search(unquote_to_bytes(_wsgi_bytes(query))):
+            where = "the query string"
+        else:
+            for key, value in meta.items():
+                if (key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str) and _FORBIDDEN_IN_HEADER.search(_wsgi_bytes(value)):
+                    where = f"the {key.removeprefix('HTTP_').replace('_', '-').title()} header"
+                    break
+        if where:
+            return _refuse(
+                request,
+                status=400,
+                code="bad_characters",
+                title="Bad request",
+                detail=f"{where[0].upper()}{where[1:]} holds a NUL byte, a lone surrogate or another character no request may carry.",
             )
         return self.get_response(request)

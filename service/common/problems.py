@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
 from .errors import ApplicationError
+from .outages import OUTAGE_DETAIL, is_outage, retry_after_seconds
 from .request_context import get_request_id
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -87,7 +88,8 @@ def _problem(status: int, code: str, title: str, detail: str, headers: dict | No
 def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF EXCEPTION_HANDLER: every error out of an API view becomes problem+json."""
     if isinstance(exc, ApplicationError):
-        return _problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return _problem(exc.status, exc.code, exc.title, exc.detail, headers=headers, **exc.extra)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -111,5 +113,8 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
         if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
             headers["WWW-Authenticate"] = 'Bearer realm="api"'
         return _problem(exc.status_code, code, title, str(exc.detail), headers=headers)
+    if is_outage(exc):
+        logger.warning("dependency outage in API view: %s", exc)
+        return _problem(503, "service_unavailable", "Service unavailable", OUTAGE_DETAIL, headers={"Retry-After": str(retry_after_seconds())})
     logger.exception("unhandled error in API view", exc_info=exc)
     return _problem(500, "internal_error", "Internal server error", "An unexpected error occurred; quote the request id.")

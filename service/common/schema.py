@@ -16,9 +16,33 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
 from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
+from .serializers import StrictSerializer
+
+
+# Regular expressions (ECMA 262, as JSON Schema reads them) for text fields in request bodies.
+NON_BLANK_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
+NO_NUL_TEXT = r"^[^\x00]*$"
 
 
 class AutoSchema(_SpectacularAutoSchema):
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        """A body a StrictSerializer reads refuses unknown fields: the schema says so
+        (`additionalProperties: false`), so that clients and generated tests know it too."""
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and isinstance(serializer, StrictSerializer) and schema.get("type") == "object":
+            schema["additionalProperties"] = False
+        return schema
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """A text field the server trims and refuses blank (DRF's CharField defaults) must hold more
+        than whitespace, and no field takes a NUL character: the pattern says both, so a string
+        the schema allows is one the server accepts."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if direction == "request" and isinstance(field, serializers.CharField) and not isinstance(field, (serializers.EmailField, serializers.ChoiceField)):
+            if schema.get("type") == "string" and "pattern" not in schema and "format" not in schema and "enum" not in schema:
+                schema["pattern"] = NON_BLANK_TEXT if (field.trim_whitespace and not field.allow_blank) else NO_NUL_TEXT
+        return schema
+
     def get_serializer_name(self, serializer, direction):
         qualname = type(serializer).__qualname__
         parts = qualname.split(".")
@@ -71,6 +95,9 @@ _DEFAULT_DESCRIPTIONS = {
     409: "Conflict with the resource's current state (`invalid_transition` and others).",
     413: "Body larger than the configured limit (`body_too_large`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",
+    414: "The URL is longer than `FORGET_MAX_URL_BYTES` (`uri_too_long`).",
+    429: "Too many calls: this client's quota (`rate_limited`); Retry-After says when to retry.",
+    503: "The database or Redis cannot be reached (`service_unavailable`); nothing was changed. Retry-After says when to retry.",
 }
 
 _EXAMPLE_PROBLEMS = {
@@ -105,3 +132,20 @@ def problem_responses(*statuses: int, descriptions: dict[int, str] | None = None
             examples=examples.get(status, default_examples),
         )
     return responses
+
+
+def require_bodies_with_required_fields(result, generator, request, public):
+    """drf-spectacular POSTPROCESSING_HOOKS: a request body whose schema (or each of its `oneOf`
+    alternatives) has required properties is itself required; a schema given as a raw dict (like
+    bulk-decide's) is not marked so by drf-spectacular."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if not body:
+                continue
+            for media in body.get("content", {}).values():
+                schema = media.get("schema", {})
+                alternatives = schema.get("oneOf") or [schema]
+                if all(alternative.get("required") for alternative in alternatives):
+                    body["required"] = True
+    return result

@@ -8,6 +8,7 @@ sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), SECRET_KEY and the re
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -25,6 +26,27 @@ SECRET_KEY = env("SECRET_KEY", default="embedded-mode-insecure-key-change-me-in-
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Transport security (docs/running.md "Production security") --------------------------------------
+# Off by default: the embedded mode serves plain HTTP on localhost. docker/compose.yaml turns them on,
+# and `manage.py check --deploy` then reports nothing (tests/service/test_deploy_check.py).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+# "HTTP_X_FORWARDED_PROTO,https": a request is secure when the TLS proxy in front says so. Set it only
+# behind a proxy that always sets (never passes on) that header.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if len(_proxy_ssl_header) == 2 else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -35,6 +57,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files: /api/docs/ works offline
+    "axes",  # staff login lockout
+    "csp",  # Content-Security-Policy
     "service.common",
     "service.accounts",
     "service.audit",
@@ -47,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "service.common.middleware.RequestIdMiddleware",
+    "service.common.middleware.RequestSanityMiddleware",
     "service.common.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -55,6 +80,34 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
+]
+
+# Content-Security-Policy (django-csp) on every page, the same in every mode: scripts, styles and
+# images only from this origin (static files), nothing inline (the pages keep their CSS and JS in
+# static files; inline SVG charts use presentation attributes, which the policy allows), no
+# framing, no plugins, forms post only here. Exceptions, each on its own view: the signed printable
+# certificate's own <style> by its hash (service/dossier/views.py), and Swagger UI's inline styles on
+# /api/docs/ (service/config/urls.py). tests/browser/test_csp.py records violations page by page.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
+
+AUTHENTICATION_BACKENDS = [
+    "service.accounts.backends.LockoutBackend",  # first: refuses a locked-out username and address (django-axes)
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "service.config.urls"
@@ -134,11 +187,34 @@ FORGET = {
     # Verification codes: lifetime, attempts, and the minimum seconds between two sends.
     "CODE_TTL_SECONDS": env.int("FORGET_CODE_TTL_SECONDS", default=600),
     "CODE_MAX_ATTEMPTS": env.int("FORGET_CODE_MAX_ATTEMPTS", default=3),
+    # Guesses checked per request over all its codes: a resend gives a new code, not new guesses
+    # beyond this total (then the request can no longer be confirmed and expires unverified).
+    "CODE_MAX_GUESSES": env.int("FORGET_CODE_MAX_GUESSES", default=10),
     "CODE_RESEND_SECONDS": env.int("FORGET_CODE_RESEND_SECONDS", default=60),
     # Requests with this many days left or fewer get a reminder and are highlighted.
     "REMINDER_DAYS_LEFT": env.int("FORGET_REMINDER_DAYS_LEFT", default=7),
     # Largest accepted request body, in bytes (413 above).
     "MAX_BODY_BYTES": env.int("FORGET_MAX_BODY_BYTES", default=256 * 1024),
+    # Longest accepted URL (path and query string), in bytes: 414 problem+json above. gunicorn
+    # must let longer request lines through to the app (--limit-request-line 8190, compose.yaml).
+    "MAX_URL_BYTES": env.int("FORGET_MAX_URL_BYTES", default=4096),
+    # Retry-After of the 503 answered while the database or Redis is out.
+    "OUTAGE_RETRY_AFTER_SECONDS": env.int("FORGET_OUTAGE_RETRY_AFTER_SECONDS", default=30),
+    # Rate limits (service/common/ratelimits.py): "N/s", "N/m", "N/h" or "N/d" (also "N/5m"); empty
+    # switches one off. Over a limit: 429 with Retry-After (problem+json; on pages, the form again).
+    "RATE_LIMITS": {
+        "submit_per_ip": env("FORGET_RATE_SUBMIT_PER_IP", default="20/h"),  # public form submissions
+        "submit_per_email": env("FORGET_RATE_SUBMIT_PER_EMAIL", default="5/h"),
+        "code_mails_per_email": env("FORGET_RATE_CODE_MAILS_PER_EMAIL", default="5/h"),  # web and API, first codes and resends
+        "status_per_ip": env("FORGET_RATE_STATUS_PER_IP", default="60/h"),  # status look-ups by reference and email
+        "verify_per_ip": env("FORGET_RATE_VERIFY_PER_IP", default="30/h"),  # code guesses and resends
+        # Each API client's quota unless its own rate_limit is set (manage.py create_api_client --rate).
+        # Above what one client files at the intake benchmark's 300 accepted/s (docs/bench-intake.md).
+        "api_client": env("FORGET_API_CLIENT_RATE", default="60000/m"),
+    },
+    # Where the caller's address is read: REMOTE_ADDR, or the header a trusted proxy sets
+    # (compose's nginx: X-Real-IP, so HTTP_X_REAL_IP). Never a header a client can set itself.
+    "CLIENT_IP_META_KEY": env("FORGET_CLIENT_IP_META_KEY", default="REMOTE_ADDR"),
     # Auto-approve verified requests (operator policy); off by default.
     "AUTO_APPROVE": env.bool("FORGET_AUTO_APPROVE", default=False),
     # Activate a registered unit as soon as its certificate passed (docs/registry.md). Off: a
@@ -166,6 +242,27 @@ FORGET = {
     "REMEDIATION_ROUNDS": env.int("FORGET_REMEDIATION_ROUNDS", default=2),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
+
+# --- Cache, rate limits, staff login lockout ---------------------------------------------------------
+# The rate limits count in this cache: redis://... in production (shared by every worker and host),
+# the process's memory in the embedded mode (locmemcache://).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://forget")}
+RATELIMIT_ENABLE = env.bool("FORGET_RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
+if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+    # django-ratelimit warns that a per-process cache does not share counts between processes: true,
+    # and accepted in the embedded mode (one web process). Production sets CACHE_URL to Redis.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+# Staff logins (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is locked out for the cool-off; audited (service/accounts/apps.py).
+AXES_FAILURE_LIMIT = env.int("FORGET_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("FORGET_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "service.common.ratelimits.client_ip_for_axes"
+AXES_LOCKOUT_CALLABLE = "service.accounts.lockout.lockout_response"
+AXES_ENABLED = env.bool("FORGET_RATELIMIT_ENABLE", default=True)
+AXES_VERBOSE = False
 
 # --- Models (workers/runtime.py) ----------------------------------------------------------------
 # The model being unlearned: a local Hugging Face causal-LM directory. Empty = the built-in demo
@@ -197,6 +294,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["service.common.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["service.accounts.throttling.ApiClientQuota"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "service.common.schema.AutoSchema",
     "EXCEPTION_HANDLER": "service.common.problems.problem_exception_handler",
@@ -213,6 +311,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "service.common.schema.require_bodies_with_required_fields"],
     # Choice sets whose field names collide with another app's ("status"): named explicitly.
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": "service.requests.states.Status",

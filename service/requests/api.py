@@ -25,7 +25,7 @@ from service.accounts.roles import Actor, Capability, Scope, actor_for_request
 from service.common.action_api import ActionApi
 from service.common.errors import ApplicationError
 from service.common.pagination import PageNumberPagination
-from service.common.schema import problem_example, problem_responses
+from service.common.schema import NO_NUL_TEXT, NON_BLANK_TEXT, problem_example, problem_responses
 from service.common.serializers import StatusListField, StrictCharField, StrictSerializer
 from service.unlearning import selectors as unlearning_selectors
 from service.unlearning.serializers import JobProgressSerializer
@@ -52,7 +52,7 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     name="Idempotency-Key",
     location=OpenApiParameter.HEADER,
     required=False,
-    type=str,
+    type={"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~](?:[ -~]{0,126}[!-~])?$"},
     description=(
         "Optional, recommended. 1 to 128 printable ASCII characters (e.g. a UUID) that identify this "
         "submission for this API client. Retrying with the same key and the same body returns the request "
@@ -171,7 +171,9 @@ def _represent(request, erasure: ErasureRequest, *, actor: Actor) -> dict:
 
 class RequestActionApi(ActionApi):
     """An operation on one request: answers with the request's representation (202 Accepted with
-    `Location` naming it where `accepted`)."""
+    `Location` naming it where `accepted`). Reviewers' work unless a class says otherwise."""
+
+    required_capability = Capability.REVIEW
 
     def represent(self, request, actor: Actor, erasure: ErasureRequest) -> dict:
         return _represent(request, erasure, actor=actor)
@@ -373,6 +375,14 @@ class RequestCancelApi(RequestActionApi):
     def post(self, request, request_id):
         return self.act(request, request_id=request_id)
 
+    def allow(self, actor: Actor) -> None:
+        """Reviewers cancel any request; an API client needs the `create` scope (and only its own
+        requests, which the service checks)."""
+        if actor.kind == "api_client":
+            actor.require_scope(Scope.CREATE)
+        else:
+            actor.require(Capability.REVIEW)
+
     def perform(self, *, actor: Actor, data: dict, request_id) -> ErasureRequest:
         return services.request_cancel(actor=actor, request_id=request_id, reason=data["reason"])
 
@@ -441,6 +451,29 @@ class RequestExtendDeadlineApi(RequestActionApi):
         return services.request_extend_deadline(actor=actor, request_id=request_id, reason=data["reason"])
 
 
+_BULK_IDS = {"type": "array", "items": {"type": "string", "format": "uuid"}, "minItems": 1, "maxItems": MAX_BULK_IDS, "description": f"1 to {MAX_BULK_IDS} request ids."}
+# The rule InputSerializer.validate enforces, in the schema: approve takes an optional reason,
+# reject requires one that holds more than whitespace.
+BULK_DECIDE_BODY = {
+    "oneOf": [
+        {
+            "type": "object",
+            "title": "approve",
+            "additionalProperties": False,
+            "required": ["ids", "decision"],
+            "properties": {"ids": _BULK_IDS, "decision": {"type": "string", "enum": ["approve"]}, "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": NO_NUL_TEXT}},
+        },
+        {
+            "type": "object",
+            "title": "reject",
+            "additionalProperties": False,
+            "required": ["ids", "decision", "reason"],
+            "properties": {"ids": _BULK_IDS, "decision": {"type": "string", "enum": ["reject"]}, "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": NON_BLANK_TEXT, "description": "Required; sent to each subject."}},
+        },
+    ]
+}
+
+
 class RequestsBulkDecideApi(APIView):
     class InputSerializer(StrictSerializer):
         ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=MAX_BULK_IDS, help_text=f"1 to {MAX_BULK_IDS} request ids.")
@@ -460,8 +493,8 @@ class RequestsBulkDecideApi(APIView):
         operation_id="requests_bulk_decide",
         tags=[REVIEW_TAG],
         summary="Approve or reject many requests",
-        description=_STAFF_NOTE + " Each request is decided on its own: one that cannot be (wrong status, unknown id) is listed under `failed` and does not stop the others.",
-        request=InputSerializer,
+        description=_STAFF_NOTE + " Each request is decided on its own: one that cannot be (wrong status, unknown id) is listed under `failed` and does not stop the others. `reject` needs a `reason` with more than spaces in it.",
+        request={"application/json": BULK_DECIDE_BODY},
         responses={200: OutputSerializer, **problem_responses(400, 401, 403, 415)},
         examples=[
             OpenApiExample("Reject two", value={"ids": [EXAMPLE_ID, "9d2c7a4b-1e0f-4b8a-9c6d-2f3e4a5b6c7d"], "decision": "reject", "reason": "Duplicate of an earlier request."}, request_only=True),
@@ -469,8 +502,10 @@ class RequestsBulkDecideApi(APIView):
         ],
     )
     def post(self, request):
+        actor = actor_for_request(request)
+        actor.require(Capability.REVIEW)  # permission before validation: 403 whatever the body
         serializer = RequestsBulkDecideApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        outcome = services.requests_bulk_decide(actor=actor_for_request(request), request_ids=data["ids"], decision=data["decision"], reason=data["reason"])
+        outcome = services.requests_bulk_decide(actor=actor, request_ids=data["ids"], decision=data["decision"], reason=data["reason"])
         return Response(RequestsBulkDecideApi.OutputSerializer(outcome).data)

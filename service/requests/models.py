@@ -48,6 +48,9 @@ class ErasureRequest(models.Model):
     code_expires_at = models.DateTimeField(null=True, blank=True)
     code_attempts_left = models.PositiveSmallIntegerField(default=0)
     code_sent_at = models.DateTimeField(null=True, blank=True)
+    # Guesses checked against any code of this request: a resend gives a new code, never new
+    # guesses beyond FORGET['CODE_MAX_GUESSES'] in total (services.request_verify).
+    code_guesses_used = models.PositiveSmallIntegerField(default=0)
 
     verified_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)

@@ -16,10 +16,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope, subject_actor
 from service.audit.services import audit_deferred, audit_record
+from service.common import ratelimits
 from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, PermissionDenied, RateLimited
 from service.common.hashing import canonical_json, pii_hash, sha256_hex
 
@@ -75,14 +77,34 @@ def _transition(request: ErasureRequest, to: Status, *, actor: Actor, data: dict
     return request
 
 
+def _guesses_left(request: ErasureRequest) -> int:
+    """Guesses this request may still have checked, over all its codes (FORGET['CODE_MAX_GUESSES'])."""
+    return max(settings.FORGET["CODE_MAX_GUESSES"] - request.code_guesses_used, 0)
+
+
+def _guesses_exhausted(request: ErasureRequest) -> Conflict:
+    return Conflict(
+        f"Request {request.reference} has used all {settings.FORGET['CODE_MAX_GUESSES']} attempts at a code; it can no longer "
+        "be confirmed by email. File a new request.",
+        code="code_guesses_exhausted",
+    )
+
+
 def _issue_code(request: ErasureRequest, *, actor: Actor) -> None:
+    """A new code replaces the old one. It gets CODE_MAX_ATTEMPTS attempts, or fewer when the
+    request's total budget of guesses (CODE_MAX_GUESSES, over every code it was sent) is nearly
+    spent: a resend is a new code, not new guesses."""
     cfg = settings.FORGET
+    left = _guesses_left(request)
+    if left <= 0:
+        raise _guesses_exhausted(request)
+    ratelimits.hit("code_mails_per_email", request.subject_email_hash)  # mails to one address, whoever asks
     code = f"{secrets.randbelow(10**6):06d}"
     now = timezone.now()
     ErasureRequest.objects.filter(pk=request.pk).update(
         code_hash=_code_hash(request.pk, code),
         code_expires_at=now + timedelta(seconds=cfg["CODE_TTL_SECONDS"]),
-        code_attempts_left=cfg["CODE_MAX_ATTEMPTS"],
+        code_attempts_left=min(cfg["CODE_MAX_ATTEMPTS"], left),
         code_sent_at=now,
     )
     audit_record(action="request.verification_sent", actor=actor, target_type="request", target_id=request.reference, data={"email": request.subject_email_hash})
@@ -140,6 +162,7 @@ def request_submit_web(*, name: str, email: str, regulation: str, facts: list[st
     """A subject's request from the public form: created `submitted`, and a code is emailed."""
     if not attested:
         raise ApplicationError("You must confirm that the data is about you.", code="attestation_required")
+    ratelimits.hit("submit_per_email", pii_hash(email))  # one victim's address flooded from many places
     request = _create(channel=Channel.WEB, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=subject_actor("new request"))
     _issue_code(request, actor=subject_actor(request.reference))
     request.refresh_from_db()
@@ -205,28 +228,38 @@ def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: 
 # --- verification --------------------------------------------------------------------------------
 
 
-def _subject_request(reference: str, email: str) -> ErasureRequest:
-    request = ErasureRequest.objects.filter(reference=reference.strip().upper(), subject_email_hash=pii_hash(email)).first()
+def _subject_request(reference: str, email: str, *, lock: bool = False) -> ErasureRequest:
+    """The request with this reference and email. `lock`: the row is locked until the caller's
+    transaction ends (SELECT ... FOR UPDATE), so concurrent callers take turns."""
+    requests = ErasureRequest.objects.select_for_update() if lock else ErasureRequest.objects
+    request = requests.filter(reference=reference.strip().upper(), subject_email_hash=pii_hash(email)).first()
     if request is None:
         raise NotFound("No request with this reference and email address.")
     return request
 
 
 def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
-    """Checks the emailed code: 10 minutes, 3 attempts, compared in constant time."""
+    """Checks the emailed code: 10 minutes, 3 attempts, compared in constant time.
+
+    The request's row is locked while a guess is checked and counted, so concurrent guesses take
+    turns: however many arrive at once, at most CODE_MAX_ATTEMPTS are checked against one code and
+    CODE_MAX_GUESSES against all the codes of a request; the others are refused unchecked.
+    """
     with transaction.atomic():
-        request = _subject_request(reference, email)
+        request = _subject_request(reference, email, lock=True)
         actor = subject_actor(request.reference)
         if request.status != Status.SUBMITTED:
             raise InvalidTransition(f"Request {request.reference} is already {request.status}.")
         now = timezone.now()
+        if _guesses_left(request) <= 0:
+            raise _guesses_exhausted(request)
         if not request.code_hash or request.code_attempts_left <= 0:
             raise ApplicationError("No attempts left for this code; ask for a new one.", code="code_attempts_exhausted")
         if request.code_expires_at is None or request.code_expires_at < now:
             raise ApplicationError("This code has expired; ask for a new one.", code="code_expired")
         if not hmac.compare_digest(request.code_hash, _code_hash(request.pk, code.strip())):
             left = request.code_attempts_left - 1
-            ErasureRequest.objects.filter(pk=request.pk).update(code_attempts_left=left)
+            ErasureRequest.objects.filter(pk=request.pk).update(code_attempts_left=left, code_guesses_used=F("code_guesses_used") + 1)
             audit_record(action="request.verification_failed", actor=actor, target_type="request", target_id=request.reference, data={"attempts_left": left})
             wrong = ApplicationError(
                 f"Wrong code. {left} attempt(s) left." if left else "Wrong code. No attempts left; ask for a new code.",
@@ -235,7 +268,7 @@ def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
             )
         else:
             wrong = None
-            request = _transition(request, Status.VERIFIED, actor=actor, data={"method": "email_code"}, verified_at=now, code_hash="", code_attempts_left=0)
+            request = _transition(request, Status.VERIFIED, actor=actor, data={"method": "email_code"}, verified_at=now, code_hash="", code_attempts_left=0, code_guesses_used=F("code_guesses_used") + 1)
             _maybe_auto_approve(request)
     if wrong:  # raised outside the atomic block so the failed attempt is committed
         raise wrong
@@ -245,12 +278,13 @@ def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
 
 def request_resend_code(*, reference: str, email: str) -> ErasureRequest:
     with transaction.atomic():
-        request = _subject_request(reference, email)
+        request = _subject_request(reference, email, lock=True)
         if request.status != Status.SUBMITTED:
             raise InvalidTransition(f"Request {request.reference} is already {request.status}.")
         wait = settings.FORGET["CODE_RESEND_SECONDS"]
         if request.code_sent_at and (timezone.now() - request.code_sent_at).total_seconds() < wait:
-            raise RateLimited(f"A code was sent less than {wait} seconds ago; please wait before asking again.")
+            retry_after = max(1, int(wait - (timezone.now() - request.code_sent_at).total_seconds()))
+            raise RateLimited(f"A code was sent less than {wait} seconds ago; please wait before asking again.", retry_after=retry_after)
         _issue_code(request, actor=subject_actor(request.reference))
     return request
 

@@ -16,8 +16,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from service.common import ratelimits
 from service.common.crypto import decrypt_text, encrypt_text
-from service.common.errors import ApplicationError, InvalidTransition, NotFound
+from service.common.errors import ApplicationError, InvalidTransition, NotFound, RateLimited
 
 from . import selectors, services
 from .forms import RequestForm, SubjectLookupForm, VerifyForm
@@ -124,15 +125,24 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "requests/public/home.html")
 
 
+def _page(request: HttpRequest, template: str, context: dict, *, status: int = 200, refusal: ApplicationError | None = None) -> HttpResponse:
+    """A page, with the Retry-After of a rate limit or a resend too soon when that refused it."""
+    response = render(request, template, context, status=status)
+    if refusal is not None and refusal.retry_after:
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def request_new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return render(request, "requests/public/new.html", {"form": RequestForm()})
     form = RequestForm(request.POST)
-    status = 400
+    status, refusal = 400, None
     if form.is_valid():
         data = form.cleaned_data
         try:
+            ratelimits.hit("submit_per_ip", ratelimits.client_ip(request))
             erasure = services.request_submit_web(
                 name=data["name"],
                 email=data["email"],
@@ -142,13 +152,13 @@ def request_new(request: HttpRequest) -> HttpResponse:
                 attested=data["attested"],
             )
         except ApplicationError as exc:
-            form.add_error(None, exc.detail)
-            status = exc.status
+            form.add_error(None, exc.detail)  # the form comes back filled in: nothing typed is lost
+            status, refusal = exc.status, exc
         else:
             _remember(request, erasure.reference, data["email"])
             request.session["forget.just_submitted"] = erasure.reference
             return redirect("request-verify")
-    return render(request, "requests/public/new.html", {"form": form}, status=status)
+    return _page(request, "requests/public/new.html", {"form": form}, status=status, refusal=refusal)
 
 
 def _show_service_error(form: VerifyForm, exc: ApplicationError) -> None:
@@ -177,10 +187,11 @@ def request_verify(request: HttpRequest) -> HttpResponse:
 
     resend = request.POST.get("action") == "resend"
     form = VerifyForm(request.POST, resend=resend)
-    status = 400
+    status, refusal = 400, None
     if form.is_valid():
         reference, email = form.cleaned_data["reference"], form.cleaned_data["email"]
         try:
+            ratelimits.hit("verify_per_ip", ratelimits.client_ip(request))
             if resend:
                 services.request_resend_code(reference=reference, email=email)
             else:
@@ -193,7 +204,7 @@ def request_verify(request: HttpRequest) -> HttpResponse:
             return redirect("request-status")
         except ApplicationError as exc:
             _show_service_error(form, exc)
-            status = exc.status
+            status, refusal = exc.status, exc
         else:
             _remember(request, reference, email)
             if resend:
@@ -204,7 +215,7 @@ def request_verify(request: HttpRequest) -> HttpResponse:
     if not resend and form.data.get("code"):
         form.data = form.data.copy()
         form.data["code"] = ""  # a refused code is not shown again
-    return render(request, "requests/public/verify.html", {**context, "form": form}, status=status)
+    return _page(request, "requests/public/verify.html", {**context, "form": form}, status=status, refusal=refusal)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -216,18 +227,22 @@ def request_status(request: HttpRequest) -> HttpResponse:
             messages.info(request, "This browser no longer shows your request.")
             return redirect("request-status")
         form = SubjectLookupForm(request.POST)
-        status = 400
+        status, refusal = 400, None
         if form.is_valid():
             reference, email = form.cleaned_data["reference"], form.cleaned_data["email"]
             try:
+                ratelimits.hit("status_per_ip", ratelimits.client_ip(request))
                 selectors.request_for_subject(reference=reference, email=email)
             except NotFound:
                 form.add_error(None, NOT_FOUND_MESSAGE)
                 status = 404
+            except RateLimited as exc:
+                form.add_error(None, exc.detail)
+                status, refusal = exc.status, exc
             else:
                 _remember(request, reference, email)
                 return redirect("request-status")
-        return render(request, "requests/public/status_lookup.html", {"form": form}, status=status)
+        return _page(request, "requests/public/status_lookup.html", {"form": form}, status=status, refusal=refusal)
 
     erasure = None
     if remembered := _remembered(request):

@@ -31,7 +31,7 @@ def test_list_and_detail_show_status_digests_and_history(staff_client, register,
     assert listing.status_code == 200
     assert [unit["unit_id"] for unit in listing.json()["results"]] == ["unit-candidate", "unit-live"]
     assert [u["unit_id"] for u in auditor.get(f"{BASE}/units", {"status": "active"}).json()["results"]] == ["unit-live"]
-    assert [u["unit_id"] for u in auditor.get(f"{BASE}/units", {"status": "active, candidate"}).json()["results"]] == ["unit-candidate", "unit-live"]
+    assert [u["unit_id"] for u in auditor.get(f"{BASE}/units", {"status": "active,candidate"}).json()["results"]] == ["unit-candidate", "unit-live"]
     unknown = auditor.get(f"{BASE}/units", {"status": "active,live"})
     assert unknown.status_code == 400 and unknown["Content-Type"] == PROBLEM
     [error] = unknown.json()["errors"]

@@ -115,3 +115,52 @@ def wait_for(condition: Callable[[], T], what: str, *, seconds: float, logs: Ite
             pytest.fail(f"{what}: the process exited ({alive.returncode}).\n{tails(logs, lines)}")
         time.sleep(every)
     pytest.fail(f"{what} within {seconds:g} s.\n{tails(logs, lines)}")
+
+
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def app_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of an application process on the test database: DEBUG off, as deployed;
+    the test process's keys (so that hashes and codes made here check there); mail to files."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "PII_HASH_KEY": settings.PII_HASH_KEY,
+        "FORGET_VAR_DIR": str(tmp_path / "var"),
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(tmp_path / "outbox"),
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(overrides)
+    return env
+
+
+class Gunicorn(LoggedProcess):
+    """The web app under gunicorn on 127.0.0.1, as docker/compose.yaml runs it (sync workers unless
+    `threads` > 1); ready once it answers HTTP."""
+
+    def __init__(self, *, env: dict[str, str], log: Path, workers: int = 4, threads: int = 1, extra: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [GUNICORN, "service.config.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+                   "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(threads), "--timeout", "60", *extra]
+        super().__init__(command, env=env, log=log)
+
+    def wait_ready(self, seconds: float = 90) -> None:
+        import http.client
+
+        def answers() -> bool:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/", headers={"Host": "127.0.0.1"})
+                conn.getresponse().read()
+                conn.close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(answers, "gunicorn did not answer", seconds=seconds, logs=[self.log], alive=self)

@@ -328,6 +328,49 @@ def test_role_gets_the_expected_answer(name, index, role, client, staff, world, 
             assert response["WWW-Authenticate"].startswith("Bearer"), "401 names the scheme"
 
 
+# --- permission before validation ----------------------------------------------------------------
+
+BAD_BODY = {"x": 1}  # an unknown field: 400 validation_error for anyone who may call the endpoint
+
+
+def _bad_body_cells() -> list:
+    routed = routes()
+    return [
+        pytest.param(name, index, role, id=f"{name}-{case.method}{index}-{role}-bad-body")
+        for name, cases in MATRIX.items()
+        if name in routed
+        for index, case in enumerate(cases)
+        if case.method == "POST" and case.json
+        for role in ROLES
+    ]
+
+
+@pytest.mark.parametrize("name, index, role", _bad_body_cells())
+def test_a_bad_body_is_judged_only_after_the_permission_check(name, index, role, client, staff, world, fast_passwords, sample_unit):
+    """Every JSON action endpoint with a body it refuses: a caller who may not act gets the same
+    401/403 (or 405) as with a good body, so the body's rules are never revealed to it; only a
+    caller who may act learns that the body is wrong (400)."""
+    case = MATRIX[name][index]
+    route = routes()[name]
+    known = {"request_id": world.request.pk}
+    if name.startswith(("registry", "api-registry")):
+        known["unit_id"] = sample_unit(world)
+    url = reverse(name, kwargs={p: known[p] for p in route.params})
+    headers = {}
+    if role in ("reviewer", "auditor", "admin"):
+        client.force_login(staff(role))
+    elif role in API_SCOPES:
+        headers["HTTP_AUTHORIZATION"] = f"Bearer {world.keys[role]}"
+
+    response = client.post(url, data=json.dumps(BAD_BODY), content_type="application/json", **headers)
+    refused_before = case.expect[role] in (401, 403, 405)
+    expected = case.expect[role] if refused_before else 400
+    assert response.status_code == expected, f"POST {url} as {role} with {BAD_BODY}: got {response.status_code}, expected {expected}"
+    assert response["Content-Type"] == "application/problem+json"
+    if expected == 400:
+        assert response.json()["code"] == "validation_error"
+
+
 # --- the demo accounts ---------------------------------------------------------------------------
 
 

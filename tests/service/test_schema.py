@@ -83,7 +83,11 @@ def test_swagger_ui_page_loads_its_assets_from_this_server():
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     html = response.content.decode()
-    assert "/api/schema/" in html
+    assert '<script src="/api/docs/?script=">' in html  # its start-up script is a file (Content-Security-Policy)
+    script = Client().get("/api/docs/?script=")
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+    assert "/api/schema/" in script.content.decode()
+    assert "<script>" not in html
     assert "cdn." not in html and "jsdelivr" not in html and "unpkg" not in html
     assets = re.findall(r'(?:src|href)="/static/([^"]+)"', html)
     assert any(a.endswith("swagger-ui-bundle.js") for a in assets), html
