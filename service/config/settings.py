@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "service.unlearning",
     "service.inference",
     "service.dossier",
+    "service.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -159,7 +160,16 @@ FORGET = {
     # certificate's Thresholds (e.g. {"leak_P": 0.1}); empty: the engine's defaults.
     "UNLEARN_CONFIG": json.loads(env("FORGET_UNLEARN_CONFIG", default="") or "{}"),
     "CERTIFICATE_THRESHOLDS": json.loads(env("FORGET_CERTIFICATE_THRESHOLDS", default="") or "{}"),
+    # --- status webhooks (service/webhooks, docs/api.md) ---
+    # Seconds before each retry of a failed delivery: exponential backoff over 27.6 hours (8 attempts).
+    "WEBHOOK_RETRY_SECONDS": [float(x) for x in env.list("FORGET_WEBHOOK_RETRY_SECONDS", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])],
+    # Connect and read timeout of one attempt; the receiver should answer 2xx at once and work later.
+    "WEBHOOK_TIMEOUT_SECONDS": env.float("FORGET_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
+    # Retries due within this many seconds are a task countdown; later ones wait for the periodic sweep.
+    "WEBHOOK_COUNTDOWN_MAX_SECONDS": env.float("FORGET_WEBHOOK_COUNTDOWN_MAX_SECONDS", default=300.0),
 }
+# The service's public address (scheme, host, optional port): absolute links in webhooks and emails.
+FORGET_PUBLIC_URL = env("FORGET_PUBLIC_URL", default="http://127.0.0.1:8000")
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
 
 # --- Models (workers/runtime.py) ----------------------------------------------------------------
@@ -237,6 +247,8 @@ CELERY_BEAT_SCHEDULE = {
     # docs/pipeline.md: purge raw forget sets past their retention; send jobs whose enqueue failed.
     "purge-forget-sets": {"task": "workers.tasks.unlearning.purge_forget_sets", "schedule": env.float("FORGET_RETENTION_SECONDS", default=3600.0)},
     "send-unsent-jobs": {"task": "workers.tasks.unlearning.send_unsent_jobs", "schedule": env.float("FORGET_RESEND_SECONDS", default=300.0)},
+    # Status webhooks (docs/api.md): retries due, and deliveries whose first enqueue failed.
+    "send-due-webhooks": {"task": "service.webhooks.tasks.send_due_webhooks", "schedule": env.float("FORGET_WEBHOOK_SWEEP_SECONDS", default=30.0)},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/registry/", include("adapters_store.urls_api")),
     path("api/v1/reports/", include("service.reports.urls_api")),
     path("api/v1/audit/", include("service.audit.urls_api")),
+    path("api/v1/webhooks/", include("service.webhooks.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
