@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from django.shortcuts import render
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
 
+from .favicon import favicon_ico
 from .problems import problem_response
 
 
@@ -33,3 +37,9 @@ def permission_denied(request, exception=None):
     if _is_api(request):
         return problem_response(request, status=403, code="forbidden", title="Forbidden", detail="You may not do this.")
     return render(request, "errors/403.html", status=403)
+
+
+@require_GET
+@cache_control(public=True, max_age=7 * 24 * 3600)
+def favicon(request):
+    return HttpResponse(favicon_ico(), content_type="image/x-icon")

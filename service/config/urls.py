@@ -3,7 +3,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from service.common.views import favicon
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("service.requests.urls_public")),
     path("staff/playground/", include("service.inference.urls")),
     path("staff/", include("service.requests.urls_staff")),

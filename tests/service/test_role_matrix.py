@@ -69,6 +69,7 @@ class Case:
 MATRIX: dict[str, list[Case]] = {
     # --- the data subject's pages: open to all, and a request is found only with its email -------
     "home": [Case("GET", every(200))],
+    "favicon": [Case("GET", every(200)), Case("POST", every(405))],
     "request-new": [Case("GET", every(200)), Case("POST", every(400), {}, note="an empty form: field errors")],
     "request-verify": [Case("GET", every(200)), Case("POST", every(400), {}, note="an empty form: field errors")],
     "request-status": [
