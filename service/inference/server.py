@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
@@ -31,6 +32,15 @@ from service.common.problems import PROBLEM_CONTENT_TYPE
 from .api import openai_error
 
 GATEWAY_URLCONF = "service.inference.urls_gateway"
+# The gateway's middleware: the request id, the body limit and the Host check, all of them able to
+# run on the event loop (no thread hop each under ASGI). The web app's sessions, CSRF, messages,
+# auth and clickjacking middleware serve pages the gateway does not have (its API authenticates
+# every call with a key or a staff token, docs/gateway.md).
+GATEWAY_MIDDLEWARE = [
+    "service.common.middleware.RequestIdMiddleware",
+    "service.common.middleware.BodySizeLimitMiddleware",
+    "service.common.middleware.HostCheckMiddleware",
+]
 SERVERS = ("uvicorn", "threaded")
 logger = logging.getLogger(__name__)
 
@@ -49,16 +59,26 @@ def _with_openai_error(response):
     return response
 
 
-class GatewayWSGIHandler(WSGIHandler):
-    """Django's WSGI handler with the gateway's URLconf (and the settings' middleware)."""
+class _GatewayMiddleware:
+    def load_middleware(self, is_async=False):
+        # settings.MIDDLEWARE is read here only; the gateway process serves no other handler.
+        web_middleware, settings.MIDDLEWARE = settings.MIDDLEWARE, GATEWAY_MIDDLEWARE
+        try:
+            super().load_middleware(is_async=is_async)
+        finally:
+            settings.MIDDLEWARE = web_middleware
+
+
+class GatewayWSGIHandler(_GatewayMiddleware, WSGIHandler):
+    """Django's WSGI handler with the gateway's URLconf and middleware."""
 
     def get_response(self, request):
         request.urlconf = GATEWAY_URLCONF
         return _with_openai_error(super().get_response(request))
 
 
-class GatewayASGIHandler(ASGIHandler):
-    """Django's ASGI handler with the gateway's URLconf (and the settings' middleware)."""
+class GatewayASGIHandler(_GatewayMiddleware, ASGIHandler):
+    """Django's ASGI handler with the gateway's URLconf and middleware."""
 
     async def get_response_async(self, request):
         request.urlconf = GATEWAY_URLCONF

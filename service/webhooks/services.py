@@ -19,6 +19,7 @@ from django.utils import timezone
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope
 from service.audit.services import audit_record
 from service.common.errors import ApplicationError, NotFound
+from service.config.celery import app as celery_app
 
 from . import delivery as http_delivery
 from .events import EVENT_TYPES, request_event_payload
@@ -128,14 +129,16 @@ def deliveries_create_for_event(*, event_type: str, request, previous: str) -> l
     return deliveries
 
 
-def _enqueue(delivery_ids: list[str], countdown: float | None = None) -> None:
-    """Hands deliveries to the Celery worker. Fails fast (no publish retries) when the broker is
-    down: the periodic send_due_webhooks task sends them later; nothing waits on this."""
-    from .tasks import deliver_webhook
+DELIVER_TASK = "service.webhooks.tasks.deliver_webhook"  # service/webhooks/tasks.py
 
+
+def _enqueue(delivery_ids: list[str], countdown: float | None = None) -> None:
+    """Hands deliveries to the Celery worker (by task name: the tasks module calls this one).
+    Fails fast (no publish retries) when the broker is down: the periodic send_due_webhooks task
+    sends them later; nothing waits on this."""
     for delivery_id in delivery_ids:
         try:
-            deliver_webhook.apply_async((delivery_id,), countdown=countdown, retry=False)
+            celery_app.send_task(DELIVER_TASK, args=[delivery_id], countdown=countdown, retry=False)
         except Exception:  # noqa: BLE001 - logged; the periodic task picks the delivery up
             logger.warning("could not enqueue webhook delivery %s; the periodic task will send it", delivery_id, exc_info=True)
 

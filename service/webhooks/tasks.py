@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from . import services
 
-@shared_task(name="service.webhooks.tasks.deliver_webhook", ignore_result=True)
+
+@shared_task(name=services.DELIVER_TASK, ignore_result=True)
 def deliver_webhook(delivery_id: str) -> str | None:
-    from .services import webhook_delivery_attempt
-
-    delivery = webhook_delivery_attempt(delivery_id=delivery_id)
+    delivery = services.webhook_delivery_attempt(delivery_id=delivery_id)
     return None if delivery is None else delivery.status
 
 
 @shared_task(name="service.webhooks.tasks.send_due_webhooks", ignore_result=True)
 def send_due_webhooks() -> int:
-    from .services import webhooks_send_due
-
-    return len(webhooks_send_due())
+    return len(services.webhooks_send_due())
