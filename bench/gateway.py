@@ -19,13 +19,14 @@ What one run does (bounded: --seconds per cell; everything it starts is stopped 
                   random LoRA adapter of the real shapes (A ~ N(0, 1/d_in), B ~ N(0, 0.01^2)), not trained.
      All are registered in the adapter registry as units that passed (no certificate is computed);
   3. for each --units level in increasing order, registers units until that many are active; then
-     for each --servers kind, starts `manage.py run_gateway --server <kind>` (--torch-threads,
-     --max-batch), waits until it serves them all, and for each --clients level runs that many
-     client threads for --seconds, each sending POST /v1/chat/completions (max_tokens
+     starts one `manage.py run_gateway --server <kind>` per --servers kind (--torch-threads,
+     --max-batch), waits until each serves them all, and for each --clients level runs that many
+     client threads for --seconds per server, in --rounds parts with the servers taking turns (so
+     that other load on the machine falls on both alike), each sending POST /v1/chat/completions (max_tokens
      --max-tokens) in a loop over a fixed mix of prompts: questions about the real units' people
      (their units fire), about people with a synthetic unit (it fires), about other people and
      general facts (nothing fires); then the same with `stream: true` for --stream-clients levels,
-     timing the first content chunk (time to first token) and the whole stream; then stops it (SIGTERM);
+     timing the first content chunk (time to first token) and the whole stream; then stops them (SIGTERM);
   4. prints calls/s, completion tokens/s and latency p50/p99 per cell, and the streaming table; JSON to --out.
 Each call opens its own connection (as a simple client does); keep-alive is not used.
 """
@@ -196,17 +197,22 @@ def run_cell(url: str, key: str, model: str, mix: list[dict], *, clients: int, s
     [t.start() for t in threads]
     [t.join() for t in threads]
     wall = time.perf_counter() - started  # includes the calls that were running at the deadline
+    return summarize_calls({"latencies": latencies, "by_group": by_group, "tokens": tokens[0], "tokens_by_group": tokens_by_group, "wall": wall, "errors": errors}, clients)
+
+
+def summarize_calls(raw: dict, clients: int) -> dict:
+    latencies, wall, by_group = raw["latencies"], raw["wall"], raw["by_group"]
     return {
         "clients": clients,
         "calls": len(latencies),
         "wall_seconds": round(wall, 2),
         "calls_per_s": round(len(latencies) / wall, 2),
-        "completion_tokens_per_s": round(tokens[0] / wall, 1),
-        "completion_tokens": tokens[0],
+        "completion_tokens_per_s": round(raw["tokens"] / wall, 1),
+        "completion_tokens": raw["tokens"],
         "p50_ms": round(percentile(latencies, 50) * 1000, 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None,
         "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
-        "errors": errors,
+        "errors": raw["errors"],
         # Answers differ in length (a refusal is longer than a city name), so latency is also given
         # per group: prompts about people with a unit, and the others (no unit fires; same answers at every level).
         "groups": {
@@ -214,11 +220,28 @@ def run_cell(url: str, key: str, model: str, mix: list[dict], *, clients: int, s
                 "calls": len(values),
                 "p50_ms": round(percentile(values, 50) * 1000, 1) if values else None,
                 "p99_ms": round(percentile(values, 99) * 1000, 1) if values else None,
-                "completion_tokens_per_call": round(tokens_by_group[group] / len(values), 1) if values else None,
+                "completion_tokens_per_call": round(raw["tokens_by_group"][group] / len(values), 1) if values else None,
             }
             for group, values in by_group.items()
         },
+        "_raw": raw,
     }
+
+
+def merge_raw(raws: list[dict]) -> dict:
+    """The samples of several parts of one cell (rounds run alternately with the other servers)."""
+    merged: dict = {}
+    for raw in raws:
+        for key, value in raw.items():
+            if isinstance(value, list):
+                merged.setdefault(key, []).extend(value)
+            elif isinstance(value, dict):
+                target = merged.setdefault(key, {})
+                for k, v in value.items():
+                    target[k] = target.get(k, [] if isinstance(v, list) else 0) + v
+            else:
+                merged[key] = merged.get(key, 0) + value
+    return merged
 
 
 def run_stream_cell(url: str, key: str, model: str, mix: list[dict], *, clients: int, seconds: float, max_tokens: int) -> dict:
@@ -280,12 +303,17 @@ def run_stream_cell(url: str, key: str, model: str, mix: list[dict], *, clients:
     [t.start() for t in threads]
     [t.join() for t in threads]
     wall = time.perf_counter() - started
+    return summarize_streams({"first": first, "total": total, "wall": wall, "errors": errors}, clients)
+
+
+def summarize_streams(raw: dict, clients: int) -> dict:
+    first, total, wall = raw["first"], raw["total"], raw["wall"]
 
     def ms(values: list[float], q: float) -> float | None:
         return round(percentile(values, q) * 1000, 1) if values else None
 
     return {"clients": clients, "streams": len(total), "streams_per_s": round(len(total) / wall, 2), "ttft_p50_ms": ms(first, 50), "ttft_p99_ms": ms(first, 99),
-            "total_p50_ms": ms(total, 50), "total_p99_ms": ms(total, 99), "errors": errors}
+            "total_p50_ms": ms(total, 50), "total_p99_ms": ms(total, 99), "errors": raw["errors"], "_raw": raw}
 
 
 def fired(url: str, key: str, mix: list[dict]) -> dict:
@@ -337,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="threaded,uvicorn", help="run_gateway --server kinds to compare, comma-separated (default threaded,uvicorn)")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated (default 1,8,32)")
     parser.add_argument("--stream-clients", default="1,8,32", help="concurrent streaming clients (time to first token), comma-separated; empty: none (default 1,8,32)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10, at most 120)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell and server (default 10, at most 120)")
+    parser.add_argument("--rounds", type=int, default=4, help="parts each cell is measured in, the servers taking turns (default 4)")
     parser.add_argument("--real-units", type=int, default=2, help="units really trained (default 2); the others are synthetic")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens of each call (default 32)")
     parser.add_argument("--torch-threads", type=int, default=1, help="the gateway's --torch-threads (default 1)")
@@ -380,25 +409,38 @@ def main(argv: list[str] | None = None) -> int:
             registered_in = time.perf_counter() - t
             info = {"units": level, "real": sum(not u["synthetic"] for u in units[:level]), "synthetic": sum(u["synthetic"] for u in units[:level]),
                     "register_seconds": round(registered_in, 2), "servers": {}}
-            for server in servers:
+            urls = {}
+            for server in servers:  # all of them at once: the cells alternate between them (see --rounds)
                 t = time.perf_counter()
                 name = f"gateway-{server}-{level}"
-                url = stack.start_gateway(port=free_port(), torch_threads=args.torch_threads, max_batch=args.max_batch, server=server, name=name)
+                urls[server] = stack.start_gateway(port=free_port(), torch_threads=args.torch_threads, max_batch=args.max_batch, server=server, name=name)
+            for server, url in urls.items():
                 stack.wait_gateway_ready(url)
                 health = stack.wait_for(f"the {server} gateway to serve {level} units", lambda: (h := http_json("GET", url + "/healthz")[1]) and len(h.get("units", [])) == level and h, 600)
                 info["servers"][server] = {"ready_seconds": round(time.perf_counter() - t, 1), "fired": fired(url, key, mix)}
-                log(f"{server}: {level} units served, ready in {time.perf_counter() - t:.1f} s; gate on the mix: {info['servers'][server]['fired']}")
-                for count in clients:
-                    cell = run_cell(url, key, health["model"], mix, clients=count, seconds=seconds, max_tokens=args.max_tokens)
-                    cell.update(server=server, units=level, real=info["real"], synthetic=info["synthetic"])
-                    cells.append(cell)
-                    log(f"  {server} {count:>2} clients: {cell['calls_per_s']:.1f} calls/s, {cell['completion_tokens_per_s']:.0f} tokens/s, p50 {cell['p50_ms']} ms, p99 {cell['p99_ms']} ms, errors {cell['errors']}")
-                for count in stream_clients:
-                    cell = run_stream_cell(url, key, health["model"], mix, clients=count, seconds=seconds, max_tokens=args.max_tokens)
-                    cell.update(server=server, units=level)
-                    stream_cells.append(cell)
-                    log(f"  {server} {count:>2} streaming clients: first token p50 {cell['ttft_p50_ms']} ms, p99 {cell['ttft_p99_ms']} ms, errors {cell['errors']}")
-                info["servers"][server]["exit_code"] = stack.stop_process(name)
+                log(f"{server}: {level} units served; gate on the mix: {info['servers'][server]['fired']}")
+            model = health["model"]
+
+            def alternate(run, summarize, counts, kind):
+                """Each cell in --rounds parts, the servers taking turns (ABBA...): load from other
+                work on the machine falls on all of them alike."""
+                out = []
+                for count in counts:
+                    parts = {server: [] for server in servers}
+                    for r in range(args.rounds):
+                        for server in servers if r % 2 == 0 else servers[::-1]:
+                            parts[server].append(run(urls[server], key, model, mix, clients=count, seconds=seconds / args.rounds, max_tokens=args.max_tokens)["_raw"])
+                    for server in servers:
+                        cell = summarize(merge_raw(parts[server]), count)
+                        cell.update(server=server, units=level, real=info["real"], synthetic=info["synthetic"])
+                        out.append(cell)
+                        log(f"  {server} {count:>2} {kind}: " + ", ".join(f"{k} {v}" for k, v in cell.items() if k.endswith(("_per_s", "p50_ms", "p99_ms")) and not k.startswith("max")) + f", errors {cell['errors']}")
+                return out
+
+            cells += alternate(run_cell, summarize_calls, clients, "clients")
+            stream_cells += alternate(run_stream_cell, summarize_streams, stream_clients, "streaming clients")
+            for server in servers:
+                info["servers"][server]["exit_code"] = stack.stop_process(f"gateway-{server}-{level}")
             levels_info.append(info)
         errors = stack.log_errors()
 
@@ -417,9 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic_units": SYNTHETIC_NOTE,
         "units_built_seconds": round(units_seconds, 1),
         "prompt_mix": {kind: sum(m["about"] == kind for m in mix) for kind in ("real unit", "synthetic unit", "no unit", "general fact")},
+        "rounds": args.rounds,
         "levels": levels_info,
-        "cells": cells,
-        "stream_cells": stream_cells,
+        "cells": [{k: v for k, v in c.items() if k != "_raw"} for c in cells],
+        "stream_cells": [{k: v for k, v in c.items() if k != "_raw"} for c in stream_cells],
         "log_errors": errors,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "machine": {**machine(), "load_average_before": machine_before["load_average"]},
