@@ -268,7 +268,7 @@ def run_stream_cell(url: str, key: str, model: str, mix: list[dict], *, clients:
                 return
             first_at = None
             while True:
-                line = response.fp.readline()
+                line = response.readline()
                 if not line:
                     raise OSError("the stream ended without [DONE]")
                 if line.startswith(b"data: [DONE]"):

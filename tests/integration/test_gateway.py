@@ -253,7 +253,7 @@ def test_the_production_server_streams_to_the_openai_client_and_finishes_streams
                  headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"})
     response = conn.getresponse()
     assert response.status == 200
-    first = response.fp.readline()
+    first = response.readline()
     assert first.startswith(b"data: ")
     gateway.process.send_signal(signal.SIGTERM)
     rest = response.read()  # the stream in flight runs to its end

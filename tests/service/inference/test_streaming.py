@@ -286,7 +286,7 @@ def test_a_client_that_disconnects_frees_its_batch_slot(uvicorn_gateway, openai_
                  headers={"Authorization": f"Bearer {openai_key}", "Content-Type": "application/json"})
     response = conn.getresponse()
     assert response.status == 200
-    response.fp.readline()  # the first event has begun
+    assert response.readline().startswith(b"data: ")  # the first event has begun
     conn.sock.close()
     conn.close()
     [group] = groups
