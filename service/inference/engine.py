@@ -16,6 +16,7 @@ tokenizer counts) runs on the batcher's one thread (see batcher.py for why).
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Hashable, Sequence
@@ -196,8 +197,6 @@ class GatewayEngine:
             return 0
         with self._count_lock:
             if self._count_tokenizer is None:
-                import copy
-
                 self._count_tokenizer = copy.deepcopy(self.base.tokenizer)
             return len(self._count_tokenizer(" " + text, add_special_tokens=False)["input_ids"])
 
