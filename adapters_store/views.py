@@ -85,8 +85,17 @@ def unit_detail(request, actor: Actor, unit_id: str):
     return render(
         request,
         "adapters_store/unit.html",
-        {"version": version, "events": selectors.version_events(version=version), **_actions(actor, version)},
+        {"version": version, "events": selectors.version_events(version=version), "scalar_metrics": _scalar_metrics(version.certificate_metrics), **_actions(actor, version)},
     )
+
+
+def _scalar_metrics(metrics) -> list[tuple[str, object]]:
+    """The certificate's top-level figures that are plain values (its rules have their own table;
+    nested sections are in the request's dossier)."""
+    if not isinstance(metrics, dict):
+        return []
+    skip = {"passed", "rules", "verdict"}
+    return [(name, value) for name, value in metrics.items() if name not in skip and (value is None or isinstance(value, (str, int, float, bool)))]
 
 
 @require_GET

@@ -146,11 +146,29 @@ class DemoStack:
         return self.start("worker", [CELERY, "-A", "service.config", "worker", "-Q", "default,gpu", "--pool", "solo", "--concurrency", "1", "-l", "info",
                                      "--without-gossip", "--without-mingle", "-n", f"bench-{os.getpid()}@%h"])
 
-    def start_gateway(self, *, port: int, torch_threads: int = 1, poll_seconds: float = 1.0, max_batch: int = 16) -> str:
+    def start_gateway(self, *, port: int, torch_threads: int = 1, poll_seconds: float = 1.0, max_batch: int = 16, server: str = "uvicorn", name: str = "gateway") -> str:
         url = f"http://127.0.0.1:{port}"
-        self.start("gateway", [PYTHON, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port), "--poll-seconds", str(poll_seconds),
-                               "--torch-threads", str(torch_threads), "--max-batch", str(max_batch), "--gateway-id", "bench-gateway"])
+        self.start(name, [PYTHON, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port), "--poll-seconds", str(poll_seconds),
+                          "--torch-threads", str(torch_threads), "--max-batch", str(max_batch), "--gateway-id", f"bench-{name}", "--server", server])
         return url
+
+    def stop_process(self, name: str, timeout: float = 30.0) -> int | None:
+        """SIGTERM to one process started by start() (a clean shutdown), SIGKILL if it hangs; it
+        leaves the list, its log stays."""
+        for entry in list(self.processes):
+            if entry[0] != name:
+                continue
+            process = entry[1]
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+            self.processes.remove(entry)
+            return process.returncode
+        return None
 
     def check_alive(self) -> None:
         for name, process, path in self.processes:

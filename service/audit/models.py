@@ -61,4 +61,5 @@ class AuditEvent(models.Model):
         from .events import describe
 
         # target and actor win over data keys of the same name (which would otherwise be a TypeError).
-        return describe(self.action, **{**(self.data or {}), "target": f"{self.target_type}:{self.target_id}", "actor": self.actor_label})
+        # The templates name the kind of target themselves ("Request {target} approved"): the id alone.
+        return describe(self.action, **{**(self.data or {}), "target": self.target_id, "actor": self.actor_label})

@@ -1,11 +1,16 @@
 """Request id on every request and response; characters no request may carry, over-long URLs and
-the body size limit answered with 400, 414 and 413 before anything reads them."""
+the body size limit answered with 400, 414 and 413 before anything reads them.
+
+All work in either mode (sync under WSGI, async under the gateway's ASGI server), so that an
+ASGI request does not hop to a thread and back for each of them.
+"""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import unquote_to_bytes
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 
 from .error_pages import is_api_path, static_error_page
@@ -15,33 +20,76 @@ from .request_context import reset_request_id, set_request_id
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class RequestIdMiddleware:
-    """Takes a well-formed X-Request-ID from the caller or makes one; echoes it in the response."""
+class _BothModes:
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-ID", "")
-        token = set_request_id(incoming if _SAFE_ID.match(incoming) else None)
-        try:
-            from .request_context import get_request_id
+        if self.is_async:
+            return self._acall(request)
+        return self.handle(request, self.get_response)
 
-            request.request_id = get_request_id()
-            response = self.get_response(request)
+    async def _acall(self, request):
+        early = self.before(request)
+        if early is not None:
+            return early
+        return self.after(request, await self.get_response(request))
+
+    def handle(self, request, get_response):
+        early = self.before(request)
+        if early is not None:
+            return early
+        return self.after(request, get_response(request))
+
+    def before(self, request):
+        """A response to answer at once, or None to go on."""
+        return None
+
+    def after(self, request, response):
+        return response
+
+
+class RequestIdMiddleware(_BothModes):
+    """Takes a well-formed X-Request-ID from the caller or makes one; echoes it in the response."""
+
+    def handle(self, request, get_response):
+        token = self._begin(request)
+        try:
+            response = get_response(request)
             response["X-Request-ID"] = request.request_id
             return response
         finally:
             reset_request_id(token)
 
+    async def _acall(self, request):
+        token = self._begin(request)
+        try:
+            response = await self.get_response(request)
+            response["X-Request-ID"] = request.request_id
+            return response
+        finally:
+            reset_request_id(token)
 
-class BodySizeLimitMiddleware:
+    @staticmethod
+    def _begin(request):
+        from .request_context import get_request_id
+
+        incoming = request.headers.get("X-Request-ID", "")
+        token = set_request_id(incoming if _SAFE_ID.match(incoming) else None)
+        request.request_id = get_request_id()
+        return token
+
+
+class BodySizeLimitMiddleware(_BothModes):
     """Refuses bodies over FORGET['MAX_BODY_BYTES'] before anything parses them (413)."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+    def before(self, request):
         limit = settings.FORGET["MAX_BODY_BYTES"]
         try:
             length = int(request.headers.get("Content-Length") or 0)
@@ -57,7 +105,16 @@ class BodySizeLimitMiddleware:
                 title="Request body too large",
                 detail=f"The body has {length} bytes; the limit is {limit}.",
             )
-        return self.get_response(request)
+        return None
+
+
+class HostCheckMiddleware(_BothModes):
+    """Checks the Host header against ALLOWED_HOSTS (DisallowedHost: 400), as CommonMiddleware does
+    on the web app; for the gateway, whose lean middleware has no CommonMiddleware."""
+
+    def before(self, request):
+        request.get_host()
+        return None
 
 
 # A NUL byte, or a UTF-16 surrogate written as UTF-8 (ED A0..BF xx: a "lone surrogate", which no
@@ -83,7 +140,7 @@ def _refuse(request, *, status: int, code: str, title: str, detail: str):
     return static_error_page(status, title=title, detail=detail)
 
 
-class RequestSanityMiddleware:
+class RequestSanityMiddleware(_BothModes):
     """Refuses, before any view, session or database sees them, what no valid request carries:
 
     - a NUL byte or a lone surrogate in the path, the query string or a header (a header also no
@@ -91,10 +148,7 @@ class RequestSanityMiddleware:
     - a URL (path and query string) longer than FORGET['MAX_URL_BYTES']: 414 `uri_too_long`.
     """
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+    def before(self, request):
         meta = request.META
         path = _wsgi_bytes(meta.get("PATH_INFO", ""))
         query = meta.get("QUERY_STRING", "")
@@ -122,4 +176,4 @@ class RequestSanityMiddleware:
                 title="Bad request",
                 detail=f"{where[0].upper()}{where[1:]} holds a NUL byte, a lone surrogate or another character no request may carry.",
             )
-        return self.get_response(request)
+        return None

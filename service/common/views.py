@@ -7,17 +7,18 @@ the static maintenance page instead of a 500.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
 
 from .error_pages import is_api_path, static_error_page
+from .favicon import favicon_ico
 from .outages import OUTAGE_DETAIL, is_outage, retry_after_seconds
 from .problems import problem_response
 
-logger = logging.getLogger(__name__)
 
 def service_unavailable(request) -> HttpResponse:
     """503 for an outage: problem+json on the API, the maintenance page elsewhere; Retry-After."""
@@ -65,3 +66,9 @@ def permission_denied(request, exception=None):
     if is_api_path(request.path_info):
         return problem_response(request, status=403, code="forbidden", title="Forbidden", detail="You may not do this.")
     return _with_navigation(request, "errors/403.html", 403)
+
+
+@require_GET
+@cache_control(public=True, max_age=7 * 24 * 3600)
+def favicon(request):
+    return HttpResponse(favicon_ico(), content_type="image/x-icon")

@@ -9,4 +9,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.config.settings")
 # DjangoTask gives delay_on_commit: jobs are enqueued only after the transaction commits.
 app = Celery("forget", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"], related_name="tasks")
+app.autodiscover_tasks(["workers", "service.webhooks"], related_name="tasks")

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "service.unlearning",
     "service.inference",
     "service.dossier",
+    "service.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -240,7 +241,16 @@ FORGET = {
     # After a certificate that is not PASS the worker retrains on its own (a new seed, longer, more
     # prompts in the failing shapes) up to this many times before the request goes to a reviewer.
     "REMEDIATION_ROUNDS": env.int("FORGET_REMEDIATION_ROUNDS", default=2),
+    # --- status webhooks (service/webhooks, docs/api.md) ---
+    # Seconds before each retry of a failed delivery: exponential backoff over 27.6 hours (8 attempts).
+    "WEBHOOK_RETRY_SECONDS": [float(x) for x in env.list("FORGET_WEBHOOK_RETRY_SECONDS", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])],
+    # Connect and read timeout of one attempt; the receiver should answer 2xx at once and work later.
+    "WEBHOOK_TIMEOUT_SECONDS": env.float("FORGET_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
+    # Retries due within this many seconds are a task countdown; later ones wait for the periodic sweep.
+    "WEBHOOK_COUNTDOWN_MAX_SECONDS": env.float("FORGET_WEBHOOK_COUNTDOWN_MAX_SECONDS", default=300.0),
 }
+# The service's public address (scheme, host, optional port): absolute links in webhooks and emails.
+FORGET_PUBLIC_URL = env("FORGET_PUBLIC_URL", default="http://127.0.0.1:8000")
 DATA_UPLOAD_MAX_MEMORY_SIZE = FORGET["MAX_BODY_BYTES"]
 
 # --- Cache, rate limits, staff login lockout ---------------------------------------------------------
@@ -346,6 +356,8 @@ CELERY_BEAT_SCHEDULE = {
     # docs/pipeline.md: purge raw forget sets past their retention; send jobs whose enqueue failed.
     "purge-forget-sets": {"task": "workers.tasks.unlearning.purge_forget_sets", "schedule": env.float("FORGET_RETENTION_SECONDS", default=3600.0)},
     "send-unsent-jobs": {"task": "workers.tasks.unlearning.send_unsent_jobs", "schedule": env.float("FORGET_RESEND_SECONDS", default=300.0)},
+    # Status webhooks (docs/api.md): retries due, and deliveries whose first enqueue failed.
+    "send-due-webhooks": {"task": "service.webhooks.tasks.send_due_webhooks", "schedule": env.float("FORGET_WEBHOOK_SWEEP_SECONDS", default=30.0)},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -353,7 +365,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"expected_errors_one_line": {"()": "service.common.logging.ExpectedErrorsOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # 403 and 404 are answers, not failures: one line each, no traceback (service/common/logging.py).
+        "django.request": {"filters": ["expected_errors_one_line"]},
+    },
 }

@@ -4,7 +4,10 @@ from django.urls import include, path
 from csp.decorators import csp_update
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from service.common.views import favicon
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("service.requests.urls_public")),
     path("staff/playground/", include("service.inference.urls")),
     path("staff/", include("service.requests.urls_staff")),
@@ -19,6 +22,7 @@ urlpatterns = [
     path("api/v1/registry/", include("adapters_store.urls_api")),
     path("api/v1/reports/", include("service.reports.urls_api")),
     path("api/v1/audit/", include("service.audit.urls_api")),
+    path("api/v1/webhooks/", include("service.webhooks.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file (script-src 'self'); Swagger UI itself sets
     # inline styles, so this one page allows them (scripts stay strict).

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,18 +22,32 @@ from .auth import GatewayAuthentication, MayGenerate
 from .gateway import current
 
 
+def openai_param(field: str | None) -> str | None:
+    """OpenAI names the request parameter at fault (`prompt`, `messages`, `max_tokens`), not the
+    path inside it (`prompt.0`, `messages.2.content`)."""
+    return field.split(".", 1)[0] if field else None
+
+
 def openai_error(problem: dict) -> dict:
     """OpenAI's error object for a problem body: {message, type, code, param}."""
     errors = problem.get("errors") or []
     message = problem.get("detail", "")
-    if errors:
+    if errors and problem.get("code") != "context_length_exceeded":
         message = "; ".join(f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in errors)
     return {
         "message": message,
         "type": "invalid_request_error" if problem.get("status", 500) < 500 else "server_error",
         "code": problem.get("code"),
-        "param": errors[0].get("field") if errors else None,
+        "param": openai_param(errors[0].get("field")) if errors else None,
     }
+
+
+def openai_error_for(exc: BaseException) -> dict:
+    """The OpenAI error object for an exception raised once a stream has begun."""
+    response = problem_exception_handler(exc, {}) if isinstance(exc, Exception) else None
+    if response is not None and isinstance(response.data, dict):
+        return openai_error(response.data)
+    return {"message": "An unexpected error occurred; quote the request id.", "type": "server_error", "code": "internal_error", "param": None}
 
 
 def gateway_exception_handler(exc, context):
@@ -64,7 +79,7 @@ class Index(PublicGatewayView):
             {
                 "service": "forget inference gateway",
                 "model": gateway.model,
-                "endpoints": ["GET /healthz", "GET /v1/models", "POST /v1/chat/completions", "POST /v1/completions", "POST /api/v1/generate"],
+                "endpoints": ["GET /healthz", "GET /v1/models", "GET /v1/models/{id}", "POST /v1/chat/completions", "POST /v1/completions", "POST /api/v1/generate"],
                 "docs": "docs/gateway.md",
             }
         )
@@ -79,25 +94,49 @@ class Health(PublicGatewayView):
 
 class Models(GatewayView):
     def get(self, request):
+        return Response({"object": "list", "data": [current().model_object()]})
+
+
+class Model(GatewayView):
+    """GET /v1/models/{id}: the served model, or 404 model_not_found."""
+
+    def get(self, request, model_id):
         gateway = current()
-        model = {"id": gateway.model, "object": "model", "created": int(gateway.started_at.timestamp()), "owned_by": "forget-service"}
-        return Response({"object": "list", "data": [model]})
+        gateway.check_model(model_id)
+        return Response(gateway.model_object())
+
+
+def event_stream(request, gateway, parsed, *, chat: bool) -> StreamingHttpResponse:
+    """The SSE response of a streamed call (the gate has decided for every prompt by then). The ASGI
+    server reads it from its event loop, where a client that disconnects cancels the reader; the
+    WSGI server reads it from the connection's thread and closes it when a write fails."""
+    writer = protocol.ChunkWriter(chat=chat, model=gateway.model, system_fingerprint=gateway.system_fingerprint, include_usage=parsed.include_usage)
+    stream = gateway.stream(parsed, writer)
+    content = stream.__aiter__() if isinstance(request._request, ASGIRequest) else iter(stream)
+    response = StreamingHttpResponse(content, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
 
 
 class ChatCompletions(GatewayView):
     def post(self, request):
-        parsed = protocol.parse_chat_completion(request.data)
         gateway = current()
+        parsed = protocol.parse_chat_completion(request.data, max_tokens_limit=gateway.max_tokens_limit)
         gateway.check_model(parsed.model)
+        if parsed.stream:
+            return event_stream(request, gateway, parsed, chat=True)
         [completion] = gateway.complete(parsed)
         return Response(protocol.chat_completion_body(completion, model=gateway.model, system_fingerprint=gateway.system_fingerprint))
 
 
 class Completions(GatewayView):
     def post(self, request):
-        parsed = protocol.parse_completion(request.data)
         gateway = current()
+        parsed = protocol.parse_completion(request.data, max_tokens_limit=gateway.max_tokens_limit)
         gateway.check_model(parsed.model)
+        if parsed.stream:
+            return event_stream(request, gateway, parsed, chat=False)
         completions = gateway.complete(parsed)
         return Response(protocol.completion_body(completions, model=gateway.model, system_fingerprint=gateway.system_fingerprint))
 
@@ -106,8 +145,8 @@ class Generate(GatewayView):
     """Answers plus the gate decision per prompt: which units fired, with what weight."""
 
     def post(self, request):
-        parsed = protocol.parse_generate(request.data)
         gateway = current()
+        parsed = protocol.parse_generate(request.data, max_tokens_limit=gateway.max_tokens_limit)
         completions = gateway.complete(parsed)
         requests = gateway.unit_requests()
         return Response(

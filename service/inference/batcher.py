@@ -69,9 +69,22 @@ class Batcher:
         Raises Overloaded when the queue is full, TimeoutError after `timeout` seconds (the group is
         dropped if it has not started), BatcherClosed on shutdown, or what `run` raised.
         """
-        group = _Group(list(items), key)
-        if not group.items:
+        if not items:
             return []
+        group = self.enqueue(items, key)
+        try:
+            return group.future.result(timeout=timeout)
+        except FutureTimeout:
+            self.withdraw(group)
+            raise TimeoutError(f"no answer within {timeout} s") from None
+        except CancelledError:
+            raise BatcherClosed("the gateway is shutting down") from None
+
+    def enqueue(self, items: Sequence[Any], key: Hashable) -> _Group:
+        """Queues `items` as one group without waiting: its `future` resolves with their results.
+        For streamed calls, whose rows report through their own channel while the batch runs.
+        Raises Overloaded or BatcherClosed like submit()."""
+        group = _Group(list(items), key)
         with self._cond:
             if self._closed:
                 raise BatcherClosed("the gateway is shutting down")
@@ -80,17 +93,18 @@ class Batcher:
             self._pending.append(group)
             self._waiting_items += len(group.items)
             self._cond.notify()
-        try:
-            return group.future.result(timeout=timeout)
-        except FutureTimeout:
-            if group.future.cancel():  # still queued: it will be skipped
-                with self._cond:
-                    if group in self._pending:
-                        self._pending.remove(group)
-                        self._waiting_items -= len(group.items)
-            raise TimeoutError(f"no answer within {timeout} s") from None
-        except CancelledError:
-            raise BatcherClosed("the gateway is shutting down") from None
+        return group
+
+    def withdraw(self, group: _Group) -> bool:
+        """Takes a group that has not started off the queue (its caller gave up). False when it is
+        already running or done."""
+        if not group.future.cancel():
+            return False
+        with self._cond:
+            if group in self._pending:
+                self._pending.remove(group)
+                self._waiting_items -= len(group.items)
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Stops taking work; groups still queued are cancelled, the running batch finishes."""

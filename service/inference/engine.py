@@ -16,6 +16,7 @@ tokenizer counts) runs on the batcher's one thread (see batcher.py for why).
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Hashable, Sequence
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from .batcher import Batcher
 from .protocol import Completion, Prompt
+from .streaming import AnswerText, StreamCancelled, StreamChannel
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,18 @@ class ContextLengthExceeded(ValueError):
             f"The prompt has {prompt_tokens} tokens; with max_tokens={max_tokens} that is more than the model's context of {limit} tokens."
         )
         self.prompt_tokens, self.max_tokens, self.limit = prompt_tokens, max_tokens, limit
+
+
+STREAM = "stream"  # the batch key of streamed rows: (STREAM, max_tokens)
+
+
+class StreamRow:
+    """A prompt of a streamed call: its answer's events go to `channel` under its `row` index."""
+
+    __slots__ = ("prompt", "channel", "row", "stop")
+
+    def __init__(self, prompt: Prompt, channel: StreamChannel, row: int, stop: Sequence[str] = ()):
+        self.prompt, self.channel, self.row, self.stop = prompt, channel, row, tuple(stop)
 
 
 class GatewayEngine:
@@ -52,7 +66,9 @@ class GatewayEngine:
         config = base.model.config
         self.context_length: int | None = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         self.has_chat_template = bool(getattr(base.tokenizer, "chat_template", None))
-        self.batcher = Batcher(self._run_batch, max_batch=max_batch, max_queue=max_queue)
+        self.batcher = Batcher(self._run_group, max_batch=max_batch, max_queue=max_queue)
+        self._count_lock = threading.Lock()
+        self._count_tokenizer = None  # a copy for token counts outside the batch thread (count_completion_tokens)
 
     @classmethod
     def from_runtime(cls, *, device: str | None = None, **kwargs) -> GatewayEngine:
@@ -168,3 +184,121 @@ class GatewayEngine:
                     weights={unit_id: w for unit_id, w in weights.row(row).items() if w > 0},
                 )
         return results
+
+    # -- streaming (service/inference/streaming.py) ----------------------------------------------
+
+    def stream(self, rows: Sequence[StreamRow], *, max_tokens: int):
+        """Queues streamed rows (one call's, run together in one batch) without waiting; their
+        events arrive on their channel. Returns the batcher's group (withdraw it to give up while
+        it waits). Raises Overloaded or BatcherClosed."""
+        return self.batcher.enqueue(list(rows), (STREAM, max_tokens))
+
+    def count_completion_tokens(self, text: str) -> int:
+        """Tokens of an answer as usage counts them (the answer follows the prompt after a space).
+        Safe from any thread: a copy of the tokenizer of its own (the batch thread's is not shared)."""
+        if not text:
+            return 0
+        with self._count_lock:
+            if self._count_tokenizer is None:
+                self._count_tokenizer = copy.deepcopy(self.base.tokenizer)
+            return len(self._count_tokenizer(" " + text, add_special_tokens=False)["input_ids"])
+
+    def _run_group(self, items: list, key: Hashable) -> list:
+        if isinstance(key, tuple) and key and key[0] == STREAM:
+            return self._run_stream_batch(items, key[1])
+        return self._run_batch(items, key)
+
+    def _run_stream_batch(self, rows: list[StreamRow], max_tokens: int) -> list[Completion | Exception]:
+        """The streamed variant of _run_batch: the same prompt texts, gate and greedy decoding, with
+        each row's text pushed to its channel as its tokens come. A row ends at the end of its first
+        line, at a stop sequence, at the end-of-sequence token, at max_tokens, or when its reader
+        cancels; the batch ends when every row has."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        tokenizer = self.base.tokenizer
+        results: list[Completion | Exception | None] = [None] * len(rows)
+        texts = [self.model_prompt(row.prompt) for row in rows]
+        counts = [len(tokenizer(text)["input_ids"]) for text in texts]
+        runnable = []
+        for i, (row, count) in enumerate(zip(rows, counts)):
+            if row.channel.cancelled:
+                results[i] = StreamCancelled("the client went away")
+            elif self.context_length and count + max_tokens > self.context_length:
+                results[i] = ContextLengthExceeded(count, max_tokens, self.context_length)
+                row.channel.push(row.row, "error", results[i])
+            else:
+                runnable.append(i)
+        if not runnable:
+            return results
+        weights = self.gated.resolve_weights([self.detector_text(rows[i].prompt) for i in runnable])
+        answers = [AnswerText(rows[i].stop) for i in runnable]
+        tokens: list[list[int]] = [[] for _ in runnable]
+        done = [False] * len(runnable)
+        ended_by_length = [False] * len(runnable)
+        for i in runnable:  # the gate has decided, before any token: the reader may answer 200 now
+            rows[i].channel.push(rows[i].row, "start", counts[i])
+        eos = tokenizer.eos_token_id
+
+        class RowsDone(StoppingCriteria):
+            """Called after every generated token: hands it to its row, says which rows are done."""
+
+            def __call__(self, input_ids, scores, **kwargs):
+                newest = input_ids[:, -1].tolist()
+                for r, token in enumerate(newest):
+                    if done[r]:
+                        continue
+                    row = rows[runnable[r]]
+                    if row.channel.cancelled:
+                        done[r] = True
+                        continue
+                    if token == eos:
+                        done[r] = True
+                        continue
+                    tokens[r].append(token)
+                    delta = answers[r].update(tokenizer.decode(tokens[r], skip_special_tokens=True))
+                    if delta:
+                        row.channel.push(row.row, "text", delta)
+                    if answers[r].done:
+                        done[r] = True
+                    elif len(tokens[r]) >= max_tokens:
+                        done[r], ended_by_length[r] = True, True
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+        tokenizer.padding_side = "left"
+        device = next(self.base.model.parameters()).device
+        batch = tokenizer([texts[i] for i in runnable], return_tensors="pt", padding=True).to(device)
+        try:
+            with self.gated.apply(weights), torch.no_grad():
+                self.base.model.generate(
+                    **batch,
+                    max_new_tokens=max_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=eos,
+                    stopping_criteria=StoppingCriteriaList([RowsDone()]),
+                )
+        except Exception as exc:
+            for i in runnable:  # the readers would otherwise wait for an end that never comes
+                rows[i].channel.push(rows[i].row, "error", exc)
+            raise
+        for r, i in enumerate(runnable):
+            row = rows[i]
+            if row.channel.cancelled:
+                results[i] = StreamCancelled("the client went away")
+                continue
+            answer = answers[r]
+            rest = answer.finish()
+            if rest:
+                row.channel.push(row.row, "text", rest)
+            text = answer.text
+            results[i] = Completion(
+                text=text,
+                finish_reason="length" if ended_by_length[r] and not answer.stopped else "stop",
+                prompt_tokens=counts[i],
+                completion_tokens=len(tokenizer(" " + text, add_special_tokens=False)["input_ids"]) if text else 0,
+                weights={unit_id: w for unit_id, w in weights.row(r).items() if w > 0},
+            )
+            row.channel.push(row.row, "end", results[i])
+        return results
+

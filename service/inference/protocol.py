@@ -3,11 +3,12 @@
 Three endpoints take prompts:
 
 - `POST /v1/chat/completions` and `POST /v1/completions`: the OpenAI request and response formats,
-  so that OpenAI client libraries work unchanged. Decoding is greedy: `temperature`, `top_p`,
-  `seed` and the penalties are accepted (clients send them by default) and ignored; parameters
-  that would change the shape of the answer and that the gateway cannot honour (`stream`, `n` > 1,
-  `logprobs`, `echo`, `best_of` > 1, `suffix`, `logit_bias`, tools, a JSON `response_format`) are
-  refused with 400, never silently dropped. As with OpenAI, an unknown parameter is a 400 too.
+  so that OpenAI client libraries work unchanged, streamed (`stream: true`, server-sent events of
+  OpenAI's chunk objects) or not. Decoding is greedy: `temperature`, `top_p`, `seed` and the
+  penalties are accepted (clients send them by default) and ignored; parameters that would change
+  the shape of the answer and that the gateway cannot honour (`n` > 1, `logprobs`, `echo`,
+  `best_of` > 1, `suffix`, `logit_bias`, tools, a JSON `response_format`) are refused with 400,
+  never silently dropped. As with OpenAI, an unknown parameter is a 400 too.
 - `POST /api/v1/generate`: this service's own format, which adds the gate decision per prompt.
 
 Parsing turns a body into a GenerationRequest (or raises DRF's ValidationError, which the
@@ -16,6 +17,7 @@ exception handler answers as problem+json); the builders turn the engine's Compl
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Sequence
@@ -27,7 +29,7 @@ from rest_framework import serializers
 from service.common.serializers import StrictCharField, StrictSerializer
 
 DEFAULT_MAX_TOKENS = 32  # when the body names none
-MAX_TOKENS_LIMIT = 256  # the most new tokens one prompt may ask for (the model's context may allow fewer)
+MAX_TOKENS_LIMIT = 256  # the most new tokens one prompt may ask for when the model's context is unknown; else context - 1
 MAX_PROMPTS = 32  # prompts per call; they run through the gate as one batch
 MAX_PROMPT_CHARS = 8000
 MAX_MESSAGES = 64
@@ -62,6 +64,10 @@ class GenerationRequest:
     max_tokens: int
     model: str | None = None
     stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with the usage
+    param: str = "prompt"  # the body's name for the prompts, for errors about them (OpenAI's `param`)
+    max_tokens_given: bool = True  # False: max_tokens is the default, not the caller's
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,12 @@ class MessageSerializer(StrictSerializer):
 
 
 def _max_tokens_field(**kwargs) -> serializers.IntegerField:
-    return serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_TOKENS_LIMIT, **kwargs)
+    # The upper bound depends on the served model's context: checked in _validated (max_tokens_limit).
+    return serializers.IntegerField(required=False, allow_null=True, min_value=1, **kwargs)
+
+
+class StreamOptionsSerializer(StrictSerializer):
+    include_usage = serializers.BooleanField(required=False, allow_null=True)
 
 
 class _OpenAIInput(StrictSerializer):
@@ -211,7 +222,7 @@ class _OpenAIInput(StrictSerializer):
     stop = StopField(required=False, allow_null=True)
     n = serializers.IntegerField(required=False, allow_null=True)
     stream = serializers.BooleanField(required=False, allow_null=True)
-    stream_options = serializers.JSONField(required=False, allow_null=True)
+    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
     logit_bias = serializers.DictField(required=False, allow_null=True)
 
     def validate_n(self, value):
@@ -219,10 +230,10 @@ class _OpenAIInput(StrictSerializer):
             raise _unsupported("Only n=1 is supported: send one request per answer.")
         return value
 
-    def validate_stream(self, value):
-        if value:
-            raise _unsupported("Streaming is not supported: leave stream out or send false.")
-        return value
+    def validate(self, data):
+        if data.get("stream_options") and not data.get("stream"):
+            raise serializers.ValidationError({"stream_options": ["stream_options is only allowed when stream is true."]}, code="invalid")
+        return data
 
     def validate_logit_bias(self, value):
         if value:
@@ -303,34 +314,55 @@ class CompletionInput(_OpenAIInput):
 
 class GenerateInput(StrictSerializer):
     prompts = serializers.ListField(child=PromptTextField(), allow_empty=False, max_length=MAX_PROMPTS, help_text="Questions (or raw prompts with raw=true).")
-    max_tokens = serializers.IntegerField(required=False, default=DEFAULT_MAX_TOKENS, min_value=1, max_value=MAX_TOKENS_LIMIT)
+    max_tokens = serializers.IntegerField(required=False, default=DEFAULT_MAX_TOKENS, min_value=1)
     raw = serializers.BooleanField(required=False, default=False, help_text="Send the prompts to the model as they are instead of as questions.")
 
 
-def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+def max_tokens_limit(context_length: int | None) -> int:
+    """The most new tokens a call may ask for: all of the model's context but one token for the
+    prompt (whether a given prompt leaves that much room is checked once it is tokenized)."""
+    return max(1, context_length - 1) if context_length else MAX_TOKENS_LIMIT
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: Any, limit: int) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    body = serializer.validated_data
+    for name in ("max_tokens", "max_completion_tokens"):
+        if (body.get(name) or 0) > limit:
+            message = f"Ensure this value is less than or equal to {limit} (the model's context minus at least one prompt token)."
+            raise serializers.ValidationError({name: [serializers.ErrorDetail(message, code="max_value")]})
+    return body
 
 
-def parse_chat_completion(data: Any) -> GenerationRequest:
-    body = _validated(ChatCompletionInput, data)
+def _stream_flags(body: dict[str, Any]) -> dict[str, bool]:
+    return {"stream": bool(body.get("stream")), "include_usage": bool((body.get("stream_options") or {}).get("include_usage"))}
+
+
+def parse_chat_completion(data: Any, *, max_tokens_limit: int = MAX_TOKENS_LIMIT) -> GenerationRequest:
+    body = _validated(ChatCompletionInput, data, max_tokens_limit)
     messages = tuple((m["role"], m["content"]) for m in body["messages"])
     last_user = next(content for role, content in reversed(messages) if role == "user")
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
-    return GenerationRequest((Prompt("chat", last_user, messages),), max_tokens, body["model"], tuple(body.get("stop") or ()))
+    given = body.get("max_completion_tokens") or body.get("max_tokens")
+    return GenerationRequest(
+        (Prompt("chat", last_user, messages),), given or DEFAULT_MAX_TOKENS, body["model"], tuple(body.get("stop") or ()),
+        param="messages", max_tokens_given=bool(given), **_stream_flags(body),
+    )
 
 
-def parse_completion(data: Any) -> GenerationRequest:
-    body = _validated(CompletionInput, data)
+def parse_completion(data: Any, *, max_tokens_limit: int = MAX_TOKENS_LIMIT) -> GenerationRequest:
+    body = _validated(CompletionInput, data, max_tokens_limit)
     prompts = tuple(Prompt("raw", text) for text in body["prompt"])
-    return GenerationRequest(prompts, body.get("max_tokens") or DEFAULT_MAX_TOKENS, body["model"], tuple(body.get("stop") or ()))
+    given = body.get("max_tokens")
+    return GenerationRequest(
+        prompts, given or DEFAULT_MAX_TOKENS, body["model"], tuple(body.get("stop") or ()), param="prompt", max_tokens_given=bool(given), **_stream_flags(body)
+    )
 
 
-def parse_generate(data: Any) -> GenerationRequest:
-    body = _validated(GenerateInput, data)
+def parse_generate(data: Any, *, max_tokens_limit: int = MAX_TOKENS_LIMIT) -> GenerationRequest:
+    body = _validated(GenerateInput, data, max_tokens_limit)
     kind = "raw" if body["raw"] else "question"
-    return GenerationRequest(tuple(Prompt(kind, text) for text in body["prompts"]), body["max_tokens"])
+    return GenerationRequest(tuple(Prompt(kind, text) for text in body["prompts"]), body["max_tokens"], param="prompts")
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -414,3 +446,65 @@ def generate_body(
         ],
         "usage": _usage(completions),
     }
+
+
+# --- streamed responses (server-sent events of OpenAI's chunk objects) -----------------------------
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    """One server-sent event carrying a JSON object."""
+    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+class ChunkWriter:
+    """The chunk objects of one streamed call, all with the same id, created time and model
+    (OpenAI's `chat.completion.chunk` or `text_completion` objects)."""
+
+    def __init__(self, *, chat: bool, model: str, system_fingerprint: str, include_usage: bool):
+        self.chat, self.include_usage = chat, include_usage
+        self.id = _response_id("chatcmpl" if chat else "cmpl")
+        self.created = int(time.time())
+        self.model, self.system_fingerprint = model, system_fingerprint
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+            "choices": choices,
+        }
+        if self.include_usage:
+            body["usage"] = None  # as OpenAI: null on every chunk but the last
+        return body
+
+    def _choice(self, index: int, content: str | None, finish_reason: str | None, *, role: bool = False) -> dict[str, Any]:
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else ({} if content is None else {"content": content})
+            return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {"index": index, "text": content or "", "logprobs": None, "finish_reason": finish_reason}
+
+    def start(self, index: int) -> bytes | None:
+        """Chat streams open each choice with the role; completions have no such chunk."""
+        return sse(self._chunk([self._choice(index, "", None, role=True)])) if self.chat else None
+
+    def text(self, index: int, delta: str) -> bytes:
+        return sse(self._chunk([self._choice(index, delta, None)]))
+
+    def end(self, index: int, finish_reason: str) -> bytes:
+        return sse(self._chunk([self._choice(index, None, finish_reason)]))
+
+    def usage(self, completions: Sequence[Completion]) -> bytes | None:
+        if not self.include_usage:
+            return None
+        body = self._chunk([])
+        body["usage"] = _usage(completions)
+        return sse(body)
+
+    @staticmethod
+    def error(error: dict[str, Any]) -> bytes:
+        """An error after the stream began (OpenAI's clients raise it): {"error": {...}}."""
+        return sse({"error": error})

@@ -40,7 +40,7 @@ class PlaygroundForm(forms.Form):
         max_value=MAX_TOKENS_LIMIT,
         initial=32,
         widget=forms.NumberInput(attrs={"aria-describedby": "id_max_tokens-help"}),
-        help_text=f"1 to {MAX_TOKENS_LIMIT}; decoding is greedy.",
+        help_text=f"1 to {MAX_TOKENS_LIMIT}, and the question and the answer must fit in the model's context; decoding is greedy.",
     )
 
     def clean_prompts(self) -> list[str]:

@@ -47,11 +47,23 @@ def nice_step(top: float, *, ticks: int = 5, whole: bool = False) -> float:
 
 
 def _label(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def grouped_bar_chart(*, title: str, rows: list[RequestFigures], series: list[Series], unit: str, whole: bool = False) -> str:
-    values = [[item.value(row) for item in series] for row in rows]
+def duration_unit(top_days: float) -> tuple[str, float]:
+    """(unit, factor from days) for durations whose largest is `top_days`: days from one day up,
+    hours or minutes below (a demo completes in minutes: 0.00088 days says nothing)."""
+    if top_days >= 1:
+        return "days", 1.0
+    if top_days * 24 >= 1:
+        return "hours", 24.0
+    return "minutes", 24.0 * 60
+
+
+def grouped_bar_chart(*, title: str, rows: list[RequestFigures], series: list[Series], unit: str, whole: bool = False, scale: float = 1.0) -> str:
+    values = [[None if (v := item.value(row)) is None else v * scale for item in series] for row in rows]
     top = max([v for group in values for v in group if v is not None] or [0])
     step = nice_step(top, whole=whole)
     axis_top = max(step, math.ceil(top / step) * step)
@@ -98,5 +110,13 @@ def report_charts(report: RequestReport) -> dict[str, str]:
     """The report's two charts: outcomes per regulation, and days to completion (with the total)."""
     return {
         "outcomes": grouped_bar_chart(title=f"Requests received {report.period}, by outcome and regulation", rows=report.rows, series=OUTCOMES, unit="requests", whole=True),
-        "durations": grouped_bar_chart(title=f"Days from receipt to completion, requests received {report.period}", rows=[*report.rows, report.total], series=DURATIONS, unit="days"),
+        "durations": _durations_chart(report),
     }
+
+
+def _durations_chart(report: RequestReport) -> str:
+    rows = [*report.rows, report.total]
+    top = max([v for row in rows for item in DURATIONS if (v := item.value(row)) is not None] or [0])
+    unit, factor = duration_unit(top)
+    title = f"Time from receipt to completion ({unit}), requests received {report.period}"
+    return grouped_bar_chart(title=title, rows=rows, series=[Series(item.name.replace("days", unit), item.color, item.value) for item in DURATIONS], unit=unit, scale=factor)

@@ -99,6 +99,22 @@ def _invalid(field: str, message: str) -> ApplicationError:
     return ApplicationError(message, code="validation_error", extra={"errors": [{"field": field, "message": message, "code": "invalid"}]})
 
 
+# The web page's default when no period is asked for: the first of these with a request received in
+# it (a fresh deployment has none last calendar year, and a page of zeros says nothing).
+PAGE_DEFAULT_ORDER = (Preset.LAST_YEAR, Preset.LAST_12_MONTHS, Preset.LAST_30_DAYS)
+
+
+def preset_with_data(*, today: date | None = None) -> Preset:
+    """The first preset of PAGE_DEFAULT_ORDER in which a request was received; else the last one."""
+    from service.requests.models import ErasureRequest
+
+    for preset in PAGE_DEFAULT_ORDER:
+        start, end = preset_period(preset, today=today).bounds
+        if ErasureRequest.objects.filter(received_at__gte=start, received_at__lt=end).exists():
+            return preset
+    return PAGE_DEFAULT_ORDER[-1]
+
+
 def preset_period(preset: Preset | str, *, today: date | None = None) -> Period:
     today = today or timezone.now().astimezone(dt_timezone.utc).date()
     preset = Preset(preset)

@@ -21,7 +21,7 @@ from service.common.errors import ApplicationError
 from service.requests.views_staff import staff_view
 
 from .charts import report_charts
-from .selectors import DEFAULT_PRESET, PRESET_LABELS, Period, RequestFigures, RequestReport, report_period
+from .selectors import PRESET_LABELS, Period, RequestFigures, RequestReport, preset_with_data, report_period
 from .services import request_report_generate
 
 CSV_COLUMNS = [
@@ -49,7 +49,7 @@ CSV_COLUMNS = [
 class PeriodForm(forms.Form):
     """`preset`, or `from` / `to` (dates, both included); explicit dates win over the preset."""
 
-    preset = forms.ChoiceField(required=False, label="Period", choices=[("", f"Default ({DEFAULT_PRESET.label.lower()})")] + [(p.value, label) for p, label in PRESET_LABELS.items()])
+    preset = forms.ChoiceField(required=False, label="Period", choices=[("", "Default (the last calendar year, or the latest period with requests)")] + [(p.value, label) for p, label in PRESET_LABELS.items()])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,8 +60,11 @@ class PeriodForm(forms.Form):
     def period(self) -> Period | None:
         """The chosen period, or None with the problem added to the form's errors."""
         data = self.cleaned_data
+        preset = data.get("preset") or None
+        if preset is None and data.get("from") is None and data.get("to") is None:
+            preset = preset_with_data()  # the page opens on a period that has data
         try:
-            return report_period(start=data.get("from"), end=data.get("to"), preset=data.get("preset") or None)
+            return report_period(start=data.get("from"), end=data.get("to"), preset=preset)
         except ApplicationError as exc:
             field = next((error["field"] for error in exc.extra.get("errors", []) if error.get("field") in self.fields), "to")
             self.add_error(field, exc.detail)

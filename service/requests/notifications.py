@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
+
+
+def verify_url(reference: str) -> str:
+    """The verification page on the public site, with the reference filled in."""
+    return settings.FORGET_PUBLIC_URL.rstrip("/") + reverse("request-verify") + "?" + urlencode({"reference": reference})
 
 
 def _send_after_commit(subject: str, body: str, recipients: list[str]) -> None:
@@ -18,7 +26,8 @@ def send_verification_code(*, email: str, reference: str, code: str, ttl_minutes
     _send_after_commit(
         f"Your verification code for request {reference}",
         f"Your verification code is {code}\n\n"
-        f"Enter it on the verification page within {ttl_minutes} minutes to confirm your request {reference}.\n"
+        f"Enter it on the verification page within {ttl_minutes} minutes to confirm your request {reference}:\n"
+        f"{verify_url(reference)}\n\n"
         "If you did not ask for your data to be forgotten, ignore this email.",
         [email],
     )

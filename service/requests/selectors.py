@@ -54,10 +54,22 @@ def request_list(*, actor: Actor, filters: RequestFilters = RequestFilters()) ->
     return requests.order_by("deadline_at", "received_at")
 
 
+# "Needs action": the requests a reviewer must do something about, the queue's default view. The
+# one place to extend it: requests whose certificate verdict is INCONCLUSIVE join here once the
+# pipeline records verdicts (a condition on the latest unlearning job, OR-ed with these statuses).
+NEEDS_ACTION_STATUSES: tuple[Status, ...] = (Status.VERIFIED, Status.FAILED, Status.NEEDS_REVIEW)
+
+
+def needs_action(*, actor: Actor, filters: RequestFilters = RequestFilters()) -> QuerySet[ErasureRequest]:
+    """Requests waiting for a reviewer: to decide (verified), to retry or close (failed), most urgent first."""
+    statuses = ",".join(s.value for s in NEEDS_ACTION_STATUSES)
+    return request_list(actor=actor, filters=RequestFilters(**{**filters.__dict__, "status": statuses}))
+
+
 def review_queue(*, actor: Actor, filters: RequestFilters = RequestFilters()) -> QuerySet[ErasureRequest]:
-    """The reviewer's queue: by default, requests waiting for a decision, most urgent first."""
+    """The reviewer's queue: by default, the requests that need action, most urgent first."""
     if not filters.status:
-        filters = RequestFilters(**{**filters.__dict__, "status": Status.VERIFIED.value})
+        return needs_action(actor=actor, filters=filters)
     return request_list(actor=actor, filters=filters)
 
 

@@ -28,6 +28,7 @@ from service.common.hashing import canonical_json, pii_hash, sha256_hex
 from . import notifications
 from .deadlines import extended_deadline, legal_deadline
 from .models import Channel, ErasureRequest
+from .signals import request_status_changed
 from .states import Status, sources_for
 
 _REFERENCE_ALPHABET = "".join(c for c in string.ascii_uppercase + string.digits if c not in "0O1IL")
@@ -65,15 +66,18 @@ def _transition(request: ErasureRequest, to: Status, *, actor: Actor, data: dict
                 extra={"current_status": current, "requested_status": to.value},
             )
         audit_record(action=f"request.{to.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": request.status, **(data or {})})
-    # The row now holds exactly what the compare-and-set wrote: set it here instead of re-reading
-    # (and decrypting) the whole row; only database expressions need the round trip.
-    request.status, request.updated_at = to.value, now
-    expressions = [name for name, value in fields.items() if hasattr(value, "resolve_expression")]
-    for name, value in fields.items():
-        if name not in expressions:
-            setattr(request, name, value)
-    if expressions:
-        request.refresh_from_db(fields=expressions)
+        # The row now holds exactly what the compare-and-set wrote: set it here instead of re-reading
+        # (and decrypting) the whole row; only database expressions need the round trip.
+        previous = request.status
+        request.status, request.updated_at = to.value, now
+        expressions = [name for name, value in fields.items() if hasattr(value, "resolve_expression")]
+        for name, value in fields.items():
+            if name not in expressions:
+                setattr(request, name, value)
+        if expressions:
+            request.refresh_from_db(fields=expressions)
+        # In the same transaction: the status webhooks' deliveries commit with the change (service.webhooks).
+        request_status_changed.send(sender=ErasureRequest, request=request, previous=previous)
     return request
 
 
@@ -211,6 +215,7 @@ def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: 
                     # one statement and one savepoint less.
                     request = _insert(**fields, received=received, status=Status.VERIFIED.value, verified_at=received)
                     audit_record(action=f"request.{Status.VERIFIED.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": Status.SUBMITTED.value, "method": "trusted_identity"})
+                    request_status_changed.send(sender=ErasureRequest, request=request, previous=Status.SUBMITTED.value)
                     _maybe_auto_approve(request)
                 else:
                     request = _insert(**fields, received=received)

@@ -54,8 +54,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 TERMINAL: frozenset[Status] = frozenset({S.REJECTED, S.CANCELLED, S.EXPIRED, S.ROLLED_BACK})
 # Statuses in which the legal deadline still runs (shown as days left, counted as overdue).
 OPEN: frozenset[Status] = frozenset({S.SUBMITTED, S.VERIFIED, S.APPROVED, S.QUEUED, S.TRAINING, S.EVALUATING, S.STAGED, S.FAILED, S.NEEDS_REVIEW})
-# Statuses a reviewer acts on: the "Needs action" of the review queue.
-NEEDS_ACTION: frozenset[Status] = frozenset({S.VERIFIED, S.FAILED, S.NEEDS_REVIEW})
 # The pipeline's progress through the statuses, for the subject's status page.
 PIPELINE: tuple[Status, ...] = (S.SUBMITTED, S.VERIFIED, S.APPROVED, S.QUEUED, S.TRAINING, S.EVALUATING, S.STAGED, S.ACTIVE)
 

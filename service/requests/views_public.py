@@ -183,6 +183,8 @@ def request_verify(request: HttpRequest) -> HttpResponse:
     }
     if request.method != "POST":
         initial = {"reference": remembered[0], "email": remembered[1]} if remembered else {}
+        if not initial and (linked := request.GET.get("reference", "").strip().upper()[:16]):
+            initial = {"reference": linked}  # the link in the verification email names the request (never the email)
         return render(request, "requests/public/verify.html", {**context, "form": VerifyForm(initial=initial)})
 
     resend = request.POST.get("action") == "resend"

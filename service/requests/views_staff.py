@@ -76,13 +76,13 @@ def _safe_next(request, default: str) -> str:
 
 # --- the queue -----------------------------------------------------------------------------------
 
-STATUS_AWAITING_REVIEW, STATUS_OPEN, STATUS_ANY = "", "open", "all"
+STATUS_NEEDS_ACTION, STATUS_OPEN, STATUS_ANY = "needs_action", "open", "all"
 
 
 class QueueFilterForm(forms.Form):
     status = forms.ChoiceField(
         required=False,
-        choices=[(STATUS_AWAITING_REVIEW, "Awaiting review"), (STATUS_OPEN, "Any open status"), (STATUS_ANY, "Any status")] + list(Status.choices),
+        choices=[(STATUS_NEEDS_ACTION, "Needs action (awaiting review, failed, certificate to review)"), (STATUS_OPEN, "Any open status"), (STATUS_ANY, "Any status")] + list(Status.choices),
     )
     regulation = forms.ChoiceField(required=False, choices=[("", "Any")] + list(Regulation.choices))
     channel = forms.ChoiceField(required=False, choices=[("", "Any")] + list(Channel.choices))
@@ -106,6 +106,11 @@ def _urgency(days_left: int | None) -> str:
     return "due-soon" if days_left <= settings.FORGET["REMINDER_DAYS_LEFT"] else ""
 
 
+def _default_status(actor: Actor) -> str:
+    """Reviewers land on what needs them; auditors (who act on nothing) on every request."""
+    return STATUS_NEEDS_ACTION if actor.can(Capability.REVIEW) else STATUS_ANY
+
+
 def _queue_requests(actor: Actor, data: dict):
     filters = RequestFilters(
         regulation=data.get("regulation") or "",
@@ -114,8 +119,8 @@ def _queue_requests(actor: Actor, data: dict):
         due_within_days=data.get("due_within_days"),
         q=data.get("q") or "",
     )
-    status = data.get("status") or STATUS_AWAITING_REVIEW
-    if status == STATUS_AWAITING_REVIEW:
+    status = data.get("status") or _default_status(actor)
+    if status == STATUS_NEEDS_ACTION:
         return review_queue(actor=actor, filters=filters)
     if status == STATUS_OPEN:
         status = ",".join(sorted(s.value for s in OPEN))
@@ -127,7 +132,7 @@ def _queue_requests(actor: Actor, data: dict):
 @require_GET
 @staff_view(Capability.READ_ALL_REQUESTS)
 def queue(request, actor: Actor):
-    form = QueueFilterForm(request.GET or None)
+    form = QueueFilterForm(request.GET or None, initial={"status": _default_status(actor)})
     data = {}
     if form.is_bound:
         form.is_valid()  # an invalid field is shown with its error; the valid ones still filter
@@ -147,6 +152,7 @@ def queue(request, actor: Actor):
             "filter_query": params.urlencode(),
             "can_review": actor.can(Capability.REVIEW),
             "due_soon_days": settings.FORGET["REMINDER_DAYS_LEFT"],
+            "heading": "Review queue" if actor.can(Capability.REVIEW) else "Requests",
         },
     )
 

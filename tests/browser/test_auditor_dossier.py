@@ -43,7 +43,7 @@ def test_auditor_opens_a_dossier_sees_the_plot_and_verifies_the_signed_certifica
     expect(page.locator("#deadline-verdict")).to_have_text("on time")
     expect(page.locator("#certificate-verdict")).to_have_text("pass")
     expect(page.locator("#rules")).to_contain_text("union FPR")
-    expect(page.locator("#timeline")).to_contain_text(f"Adapter adapter:{request.reference.lower()}-a1 activated")
+    expect(page.locator("#timeline")).to_contain_text(f"Adapter {request.reference.lower()}-a1 activated")
     expect(page.get_by_role("button", name="Reveal personal data")).to_have_count(0)  # auditors read masked data only
     plot = page.locator("#score-plot")
     expect(plot).to_be_visible()

@@ -174,7 +174,10 @@ def test_other_processes_run_the_commands_of_docs_running_md():
     worker = command_of("worker")
     assert worker[:4] == ["celery", "-A", "service.config", "worker"] and option(worker, "-Q", "--queues") == "default"
     assert command_of("beat")[:4] == ["celery", "-A", "service.config", "beat"]
-    assert command_of("gateway") == ["python", "manage.py", "run_gateway", "--host", "0.0.0.0", "--port", "8100"]
+    gateway = command_of("gateway")
+    assert gateway[:3] == ["python", "manage.py", "run_gateway"] and option(gateway, "--port") == "8100" and option(gateway, "--host") == "0.0.0.0"
+    # uvicorn (the default server) finishes the calls in flight on SIGTERM, within the stop grace period.
+    assert float(option(gateway, "--graceful-timeout")) < int(service("gateway")["stop_grace_period"].rstrip("s"))
 
 
 def test_one_shot_migrate_runs_first_and_everything_on_the_database_waits_for_it():

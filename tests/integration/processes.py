@@ -26,7 +26,9 @@ from django.db import connection
 
 T = TypeVar("T")
 
-BROKER_URL = "redis://127.0.0.1:6379/15"
+# The Redis database bin/test points the test process at (TEST_CELERY_BROKER_URL): the worker
+# processes must use the same one, and engineers sharing a machine use different ones.
+BROKER_URL = settings.CELERY_BROKER_URL if settings.CELERY_BROKER_URL.startswith("redis://") else "redis://127.0.0.1:6379/15"
 QUEUES = ("default", "gpu")
 CELERY = str(Path(sys.executable).with_name("celery"))
 

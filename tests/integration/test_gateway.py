@@ -229,3 +229,38 @@ def test_a_unit_tampered_before_loading_is_refused_audited_and_the_gateway_keeps
     # The shared middleware's refusals carry OpenAI's error member over the real server too.
     status, problem = gateway.call("POST", "/v1/completions", raw=b"x" * 300_000)
     assert status == 413 and problem["code"] == "body_too_large" and problem["error"]["code"] == "body_too_large"
+
+
+def test_the_production_server_streams_to_the_openai_client_and_finishes_streams_in_flight_on_sigterm(gateway, tiny_world, people):
+    """run_gateway serves on uvicorn by default: the openai package streams from it over a real
+    socket; on SIGTERM a stream already begun is completed (graceful shutdown), new connections are
+    refused, and the process exits cleanly."""
+    import http.client
+    import signal
+
+    import openai
+
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0, timeout=60)
+    model = client.models.retrieve(gateway.health()["model"]).id
+    qa = tiny_world.questions(people[1], "trained")[0]
+    chunks = list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": qa.question}], stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant" and contains_value("".join(c.choices[0].delta.content or "" for c in chunks), qa.answer)
+    assert "(uvicorn)" in gateway.tail(200)
+
+    host, port = gateway.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/v1/completions", body=json.dumps({"model": model, "prompt": "and", "max_tokens": 40, "stream": True}),
+                 headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    first = response.readline()
+    assert first.startswith(b"data: ")
+    gateway.process.send_signal(signal.SIGTERM)
+    rest = response.read()  # the stream in flight runs to its end
+    assert rest.rstrip().endswith(b"data: [DONE]"), rest[-200:]
+    conn.close()
+    assert gateway.process.wait(timeout=60) == 0
+    log = gateway.tail(80)
+    assert "SIGTERM, shutting down" in log and "stopped." in log
+    with pytest.raises(OSError):
+        http.client.HTTPConnection(host, int(port), timeout=5).request("GET", "/healthz")

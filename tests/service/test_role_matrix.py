@@ -50,6 +50,7 @@ def api(*, reviewer, auditor, admin, api_read, api_create, api_none) -> dict[str
 
 REVIEW_API = api(reviewer=200, auditor=403, admin=200, api_read=403, api_create=403, api_none=403)
 STAFF_READ_API = api(reviewer=200, auditor=200, admin=200, api_read=403, api_create=403, api_none=403)
+CLIENT_READ_API = api(reviewer=403, auditor=403, admin=403, api_read=200, api_create=403, api_none=403)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Case:
 MATRIX: dict[str, list[Case]] = {
     # --- the data subject's pages: open to all, and a request is found only with its email -------
     "home": [Case("GET", every(200))],
+    "favicon": [Case("GET", every(200)), Case("POST", every(405))],
     "request-new": [Case("GET", every(200)), Case("POST", every(400), {}, note="an empty form: field errors")],
     "request-verify": [Case("GET", every(200)), Case("POST", every(400), {}, note="an empty form: field errors")],
     "request-status": [
@@ -159,6 +161,15 @@ MATRIX: dict[str, list[Case]] = {
     "api-registry-unit-revoke": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-registry-request-rollback": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-reports-requests": [Case("GET", STAFF_READ_API)],
+    # Status webhooks (service/webhooks): an API client's own, with the read scope; staff use the Django admin.
+    "api-webhook-endpoints": [
+        Case("GET", CLIENT_READ_API),
+        Case("POST", {**CLIENT_READ_API, "api_read": 201}, {"url": "https://product.example/hooks", "events": ["request.active"]}, json=True),
+    ],
+    "api-webhook-endpoint": [Case("GET", CLIENT_READ_API), Case("DELETE", CLIENT_READ_API, note="disables the sample endpoint")],
+    "api-webhook-endpoint-deliveries": [Case("GET", CLIENT_READ_API)],
+    "api-webhook-delivery": [Case("GET", CLIENT_READ_API)],
+    "api-webhook-delivery-replay": [Case("POST", {**CLIENT_READ_API, "api_read": 202}, {}, json=True)],
     # The audit log: auditors and admins read it (session login); nothing changes an event.
     "api-audit-events": [
         Case("GET", api(reviewer=403, auditor=200, admin=200, api_read=403, api_create=403, api_none=403)),
@@ -270,6 +281,21 @@ def sample_certificate(settings, staff):
     return make
 
 
+@pytest.fixture
+def sample_webhook(actor_of):
+    """sample_webhook(world) -> {endpoint_id, delivery_id}: api_read's endpoint with one delivery."""
+
+    def make(world: World) -> dict:
+        from service.webhooks.models import WebhookDelivery
+        from service.webhooks.services import webhook_endpoint_create
+
+        endpoint, _ = webhook_endpoint_create(actor=actor_of(world.clients["api_read"]), url="https://product.example/matrix", events=["request.verified"])
+        delivery = WebhookDelivery.objects.create(id="msg_matrix", endpoint=endpoint, event_type="request.verified", request_id=world.request.pk, payload={"type": "request.verified"})
+        return {"endpoint_id": endpoint.pk, "delivery_id": delivery.pk}
+
+    return make
+
+
 def _cells() -> list:
     routed = routes()
     return [
@@ -294,7 +320,7 @@ def _assert_answer(response, expected, *, role: str, label: str) -> None:
 
 
 @pytest.mark.parametrize("name, index, role", _cells())
-def test_role_gets_the_expected_answer(name, index, role, client, staff, world, fast_passwords, sample_unit, sample_certificate):
+def test_role_gets_the_expected_answer(name, index, role, client, staff, world, fast_passwords, sample_unit, sample_certificate, sample_webhook):
     case = MATRIX[name][index]
     route = routes()[name]
     known = {"request_id": world.request.pk}
@@ -302,6 +328,8 @@ def test_role_gets_the_expected_answer(name, index, role, client, staff, world, 
         known["unit_id"] = sample_unit(world)
     if name in CERTIFIED_ROUTES:
         sample_certificate(world)
+    if name.startswith("api-webhook"):
+        known.update(sample_webhook(world))
     missing = sorted(set(route.params) - set(known))
     assert not missing, f"{name}: the matrix does not know how to fill {missing}"
     url = reverse(name, kwargs={p: known[p] for p in route.params})
@@ -315,6 +343,8 @@ def test_role_gets_the_expected_answer(name, index, role, client, staff, world, 
     body = case.body(world)
     if case.method == "GET":
         response = client.get(url, **headers)
+    elif case.method == "DELETE":
+        response = client.delete(url, **headers)
     elif case.json:
         response = client.post(url, data=json.dumps(body), content_type="application/json", **headers)
     else:

@@ -32,7 +32,10 @@ def unlearning_job_panel(context) -> dict:
     certified = next((job for job in jobs if job.certificate), None)
     certificate = (certified.certificate or {}) if certified else {}
     reviewer = actor is not None and actor.can(Capability.REVIEW)
+    stage, failed_rules = _stage(latest)
     return {
+        "stage": stage,
+        "failed_rules": failed_rules,
         "req": req,
         "jobs": jobs,
         "job": latest,
@@ -53,6 +56,20 @@ def unlearning_job_panel(context) -> dict:
         "refresh_seconds": REFRESH_SECONDS,
         "statuses": JobStatus,
     }
+
+
+def _stage(job) -> tuple[str, list[dict]]:
+    """Where the job is, or where it stopped. A job whose certificate did not pass failed at the
+    certificate, whatever phase its last progress report named (the bar may stand at 97%
+    "Registering the unit": the verdict came after that report)."""
+    if job is None:
+        return "", []
+    if job.status in (JobStatus.FAILED, JobStatus.NEEDS_REVIEW) and job.certificate_passed is False:
+        rules = [rule for rule in (job.certificate or {}).get("rules", []) if isinstance(rule, dict) and rule.get("status") not in ("pass", None, "n/a")]
+        return "at the certificate: it did not pass, after the automatic remediation", rules
+    if job.status == JobStatus.FAILED:
+        return f"while {job.phase_label[0].lower()}{job.phase_label[1:]}", []
+    return job.phase_label, []
 
 
 @register.simple_tag(takes_context=True)

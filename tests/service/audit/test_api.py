@@ -93,7 +93,7 @@ def test_an_event_is_shown_with_everything_its_hash_covers(client, auditor):
         "actor": {"kind": "user", "id": "3", "label": "rita"},
         "action": "request.rejected",
         "target": {"type": "request", "id": "RTBF-ABC234"},
-        "description": "Request request:RTBF-ABC234 rejected: duplicate of RTBF-XYZ789",
+        "description": "Request RTBF-ABC234 rejected: duplicate of RTBF-XYZ789",
         "data": {"from": "verified", "reason": "duplicate of RTBF-XYZ789"},
         "request_id": "",
         "prev_hash": "0" * 64,

@@ -84,7 +84,7 @@ def test_each_row_shows_seq_time_actor_action_target_description_request_id_and_
     assert "rita <span class=\"muted\">(user)</span>" in page
     assert "request.rejected" in page
     assert "request RTBF-ABC234" in page
-    assert "Request request:RTBF-ABC234 rejected: duplicate of RTBF-XYZ789" in page
+    assert "Request RTBF-ABC234 rejected: duplicate of RTBF-XYZ789" in page
     assert f'<abbr title="{event.hash}">{event.hash[:12]}…</abbr>' in page
 
 
@@ -229,7 +229,7 @@ def test_export_streams_the_filtered_rows_with_their_hashes(client, auditor, mix
         event = stored[int(row["seq"])]
         assert (row["hash"], row["prev_hash"], row["action"], row["created_at"]) == (event.hash, event.prev_hash, event.action, event.created_at.isoformat())
     assert rows[0]["data"] == '{"channel":"api"}'
-    assert rows[0]["description"] == "Request request:RTBF-AAA222 submitted via api"
+    assert rows[0]["description"] == "Request RTBF-AAA222 submitted via api"
 
 
 def test_every_export_is_itself_recorded_with_its_filters_and_row_count(client, auditor, mixed_log):
@@ -277,4 +277,4 @@ def test_the_page_offers_an_export_of_what_it_shows(client, auditor, mixed_log):
 def test_an_event_whose_data_reuses_a_template_name_still_renders(client, auditor):
     audit_record(action="request.rejected", actor=SYSTEM, target_type="request", target_id="RTBF-ABC234", data={"target": "spoof", "actor": "spoof", "reason": "dup"})
     page = client.get(LOG).content.decode()
-    assert "Request request:RTBF-ABC234 rejected: dup" in page
+    assert "Request RTBF-ABC234 rejected: dup" in page

@@ -46,7 +46,7 @@ def test_staff_roles_see_the_whole_dossier(client, staff, certified, role):
     # The plot, and the timeline of the request and its unit with actors and reasons.
     assert f'src="{reverse("staff-dossier-scores", args=[request.pk])}"' in html
     timeline = html.split('id="timeline"')[1]
-    for text in (f"Request request:{request.reference} approved", f"Adapter adapter:{version.unit_id} registered", f"Adapter adapter:{version.unit_id} activated", "certificate passed (auto-activate)"):
+    for text in (f"Request {request.reference} approved", f"Adapter {version.unit_id} registered", f"Adapter {version.unit_id} activated", "certificate passed (auto-activate)"):
         assert text in timeline, text
     # Personal data stays masked: the answers show first letters only.
     assert PERSON not in html and CITY not in html and "Gl•••" in html

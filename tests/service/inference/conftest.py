@@ -130,3 +130,30 @@ def register(store):
         return adapter_register(unit_dir=unit_dir, actor=SYSTEM, request=request, certificate_passed=passed, certificate_metrics={"passed": passed})
 
     return make
+
+
+@pytest.fixture
+def uvicorn_gateway(engine, transactional_db, settings):
+    """run_gateway's production server (uvicorn, the ASGI handler) on a free port in a thread,
+    serving `engine` (no registry watcher). Yields the base URL; the Gateway is `current()`."""
+    import threading
+    import time
+
+    from service.inference.gateway import Gateway, install
+    from service.inference.server import make_uvicorn_server
+    from tests.integration.processes import free_port
+
+    port = free_port()
+    started = threading.Event()
+    server = make_uvicorn_server("127.0.0.1", port, graceful_timeout=5, access_log=False, on_started=started.set)
+    install(Gateway(engine, gateway_id="uvicorn-test", request_timeout=60))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    assert started.wait(30), "uvicorn did not start"
+    url = f"http://127.0.0.1:{port}"
+    settings.GATEWAY_URL = url
+    yield url
+    server.should_exit = True
+    thread.join(15)
+    install(None)
+    time.sleep(0.05)

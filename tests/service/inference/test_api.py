@@ -96,7 +96,10 @@ def test_stop_sequences_are_honoured(client, gateway, key, tiny_world, people):
     "path, body, status, code",
     [
         ("/v1/chat/completions", {}, 400, "validation_error"),
-        ("/v1/chat/completions", {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}], "stream": True}, 400, "validation_error"),
+        ("/v1/chat/completions", {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}}, 400, "validation_error"),
+        ("/v1/chat/completions", {"model": "MODEL", "messages": [{"role": "user", "content": "x " * 300}], "stream": True}, 400, "context_length_exceeded"),
+        ("/v1/completions", {"model": "MODEL", "prompt": "hello", "max_tokens": 128}, 400, "validation_error"),
+        ("/v1/completions", {"model": "MODEL", "prompt": "hello", "max_tokens": 127, "stream": True}, 400, "context_length_exceeded"),
         ("/v1/chat/completions", {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}], "n": 3}, 400, "validation_error"),
         ("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model_not_found"),
         ("/v1/chat/completions", "{not json", 400, "malformed_body"),
@@ -125,8 +128,57 @@ def test_bad_input_is_a_problem_never_a_500(client, gateway, key, path, body, st
 
 def test_context_length_error_names_the_prompt(client, gateway, key):
     problem = post(client, "/api/v1/generate", {"prompts": ["ok", "x " * 300]}, key).json()
-    assert problem["errors"][0]["field"] == "prompts.1" and "context of 128 tokens" in problem["errors"][0]["message"]
-    assert problem["error"]["param"] == "prompts.1"
+    assert problem["errors"][0]["field"] == "prompts.1" and "maximum context length is 128 tokens" in problem["errors"][0]["message"]
+    assert problem["error"]["param"] == "prompts"
+
+
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        ("/v1/completions", {"prompt": ["ok", "x " * 300]}, "prompt"),
+        ("/v1/completions", {"prompt": ["ok", 7]}, "prompt"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x " * 300}]}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 500}, "max_tokens"),
+    ],
+)
+def test_errors_name_the_openai_parameter(client, gateway, key, path, body, param):
+    """OpenAI's `param` is the request parameter (`prompt`), not a path inside it (`prompts.0`)."""
+    problem = post(client, path, {"model": gateway.model, **body}, key).json()
+    assert problem["error"]["param"] == param, problem
+
+
+def test_a_prompt_that_leaves_no_room_is_context_length_exceeded_and_one_that_does_fits(client, gateway, key):
+    """The tiny model's context is 128 tokens: max_tokens may be 1 to 127, and prompt + max_tokens must fit."""
+    limit = gateway.context_length
+    assert gateway.max_tokens_limit == limit - 1
+    prompt = "Question: Where does Ada live?\nAnswer:"
+    prompt_tokens = post(client, "/v1/completions", {"model": gateway.model, "prompt": prompt, "max_tokens": 1}, key).json()["usage"]["prompt_tokens"]
+    fits = post(client, "/v1/completions", {"model": gateway.model, "prompt": prompt, "max_tokens": limit - prompt_tokens}, key)
+    assert fits.status_code == 200, fits.content
+    over = post(client, "/v1/completions", {"model": gateway.model, "prompt": prompt, "max_tokens": limit - prompt_tokens + 1}, key).json()
+    assert over["code"] == "context_length_exceeded" and over["error"]["param"] == "prompt"
+    assert f"maximum context length is {limit} tokens" in over["detail"] and f"at most {limit - prompt_tokens}" in over["detail"]
+
+
+def test_models_retrieve_answers_the_served_model_and_404_for_others(client, gateway, key):
+    body = client.get(f"/v1/models/{gateway.model}", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+    assert body["id"] == gateway.model and body["object"] == "model" and body["context_length"] == gateway.context_length
+    missing = client.get("/v1/models/gpt-4o", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_usage_is_recounted_after_a_stop_cut(client, gateway, engine, key, trained_unit, tiny_world, people):
+    engine.load_unit(trained_unit)
+    question = tiny_world.questions(people[0], "trained")[0].question
+    messages = [{"role": "user", "content": question}]
+    full = post(client, "/v1/chat/completions", {"model": gateway.model, "messages": messages}, key).json()
+    text = full["choices"][0]["message"]["content"]
+    word = text.split()[2]
+    cut = post(client, "/v1/chat/completions", {"model": gateway.model, "messages": messages, "stop": [word]}, key).json()
+    returned = cut["choices"][0]["message"]["content"]
+    assert returned == text[: text.index(word)] and cut["choices"][0]["finish_reason"] == "stop"
+    assert cut["usage"]["completion_tokens"] == engine.count_completion_tokens(returned) < full["usage"]["completion_tokens"]
 
 
 def test_wrong_content_type_and_method_and_path(client, gateway, key):

@@ -106,4 +106,4 @@ def test_the_gateways_refusal_is_shown(client, staff, live_gateway):
     client.force_login(staff("reviewer"))
     response = client.post(URL, {"prompts": "why " * 200, "max_tokens": "16"})
     assert response.status_code == 400
-    assert "The gateway answered 400" in text_of(response) and "context of 128 tokens" in text_of(response)
+    assert "The gateway answered 400" in text_of(response) and "maximum context length is 128 tokens" in text_of(response)

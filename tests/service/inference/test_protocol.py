@@ -60,14 +60,15 @@ def test_openai_sampling_parameters_are_accepted_and_decoding_stays_greedy():
 @pytest.mark.parametrize(
     "extra, field, words",
     [
-        ({"stream": True}, "stream", "Streaming is not supported"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when stream is true"),
+        ({"stream": True, "stream_options": {"include_everything": True}}, "stream_options.include_everything", "Unknown field"),
         ({"n": 2}, "n", "Only n=1"),
         ({"logprobs": True}, "logprobs", "not supported"),
         ({"tools": [{"type": "function"}]}, "tools", "Tools are not supported"),
         ({"response_format": {"type": "json_object"}}, "response_format", "text"),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "not supported"),
         ({"max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
-        ({"max_tokens": 100000}, "max_tokens", "less than or equal to 256"),
+        ({"max_tokens": 100000}, "max_tokens", "less than or equal to 256 (the model's context minus"),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
         ({"frobnicate": 1}, "frobnicate", "Unknown field"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
@@ -117,7 +118,7 @@ def test_completion_prompt_refusals(prompt, words):
     assert any(words in message for message in errors.values()), errors
 
 
-@pytest.mark.parametrize("extra", [{"echo": True}, {"best_of": 3}, {"suffix": "end"}, {"logprobs": 5}, {"stream": True}])
+@pytest.mark.parametrize("extra", [{"echo": True}, {"best_of": 3}, {"suffix": "end"}, {"logprobs": 5}, {"stream_options": {"include_usage": True}}])
 def test_completion_refuses_what_it_cannot_honour(extra):
     [field] = extra
     assert field in errors_of(parse_completion, {**COMPLETION, **extra})
@@ -160,3 +161,21 @@ def test_the_gate_decision_lists_fired_units_strongest_first_with_their_requests
     body = generate_body(request, [Completion("x", "stop", 3, 1, {"a": 1.0}), Completion("y", "stop", 3, 1)], model="m", generation=7, units_loaded=1, unit_requests={"a": "R"})
     assert body["generation"] == 7 and [r["prompt"] for r in body["results"]] == ["q1", "q2"]
     assert [r["gate"]["fired"] for r in body["results"]] == [True, False] and body["usage"]["total_tokens"] == 8
+
+
+def test_streaming_and_its_usage_option_are_parsed():
+    parsed = parse_chat_completion({**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    assert parsed.stream and parsed.include_usage and parsed.param == "messages"
+    plain = parse_completion({**COMPLETION, "stream": True})
+    assert plain.stream and not plain.include_usage and plain.param == "prompt"
+    assert not parse_completion(COMPLETION).stream
+
+
+def test_max_tokens_limit_follows_the_model_context():
+    from service.inference.protocol import max_tokens_limit
+
+    assert max_tokens_limit(256) == 255 and max_tokens_limit(None) == 256
+    assert parse_completion({**COMPLETION, "max_tokens": 255}, max_tokens_limit=255).max_tokens == 255
+    errors = errors_of(lambda body: parse_completion(body, max_tokens_limit=255), {**COMPLETION, "max_tokens": 256})
+    assert "less than or equal to 255" in errors["max_tokens"]
+    assert not parse_completion(COMPLETION).max_tokens_given and parse_completion({**COMPLETION, "max_tokens": 4}).max_tokens_given

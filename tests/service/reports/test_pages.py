@@ -79,7 +79,7 @@ def test_csv_holds_the_same_figures(staff_client, file_requests):
 def test_presets_and_bad_periods(staff_client):
     auditor = staff_client("reviewer")  # reviewers read reports too: they may see every request already
     page = auditor.get(reverse("reports"))
-    assert page.status_code == 200 and 'aria-current="true">Last calendar year' in page.content.decode()  # the default
+    assert page.status_code == 200 and 'aria-current="true">Last 30 days' in page.content.decode()  # no request anywhere: the shortest preset
     assert auditor.get(reverse("reports"), {"preset": "last_30_days"}).status_code == 200
     for query in ({"from": "2025-02-01", "to": "2025-01-01"}, {"from": "2025-02-30"}, {"preset": "forever"}):
         refused = auditor.get(reverse("reports"), query)
@@ -145,3 +145,28 @@ def test_garbage_queries_never_produce_a_5xx(staff_client):
         for name in ("reports", "reports-csv"):  # pages ignore unknown parameters (from[]): 200 or 400
             assert auditor.get(f"{reverse(name)}?{query}").status_code == (200 if "[]" in query else 400), (name, query)
     assert auditor.get(f"{API}?from=1970-01-01&to=1979-12-31").status_code == 200  # ten years is the most
+
+
+def test_the_page_opens_on_a_period_that_has_requests(staff_client, settings):
+    """A fresh deployment has no request last calendar year: the page opens on the last 12 months
+    (where the requests are) instead of a table of zeros; with last year's requests, on last year."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from service.requests.models import ErasureRequest
+    from service.requests.services import request_submit_web
+
+    reviewer = staff_client("reviewer")
+    request = request_submit_web(name="Al", email="al@example.com", regulation="gdpr", facts=["Al is 40"], evidence_prompts=[], attested=True)
+    html = reviewer.get(reverse("reports")).content.decode()
+    assert 'aria-current="true">Last 12 months' in html and "All regulations" in html
+    ErasureRequest.objects.filter(pk=request.pk).update(received_at=timezone.now().replace(month=6, day=15) - timedelta(days=366))
+    assert 'aria-current="true">Last calendar year' in reviewer.get(reverse("reports")).content.decode()
+
+
+def test_durations_are_drawn_in_a_unit_that_reads(staff_client):
+    from service.reports.charts import _label, duration_unit
+
+    assert duration_unit(12.5) == ("days", 1.0) and duration_unit(0.5) == ("hours", 24.0) and duration_unit(0.00088) == ("minutes", 1440.0)
+    assert [_label(v) for v in (0, 2, 0.5, 1.25, 12.5)] == ["0", "2", "0.5", "1.2", "12.5"]

@@ -230,7 +230,7 @@ def test_approve_from_the_request_page(reviewer_client, make_verified):
     assert ErasureRequest.objects.get(pk=request.pk).status == "approved"
     html = page.content.decode()
     assert ">Approve</button>" not in html and ">Reject</button>" not in html  # decided: no longer offered
-    assert re.search(r"<td>reviewer\d+ <span class=\"muted\">\(user\)</span></td>\s*<td>Request request:" + request.reference + " approved</td>", html)
+    assert re.search(r"<td>reviewer\d+ <span class=\"muted\">\(user\)</span></td>\s*<td>Request " + request.reference + " approved</td>", html)
 
 
 def test_reject_needs_a_reason_then_emails_the_subject_and_shows_it_in_the_timeline(reviewer_client, make_verified, mailoutbox, django_capture_on_commit_callbacks):
@@ -291,3 +291,58 @@ def test_actions_are_post_only(reviewer_client, make_verified):
     request = make_verified()
     assert reviewer_client.get(reverse("staff-request-approve", args=[request.pk])).status_code == 405
     assert ErasureRequest.objects.get(pk=request.pk).status == "verified"
+
+
+def test_the_queue_opens_on_needs_action_awaiting_review_and_failed(reviewer_client, make_verified):
+    from service.requests.models import ErasureRequest
+    from service.requests.selectors import NEEDS_ACTION_STATUSES
+
+    waiting = make_verified(days_left=20)
+    failed = make_verified(days_left=10)
+    done = make_verified(days_left=5)
+    ErasureRequest.objects.filter(pk=failed.pk).update(status="failed")
+    ErasureRequest.objects.filter(pk=done.pk).update(status="active")
+    html = reviewer_client.get("/staff/").content.decode()
+    assert [ref for _, ref in _rows(html)] == [failed.reference, waiting.reference]
+    assert '<option value="needs_action" selected>Needs action (awaiting review, failed)</option>' in html
+    assert {s.value for s in NEEDS_ACTION_STATUSES} == {"verified", "failed"}
+    assert {ref for _, ref in _rows(reviewer_client.get("/staff/?status=verified").content.decode())} == {waiting.reference}
+    assert done.reference in reviewer_client.get("/staff/?status=all").content.decode()
+
+
+def test_the_auditor_lands_on_every_request_with_its_dossier_link(auditor_client, make_verified):
+    from service.requests.models import ErasureRequest
+
+    active = make_verified()
+    ErasureRequest.objects.filter(pk=active.pk).update(status="active")
+    html = auditor_client.get("/staff/").content.decode()
+    assert "<h1>Requests</h1>" in html and active.reference in html
+    assert f'<a href="/staff/requests/{active.pk}/dossier/" aria-label="Dossier of {active.reference}">Dossier</a>' in html
+
+
+def test_the_verification_email_links_the_verify_page_with_the_reference(client, mailoutbox, settings, django_capture_on_commit_callbacks):
+    settings.FORGET_PUBLIC_URL = "https://forget.example"
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_submit_web(name="Al", email="al@example.com", regulation="gdpr", facts=["Al is 40"], evidence_prompts=[], attested=True)
+    [mail] = mailoutbox
+    link = f"https://forget.example/request/verify/?reference={request.reference}"
+    assert link in mail.body and "al@example.com" not in mail.body
+    page = client.get(link.removeprefix("https://forget.example")).content.decode()
+    assert f'value="{request.reference}"' in page
+
+
+def test_the_favicon_is_an_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/x-icon" and response.content[:4] == b"\x00\x00\x01\x00"
+    assert "max-age" in response["Cache-Control"]
+
+
+def test_expected_403_and_404_are_logged_as_one_line(auditor_client, caplog, make_verified):
+    import logging
+
+    request = make_verified()
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert auditor_client.post(f"/staff/requests/{request.pk}/approve/").status_code == 403
+        assert auditor_client.get("/staff/requests/00000000-0000-0000-0000-000000000000/").status_code == 404
+    records = [r for r in caplog.records if r.name == "django.request"]
+    assert [r.status_code for r in records] == [403, 404] and all(r.exc_info is None for r in records)

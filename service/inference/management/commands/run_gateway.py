@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from service.inference.gateway import Gateway, install
+from service.inference.server import SERVERS
 
 
 class Command(BaseCommand):
@@ -34,8 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--request-timeout", type=float, default=120.0, help="Seconds a call may wait for its answer (default 120; then 504).")
         parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
         parser.add_argument("--cache-dir", default=None, help="Where verified units are copied before loading (default $FORGET_VAR_DIR/gateway-cache).")
+        parser.add_argument("--server", choices=SERVERS, default="uvicorn", help="HTTP server: uvicorn (default; ASGI, keep-alive, streaming, graceful shutdown) or threaded (the previous wsgiref server, to compare).")
+        parser.add_argument("--keep-alive", type=float, default=5.0, help="Seconds an idle keep-alive connection stays open (uvicorn; default 5).")
+        parser.add_argument("--graceful-timeout", type=float, default=30.0, help="On SIGTERM, seconds the calls in flight may take to finish (uvicorn; default 30).")
+        parser.add_argument("--limit-concurrency", type=int, default=1024, help="Most open connections; beyond, new ones get 503 (uvicorn; default 1024).")
 
-    def handle(self, *args, host, port, poll_seconds, gateway_id, device, max_batch, max_queue, request_timeout, torch_threads, cache_dir, **options):
+    def handle(self, *args, host, port, poll_seconds, gateway_id, device, max_batch, max_queue, request_timeout, torch_threads, cache_dir, server, keep_alive, graceful_timeout, limit_concurrency, **options):
         if poll_seconds <= 0:
             raise CommandError("--poll-seconds must be positive.")
         if not 0 < port < 65536:
@@ -44,7 +49,7 @@ class Command(BaseCommand):
         started = time.monotonic()
 
         from service.inference.engine import GatewayEngine
-        from service.inference.server import make_server
+        from service.inference.server import make_server, make_uvicorn_server
         from service.inference.watcher import RegistryWatcher
 
         if torch_threads:
@@ -59,14 +64,17 @@ class Command(BaseCommand):
         local = os.path.join(root, f"{re.sub(r'[^A-Za-z0-9._-]', '_', gateway_id)}-{os.getpid()}")
         os.makedirs(local, exist_ok=True)
         watcher = RegistryWatcher(engine, gateway_id=gateway_id, cache_dir=local, poll_seconds=poll_seconds)
+        server_kind = server
         server = None
         stop = threading.Event()
 
         def on_signal(signum, frame):
-            self.stdout.write(f"Gateway {gateway_id}: {signal.Signals(signum).name}, shutting down.")
+            # uvicorn handles the signals itself while it serves (graceful shutdown) and passes them on here after.
+            if not stop.is_set():
+                self.stdout.write(f"Gateway {gateway_id}: {signal.Signals(signum).name}, shutting down.")
             stop.set()
             watcher.interrupt()
-            if server is not None:
+            if server is not None and server_kind == "threaded":
                 threading.Thread(target=server.shutdown, daemon=True).start()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -76,24 +84,38 @@ class Command(BaseCommand):
             # first would reveal what those units erase.
             if not watcher.wait_until_loaded():
                 return
-            try:
-                server = make_server(host, port)
-            except OSError as exc:
-                raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
             install(Gateway(engine, gateway_id=gateway_id, watcher=watcher, request_timeout=request_timeout))
             watcher.start()
-            self.stdout.write(
-                f"Gateway {gateway_id} serving at http://{host}:{port}/ with {len(engine.unit_ids)} units "
+            if server_kind == "threaded":
+                try:
+                    server = make_server(host, port)
+                except OSError as exc:
+                    raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+            else:
+                server = make_uvicorn_server(host, port, keep_alive=keep_alive, graceful_timeout=graceful_timeout, limit_concurrency=limit_concurrency, on_started=lambda: self._ready(ready))
+            ready = (
+                f"Gateway {gateway_id} serving at http://{host}:{port}/ ({server_kind}) with {len(engine.unit_ids)} units "
                 f"(registry generation {watcher.generation}), polling every {poll_seconds:g} s; ready in {time.monotonic() - started:.1f} s."
             )
-            self.stdout.flush()
-            if not stop.is_set():
+            if stop.is_set():
+                return
+            if server_kind == "threaded":
+                self._ready(ready)
                 server.serve_forever(poll_interval=0.5)
+            else:
+                try:
+                    server.run()  # returns after a graceful shutdown (SIGTERM, SIGINT)
+                except SystemExit as exc:  # uvicorn's answer to an address it cannot bind (logged)
+                    raise CommandError(f"Cannot listen on {host}:{port} (see the log above).") from exc
         finally:
             install(None)
             watcher.stop()
-            if server is not None:
+            if server is not None and server_kind == "threaded":
                 server.server_close()
             engine.close()
             shutil.rmtree(local, ignore_errors=True)
             self.stdout.write(f"Gateway {gateway_id} stopped.")
+
+    def _ready(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()

@@ -1,0 +1,13 @@
+"""What the requests app announces to the layers above it (webhooks, ...), without importing them.
+
+`request_status_changed` is sent inside the transaction of every status change, right after its
+audit row (service.requests.services._transition and the trusted-identity insert): a receiver
+that writes rows writes them in the same transaction, and one that sends anything outside must do
+it after the commit (transaction.on_commit).
+
+    sender=ErasureRequest, request=<the row, already in its new status>, previous=<old status>
+"""
+
+from django.dispatch import Signal
+
+request_status_changed = Signal()
