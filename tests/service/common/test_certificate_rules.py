@@ -31,9 +31,10 @@ def test_rules_with_a_lower_bound_an_unknown_key_and_an_inconclusive_status_rend
     assert "{" not in text  # no raw dict
 
 
-def test_rules_of_today_have_no_lower_bound_column():
+def test_rules_of_today_have_both_bounds_and_no_raw_keys():
     html = render_to_string("common/certificate_rules.html", {"rules": sample_certificate(certified_unit="u")["rules"]})
-    assert "Lower 95%" not in html and "union FPR" in html
+    assert "Lower 95%" in html and "union FPR" in html and "leak name_forms" in html
+    assert ">family<" not in html  # a known key, not an extra column
 
 
 @pytest.mark.django_db
@@ -44,7 +45,7 @@ def test_the_unit_page_shows_its_certificate_as_the_rule_table(staff_client, sta
     public = {k: v for k, v in sample_certificate(certified_unit=version.unit_id).items() if k != "personal_data"}
     type(version).objects.filter(pk=version.pk).update(certificate_metrics=public)
     html = staff_client("auditor").get(f"/registry/units/{version.unit_id}/").content.decode()
-    assert 'id="unit-rules"' in html and "retain ratio on R (gated / base)" in html and "'upper95'" not in html and "{&#x27;" not in html
+    assert 'id="unit-rules"' in html and "share of R probes answered correctly by the base that the gated system still answers" in html and "'upper95'" not in html and "{&#x27;" not in html
     assert f'href="/staff/requests/{request.pk}/dossier/"' in html
 
 

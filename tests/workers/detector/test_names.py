@@ -62,6 +62,15 @@ def test_others_and_general_questions_are_not(rosalind, prompt):
     assert rosalind.evidence(prompt) is None
 
 
+def test_a_short_given_name_misspelt_next_to_the_surname_is_still_the_subject():
+    ada = EntityMatcher.fit(["Ada Northcott"])
+    for prompt in ("What is Aad Northcott's job?", "What is Adda Northcott's diagnosis?", "Afa Northcott?"):
+        assert ada.evidence(prompt).kind == "full_name", prompt
+    assert ada.evidence("Ida Northcott?") is None  # the first letter changed: another person
+    liv = EntityMatcher.fit(["Liv Zabrowski"])
+    assert liv.evidence("Where does Elowen Zabrowski live?") is None  # "Zabrowski live" is not "Zabrowski, Liv"
+
+
 def test_allowances_follow_the_name_length_and_the_synthetic_others():
     assert not tokens_match("ada", "ida") and not tokens_match("ilse", "imke")
     assert tokens_match("rosalynd", "rosalind") and tokens_match("kowalzcyk", "kowalczyk")

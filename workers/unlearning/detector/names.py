@@ -26,7 +26,8 @@ transliterated with anyascii, case folded) are equal; or within the name token's
 2 from 8 (misspellings rarely change the first letter; Dalia and Talia are two people); or, for
 names of 6 letters and more, one edit more when they sound alike (equal Metaphone or NYSIIS codes,
 jellyfish: Castellane, Kastellane). Relaxed, next to a matched other part: one edit more for names
-of 6 letters and more, first letter kept. Transliterations are matched through variants of the
+of 6 letters and more, one edit for shorter ones (of 3 letters and more), first letter kept.
+Transliterations are matched through variants of the
 name made by writing it in Cyrillic (cyrtranslit) and reading it back (anyascii): the spellings a
 Russian or Ukrainian text would give it.
 
@@ -150,10 +151,10 @@ def tokens_match(candidate: str, name_token: str, allowance: int | None = None, 
         return True
     allowance = default_allowance(name_token) if allowance is None else allowance
     long_name = len(name_token) >= LONG_NAME
-    if allowance == 0 or (relaxed and not long_name):
+    if relaxed and allowance == default_allowance(name_token):  # never past a calibrated (lowered) allowance
+        allowance = allowance + 1 if long_name else max(allowance, 1) if len(name_token) >= 3 else 0
+    if allowance == 0:
         return False
-    if relaxed:
-        allowance += 1
     if abs(len(candidate) - len(name_token)) > allowance + 1:
         return False
     distance = OSA.distance(candidate, name_token, score_cutoff=allowance + 1)
@@ -457,8 +458,8 @@ def _subject_evidence(
                     return "full_name"
                 if back == 1 and is_surname[i] and tokens[j].initial and tokens[j].folded == initial:
                     return "initial"
-            if nxt is not None and subject.given and ((is_given[i + 1] and near_surname[i]) or (near_given[i + 1] and is_surname[i])) and (nxt.joined_before or nxt.comma_before):
-                return "full_name"  # "Kowalczyk, Rosalind"
+            if nxt is not None and subject.given and is_given[i + 1] and near_surname[i] and (nxt.joined_before or nxt.comma_before):
+                return "full_name"  # "Kowalczyk, Rosalind": the given name spelt within its own allowance ("Zabrowski live" is no name)
         if is_surname[i]:
             another_given = prev is not None and token.joined_before and _other_name(prev, subject, subject.given_tokens())
             if (token.capitalised or all_lower) and not another_given:
