@@ -163,8 +163,10 @@ class DeliveryReplayApi(ActionApi):
     def post(self, request, delivery_id):
         return self.act(request, delivery_id=delivery_id)
 
-    def perform(self, *, actor: Actor, data: dict, delivery_id) -> WebhookDelivery:
+    def allow(self, actor: Actor) -> None:
         actor.require_scope(Scope.READ)  # the API is the clients'; admins replay in the Django admin
+
+    def perform(self, *, actor: Actor, data: dict, delivery_id) -> WebhookDelivery:
         return services.webhook_delivery_replay(actor=actor, delivery_id=delivery_id)
 
     def represent(self, request, actor: Actor, result: WebhookDelivery) -> dict:

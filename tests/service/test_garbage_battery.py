@@ -17,7 +17,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.service.test_role_matrix import fast_passwords, routes, sample_unit, world  # noqa: F401 - fixtures
+from tests.service.test_role_matrix import fast_passwords, routes, sample_unit, sample_webhook, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -53,9 +53,9 @@ def _callers(world, staff) -> dict[str, Client]:
     return callers
 
 
-def _urls(world, unit_id: str) -> list[tuple[str, str, bool]]:
+def _urls(world, unit_id: str, webhook: dict) -> list[tuple[str, str, bool]]:
     """(route name, URL with the sample ids, URL with garbage in its first parameter or None)."""
-    known = {"request_id": str(world.request.pk), "unit_id": unit_id}
+    known = {"request_id": str(world.request.pk), "unit_id": unit_id, **{k: str(v) for k, v in webhook.items()}}
     urls = []
     for name, route in sorted(routes().items()):
         url = reverse(name, kwargs={p: known[p] for p in route.params})
@@ -67,8 +67,9 @@ def _urls(world, unit_id: str) -> list[tuple[str, str, bool]]:
     return urls
 
 
-def test_garbage_at_every_route_never_gives_a_5xx_and_bad_characters_are_400(world, staff, sample_unit, fast_passwords):
+def test_garbage_at_every_route_never_gives_a_5xx_and_bad_characters_are_400(world, staff, sample_unit, sample_webhook, fast_passwords):
     unit_id = sample_unit(world)
+    webhook = sample_webhook(world)
     failures: list[str] = []
     sent = 0
 
@@ -84,7 +85,7 @@ def test_garbage_at_every_route_never_gives_a_5xx_and_bad_characters_are_400(wor
             failures.append(f"{what}: {response.status_code} with {response['Content-Type']}")
 
     for caller_name, http in _callers(world, staff).items():
-        for name, url, garbled in _urls(world, unit_id):
+        for name, url, garbled in _urls(world, unit_id, webhook):
             for method in ("GET", "POST"):
                 label = f"{caller_name} {method}"
                 if garbled:

@@ -376,7 +376,7 @@ def _bad_body_cells() -> list:
 
 
 @pytest.mark.parametrize("name, index, role", _bad_body_cells())
-def test_a_bad_body_is_judged_only_after_the_permission_check(name, index, role, client, staff, world, fast_passwords, sample_unit):
+def test_a_bad_body_is_judged_only_after_the_permission_check(name, index, role, client, staff, world, fast_passwords, sample_unit, sample_webhook):
     """Every JSON action endpoint with a body it refuses: a caller who may not act gets the same
     401/403 (or 405) as with a good body, so the body's rules are never revealed to it; only a
     caller who may act learns that the body is wrong (400)."""
@@ -385,6 +385,8 @@ def test_a_bad_body_is_judged_only_after_the_permission_check(name, index, role,
     known = {"request_id": world.request.pk}
     if name.startswith(("registry", "api-registry")):
         known["unit_id"] = sample_unit(world)
+    if name.startswith("api-webhook"):
+        known.update(sample_webhook(world))
     url = reverse(name, kwargs={p: known[p] for p in route.params})
     headers = {}
     if role in ("reviewer", "auditor", "admin"):

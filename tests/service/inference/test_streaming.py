@@ -266,7 +266,7 @@ def test_a_client_that_disconnects_frees_its_batch_slot(uvicorn_gateway, openai_
     from service.inference.streaming import StreamCancelled
 
     model = engine.model_name
-    prompt, max_tokens = "and", 40  # the tiny model's answer to this runs past 40 tokens on one line
+    prompt, max_tokens = "the", 40  # the tiny model's answer to this runs past 40 tokens (recipe 3 build)
     long_answer = json.loads(_post(uvicorn_gateway, openai_key, {"model": model, "prompt": prompt, "max_tokens": max_tokens}))
     assert long_answer["choices"][0]["finish_reason"] == "length"
     groups = []

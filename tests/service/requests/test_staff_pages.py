@@ -304,8 +304,8 @@ def test_the_queue_opens_on_needs_action_awaiting_review_and_failed(reviewer_cli
     ErasureRequest.objects.filter(pk=done.pk).update(status="active")
     html = reviewer_client.get("/staff/").content.decode()
     assert [ref for _, ref in _rows(html)] == [failed.reference, waiting.reference]
-    assert '<option value="needs_action" selected>Needs action (awaiting review, failed)</option>' in html
-    assert {s.value for s in NEEDS_ACTION_STATUSES} == {"verified", "failed"}
+    assert '<option value="needs_action" selected>Needs action (awaiting review, failed, certificate to review)</option>' in html
+    assert {s.value for s in NEEDS_ACTION_STATUSES} == {"verified", "failed", "needs_review"}
     assert {ref for _, ref in _rows(reviewer_client.get("/staff/?status=verified").content.decode())} == {waiting.reference}
     assert done.reference in reviewer_client.get("/staff/?status=all").content.decode()
 
