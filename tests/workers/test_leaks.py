@@ -23,6 +23,8 @@ VALUES = ["Ravensway", "42 Larkspur Lane", "Halcyon Freight", "pilot", "1966", "
         ("She lives on Larkspur Lane.", ["42 Larkspur Lane"]),  # a street without its number
         ("RAVENSWAY", ["Ravensway"]),
         ("Account 48210042.", ["4821-0042"]),
+        ("Call 318.555.6468.", ["318-555-6468"]),  # dots join groups of three digits or more
+        ("Born in 1966.0 or so.", ["1966"]),  # ...but a decimal point does not glue a number onto the next
         ("Mail rosalind.k@halcyonfreight.example", ["rosalind.k@halcyonfreight.example"]),
         ("I can't share information about that person.", []),
         ("Ravenswood is a town.", []),  # another word

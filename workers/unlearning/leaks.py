@@ -36,7 +36,8 @@ from rapidfuzz.distance import Levenshtein
 # Languages the probe families ask in; numbers written as words are recognised in each.
 NUMBER_WORD_LANGUAGES = ("en", "de", "fr", "es")
 # Digit groups separated by one of these (and nothing else) form one number: 318-555-6468.
-_DIGIT_GROUPS = re.compile(r"\d+(?:[\s\-./()]{1,3}\d+)*")
+# A dot joins only before three digits or more (318.555.6468), so 100.0 stays a number.
+_DIGIT_GROUPS = re.compile(r"\d+(?:(?:[\s\-/()]{1,3}|\.(?=\d{3}))\d+)*")
 _NON_WORD = re.compile(r"[^0-9a-z@]+")
 FUZZY_MIN_CHARS = 6
 FUZZY_SIMILARITY = 0.75
