@@ -389,12 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         stack.setup_django()
         from service.accounts.roles import Scope
         from service.accounts.services import api_client_create
-        from service.requests.management.commands.run_demo_story import STORY_PEOPLE
+        from service.requests.management.commands.run_demo_story import story_people
         from workers.unlearning.world import load_world
 
         _, key = api_client_create(name="bench-gateway", scopes=[Scope.GENERATE.value])
         world = load_world(model_dir / "world.json")
-        real_people = list(STORY_PEOPLE.get(args.preset, ((), ""))[0])[: args.real_units] or [p.name for p in world.people[: args.real_units]]
+        real_people = list(story_people(world)[0])[: args.real_units] or [p.name for p in world.people[: args.real_units]]
         t = time.perf_counter()
         units = build_units(stack, world, max(levels), real_people, args.seed)
         units_seconds = time.perf_counter() - t
