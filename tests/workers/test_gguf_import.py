@@ -31,6 +31,7 @@ def test_the_packaged_smollm2_imports_into_a_chat_model(smollm2_import):
     assert 130e6 < manifest["parameters"] < 140e6
     assert manifest["chat_template"] is True
     assert manifest["versions"]["gguf"] != "unknown"
+    assert "quantization_config" not in json.loads((smollm2_import / "config.json").read_text())  # plain float32 weights
     base = load_base_model(smollm2_import)
     text = base.tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
                                               tokenize=False, add_generation_prompt=True)

@@ -98,7 +98,12 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
         raise GGUFImportError(f"{source}: transformers cannot load this GGUF ({first})") from None
     # save_pretrained refuses a GGUF-loaded model: the same architecture from its config, with the
     # dequantised weights copied in, saves as a plain safetensors directory.
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    # The GGUF loader records itself as a quantisation; the saved weights are plain float32, and a
+    # directory that claims to be GGUF-quantised would send from_pretrained looking for the file.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [m for m in missing if "lm_head" not in m]:
         raise GGUFImportError(f"{source}: the weights do not fit the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
