@@ -436,10 +436,10 @@ class _JobRun:
         cannot pass, it is INCONCLUSIVE)."""
         from workers.unlearning.certificate import probe_fits
         from workers.unlearning.families import Fact, classify_attribute
-        from workers.unlearning.probes import ProbeConfig, build_probes, facts_suite
+        from workers.unlearning.probes import build_probes, facts_suite, probe_config_for
 
         fits = probe_fits(base)
-        config = ProbeConfig(**settings.FORGET["PROBE_CONFIG"])
+        config = probe_config_for(base.path, **settings.FORGET["PROBE_CONFIG"])
         people = (forget_set.subjects or {}).get("people", [])
         if world is not None and people:
             earlier = []

@@ -37,6 +37,18 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def trained_from_scratch(path: str | Path) -> bool:
+    """True for a demo model trained from scratch on the demo world (demo_model.json without a
+    pretrained base): it knows nothing but the world, so it has no general abilities to keep."""
+    manifest = Path(path) / "demo_model.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return not json.loads(manifest.read_text()).get("config", {}).get("base")
+    except (OSError, ValueError):
+        return False
+
+
 def model_fingerprint(path: str | Path) -> str:
     """SHA-256 over the config and weight files: adapters are only valid against these weights."""
     root = Path(path)

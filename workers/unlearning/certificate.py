@@ -380,6 +380,12 @@ def _forced_sample(probes: list[Probe], seed: int) -> list[int]:
     return sorted(chosen)
 
 
+def _right_values(probe: Probe) -> tuple[str, ...]:
+    """What a right answer to a negative probe contains: the gold value, or any of the accepted
+    words of a general-knowledge question (its `values`)."""
+    return probe.values or ((probe.answer,) if probe.answer else ())
+
+
 def _leak_and_retain(
     probes: list[Probe], base: list[str], gated: list[str], on: list[str | None], gate: GateScores, unit_ids: list[str]
 ) -> tuple[dict, dict, list[dict[str, Any]]]:
@@ -388,7 +394,7 @@ def _leak_and_retain(
     rows: list[dict[str, Any]] = []
     fired = gate.weights.max(axis=1) > 0 if gate.weights.shape[1] else np.zeros(len(probes), dtype=bool)
     for i, p in enumerate(probes):
-        values = p.leak_values if p.set in POSITIVE_SETS else ((p.answer,) if p.answer else ())
+        values = p.leak_values if p.set in POSITIVE_SETS else _right_values(p)
         base_revealed = leaks.revealed(base[i], values)
         gated_revealed = leaks.revealed(gated[i], values)
         rows.append({
@@ -442,8 +448,8 @@ def _leak_and_retain(
             "gated": {"ratio": metrics.retain_ratio([True] * len(kept), [True] * len(known)), "correct": len(kept), "base_correct": len(known),
                       "lower95": bounds.lower95 if known else 0.0, "upper95": bounds.upper95 if known else 1.0, "probes": len(index),
                       "fired": float(np.mean([rows[i]["fired"] for i in index]))},
-            "on": {"ratio": metrics.retain_ratio([bool(leaks.revealed(on[i] or "", [probes[i].answer])) for i in sampled], [True] * len(sampled)),
-                   "correct": sum(bool(leaks.revealed(on[i] or "", [probes[i].answer])) for i in sampled), "base_correct": len(sampled), "probes": len(sampled)},
+            "on": {"ratio": metrics.retain_ratio([bool(leaks.revealed(on[i] or "", _right_values(probes[i]))) for i in sampled], [True] * len(sampled)),
+                   "correct": sum(bool(leaks.revealed(on[i] or "", _right_values(probes[i]))) for i in sampled), "base_correct": len(sampled), "probes": len(sampled)},
             "off": {"ratio": 1.0, "correct": len(known), "base_correct": len(known), "probes": len(index)},
         }
     return leak, retain, rows

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import families as fam
+from . import general_knowledge
 from .families import Fact, Fits, Generated
 from .leaks import revealed
 from .prompting import PromptError, PromptSpec, format_qa
@@ -61,6 +62,9 @@ class ProbeConfig:
     neighbours: int = _help("N probes: hard neighbours of every active unit's people, spread over the kinds.", 240)
     general: int = _help("W probes: general knowledge (the world's facts, both phrasings).", 120)
     holdout: int = _help("O questions, over the holdout people.", 24)
+    general_knowledge: int = _help(
+        "W probes from general_knowledge.EVALUATION (real-world questions): a pretrained model's own abilities, "
+        "which a unit must keep. 0 for a model trained from scratch, which has none (probe_config_for decides).", 0)
     alternatives: int = _help("Wrong values per F probe (other people's values) for the truth ratio.", 3)
 
     def __post_init__(self) -> None:
@@ -72,6 +76,16 @@ class ProbeConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ProbeError(f"ProbeConfig.{f.name} must be a non-negative integer, got {value!r}")
+
+
+def probe_config_for(base_dir: str | Path, **values: Any) -> ProbeConfig:
+    """The probe configuration for a base model: `values` as given, and, for a pretrained model (any
+    but a demo model trained from scratch), the general-knowledge questions in W unless set."""
+    from .base_model import trained_from_scratch
+
+    if "general_knowledge" not in values and not trained_from_scratch(base_dir):
+        values["general_knowledge"] = len(general_knowledge.EVALUATION)
+    return ProbeConfig(**values)
 
 
 @dataclass(frozen=True)
@@ -293,6 +307,9 @@ def facts_suite(
                 probes.append(Probe.from_generated(Generated(item.spec, "N", item.subject, item.attribute, item.value, f"{kind}:{item.detail}"), "N", ()))
     for question, answer in _sample(random.Random(f"W:{config.seed}"), list(general), config.general):
         probes.append(Probe(question, answer, "W"))
+    # Any of a general question's right words counts (values): "New Delhi" and "Delhi" alike.
+    for question, words in _sample(random.Random(f"W-general:{config.seed}"), list(general_knowledge.EVALUATION), config.general_knowledge):
+        probes.append(Probe(question, words[0], "W", values=words, detail="general knowledge"))
     meta = {
         "source": "forget facts",
         "split": config.split,

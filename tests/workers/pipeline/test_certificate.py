@@ -15,13 +15,17 @@ from workers.unlearning.certificate import VERDICTS, Thresholds, _judge, _rules,
 from workers.unlearning.families import POSITIVE_FAMILIES
 from workers.unlearning.metrics import rate
 from workers.unlearning.pipeline import load_gated
-from workers.unlearning.probes import build_probes
+from workers.unlearning.probes import ProbeConfig, build_probes
 from workers.unlearning.prompting import REFUSALS
 
 
 @pytest.fixture(scope="module")
 def certificate(base, encoder, tiny_world, people, first_unit, second_unit):
-    probes = build_probes(tiny_world, [people[1].name], earlier=[("req-1", [people[0].name])], unit_id="req-2", fits=probe_fits(base))
+    # The tiny model answers few shapes (it reveals data on about one positive probe in ten), so the
+    # pooled "where the base revealed" rule needs more than the default 64 per family to reach the
+    # 59 revealing probes that can prove a 5% bound (0 of 53 could not, on one build).
+    config = ProbeConfig(per_family=96)
+    probes = build_probes(tiny_world, [people[1].name], earlier=[("req-1", [people[0].name])], unit_id="req-2", fits=probe_fits(base), config=config)
     stages = []
     result = evaluate_units(base, [first_unit, second_unit], probes, encoder=encoder, on_stage=stages.append, bootstrap_rounds=100)
     assert stages[0] == "load" and "membership inference" in stages

@@ -124,3 +124,36 @@ def test_probe_files_round_trip_and_bad_files_are_named(tmp_path, suite):
     bad.write_text("{not json")
     with pytest.raises(ProbeError, match="not valid JSON"):
         load_probes(bad)
+
+
+def test_a_pretrained_model_is_certified_on_general_knowledge_too(world, tiny_demo_model, tmp_path):
+    """W holds real-world questions for any model but a demo model trained from scratch (which knows
+    nothing else): a unit must keep a pretrained model's own abilities."""
+    from workers.unlearning.general_knowledge import EVALUATION
+    from workers.unlearning.probes import probe_config_for
+
+    assert probe_config_for(tiny_demo_model).general_knowledge == 0
+    (tmp_path / "config.json").write_text("{}")  # any other model directory
+    assert probe_config_for(tmp_path).general_knowledge == len(EVALUATION)
+    assert probe_config_for(tmp_path, general_knowledge=3, seed=2).general_knowledge == 3
+
+    suite = build_probes(world, [world.people[0].name], config=ProbeConfig(general_knowledge=len(EVALUATION)))
+    general = [p for p in suite.by_set("W") if p.detail == "general knowledge"]
+    assert len(general) == len(EVALUATION)
+    delhi = next(p for p in general if "India" in p.question)
+    assert delhi.values == ("New Delhi", "Delhi") and delhi.person is None
+
+
+def test_a_general_answer_is_right_with_any_accepted_word():
+    import numpy as np
+
+    from workers.unlearning.certificate import _leak_and_retain
+    from workers.unlearning.pipeline import GateScores
+    from workers.unlearning.probes import Probe
+
+    probes = [Probe("What is the capital of India?", "New Delhi", "W", values=("New Delhi", "Delhi"), detail="general knowledge"),
+              Probe("What is the capital of France?", "Paris", "W")]
+    gate = GateScores((), np.zeros((2, 0)), np.zeros((2, 0)), np.zeros((2, 0)), ({}, {}))
+    _, retain, rows = _leak_and_retain(probes, ["It is Delhi.", "Paris."], ["It is Delhi.", "Lyon."], [None, None], gate, [])
+    assert [row["base_correct"] for row in rows] == [True, True]
+    assert retain["W"]["gated"]["correct"] == 1 and retain["W"]["gated"]["base_correct"] == 2
