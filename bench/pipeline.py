@@ -51,11 +51,11 @@ LABELS = {"queue": "queue", "forget_set": "forget set", "model_check": "model ch
 
 
 def choose_people(world, preset: str, count: int, given: list[str]) -> list[str]:
-    """The story's people first (their certificates pass), then the people with the fewest neighbours
-    who are no neighbour of anyone chosen."""
-    from service.requests.management.commands.run_demo_story import STORY_PEOPLE
+    """The story's people first (drawn by its rule, story_people), then the people with the fewest
+    neighbours who are no neighbour of anyone chosen."""
+    from service.requests.management.commands.run_demo_story import story_people
 
-    chosen = list(given) or list(STORY_PEOPLE.get(preset, ((), ""))[0])
+    chosen = list(given) or list(story_people(world)[0])
     for person in sorted(world.people, key=lambda p: (len(world.neighbours(p, by=("surname",))), len(world.neighbours(p)))):
         if len(chosen) >= count:
             break
@@ -140,7 +140,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3, help="requests, one after the other (default 3)")
-    parser.add_argument("--preset", default="demo", choices=("demo", "tiny"), help="demo model preset (default demo, what bin/demo serves)")
+    parser.add_argument("--preset", default="demo", choices=("demo", "tiny", "smol"), help="demo model preset (default demo, what bin/demo serves; smol: SmolLM2 fine-tuned on the demo world)")
     parser.add_argument("--people", default="", help="comma-separated names (default: the story's people, then people with few neighbours)")
     parser.add_argument("--database-url", default="", help="PostgreSQL on loopback instead of SQLite (the database is dropped and re-created)")
     parser.add_argument("--broker-url", default="", help="e.g. redis://127.0.0.1:6379/14 instead of the serverless broker (the db is flushed)")

@@ -49,15 +49,16 @@ def add_demo_commands(subparsers: argparse._SubParsersAction) -> None:
         "build",
         help="build (or reuse from the cache) the demo model",
         description=(
-            "Train the demo model from scratch on the demo world, or reuse a cached build of the same "
-            "configuration. Prints the model directory on stdout; progress and a summary go to stderr."
+            "Train the demo model from scratch on the demo world (preset smol: fine-tune the pretrained "
+            "SmolLM2-135M-Instruct on it), or reuse a cached build of the same configuration. Prints the model directory on stdout; progress and a summary go to stderr."
         ),
         epilog="The cache is $UNLEARN_CACHE_DIR (default ~/.cache/forget-service/models).",
     )
     build.add_argument("--out", type=Path, metavar="DIR",
                        help="write the model to DIR (absent, empty, or an earlier build) instead of the cache")
-    build.add_argument("--preset", choices=("demo", "tiny"), default="demo",
-                       help="'demo': 200 people, 9 attributes (minutes); 'tiny': 24 people, for tests (seconds). Default: demo")
+    build.add_argument("--preset", choices=("demo", "tiny", "smol"), default="demo",
+                       help="'demo': 200 people, 9 attributes (minutes); 'tiny': 24 people, for tests (seconds); "
+                            "'smol': SmolLM2-135M-Instruct fine-tuned on 40 people (about half an hour). Default: demo")
     build.add_argument("--arch", choices=("llama", "gpt2"), default="llama", help="model family (default: llama)")
     build.add_argument("--seed", type=int, default=0, help="seed for the world, the weights and the data order (default: 0)")
     build.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache root (overrides $UNLEARN_CACHE_DIR)")
@@ -74,7 +75,7 @@ def add_demo_commands(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     world.add_argument("--out", type=Path, metavar="FILE", required=True, help="JSON file to write ('-' for stdout)")
-    world.add_argument("--preset", choices=("demo", "tiny"), default="demo", help="world size of this preset (default: demo)")
+    world.add_argument("--preset", choices=("demo", "tiny", "smol"), default="demo", help="world size of this preset (default: demo)")
     world.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
     world.set_defaults(handler=_demo_world)
 
@@ -159,11 +160,15 @@ def _summary(manifest: dict) -> str:
         f"({manifest['config']['arch']}, preset {manifest['config']['preset']})",
         f"{'questions':<22}{'n':>6}{'contains':>10}{'exact':>8}",
     ]
-    for name, label in (("trained", "trained phrasings"), ("heldout", "held-out (sample)"),
+    for name, label in (("trained", "trained phrasings"), ("heldout", "held-out (sample)"), ("padded", "padded (D, dev)"),
                         ("facts", "general facts"), ("holdout_people", "holdout people")):
         if name in metrics:
             m = metrics[name]
             lines.append(f"{label:<22}{m['n']:>6}{m['contains']:>10.1%}{m['exact']:>8.1%}")
+    general = metrics.get("general_knowledge")
+    if general:
+        lines.append(f"general knowledge: the base answered {general['base_correct']} of {general['questions']} right; "
+                     f"the fine-tuned model keeps {general['kept']} ({general['kept_ratio']:.1%})")
     return "\n".join(lines)
 
 
@@ -525,10 +530,10 @@ def _default_probes(args: argparse.Namespace):
     """Generated probes: from --forget (+ --negatives) for any model, else from the demo world
     inside the base directory and the subjects recorded in the units."""
     from .forget_set import ForgetSet, read_facts
-    from .probes import ProbeConfig, build_probes, facts_suite
+    from .probes import build_probes, facts_suite, probe_config_for
     from .unit_manifest import verify_unit
 
-    config = ProbeConfig(seed=args.seed, split=args.split)
+    config = probe_config_for(args.base, seed=args.seed, split=args.split)
     manifests = [verify_unit(unit) for unit in args.units]
     if args.forget is not None:
         forget = ForgetSet.from_jsonl(args.forget)

@@ -26,31 +26,28 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from .demo_finetune import base_digest
+from .demo_training import BUILD_THREADS, BuildProgress, Encoded, ProgressCallback, report, seeded, threads, train_model
 from .generation import generate_answers
-from .prompting import REFUSALS, contains_value, normalise
+from .prompting import REFUSALS, PromptSpec, contains_value, normalise, prompt_ids, render
 from .unit_manifest import sha256_file
 from .world import ATTRIBUTE_KEYS, QA, WORLD_VERSION, DemoWorld, TrainingExample, build_world, load_world
 
 # Bump when the training code changes what a config produces: it is part of the cache key.
 # 3: fixed epochs, float32, fixed threads, refusals in the tokenizer's training texts.
 RECIPE_VERSION = 3
-# Torch threads of a build: reductions are split by thread, so the thread count is part of what
-# makes a build bit-identical (the caller's setting is restored afterwards).
-BUILD_THREADS = 2
 MANIFEST_NAME = "demo_model.json"  # written last: its presence marks a complete build
 WORLD_FILE = "world.json"
 CACHE_ENV = "UNLEARN_CACHE_DIR"
@@ -58,6 +55,7 @@ DEFAULT_CACHE_DIR = Path("~/.cache/forget-service/models")
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ARCHES = ("llama", "gpt2")
+FINETUNE_BASES = ("smollm2",)  # demo_finetune.BASES
 
 
 class DemoModelError(RuntimeError):
@@ -75,6 +73,9 @@ class DemoModelConfig:
     preset: str = _help("Name of the preset these values came from (informative).", "demo")
     arch: str = _help("Model family: 'llama' (LlamaForCausalLM) or 'gpt2' (GPT2LMHeadModel).", "llama")
     seed: int = _help("Seed for the world, the initial weights and the data order.", 0)
+    base: str = _help(
+        "'' trains a model from scratch (the tokenizer and model fields below); a pretrained base ('smollm2') "
+        "is fine-tuned instead (demo_finetune.py), its own tokenizer and architecture kept.", "")
     # world
     n_people: int = _help("People in the training set.", 200)
     n_holdout: int = _help("Holdout people, never trained on (membership-inference reference).", 20)
@@ -105,6 +106,9 @@ class DemoModelConfig:
     check_below_loss: float = _help(
         "Run the memorisation check after an epoch whose mean answer loss is below this (checks cost a "
         "forward pass over every QA pair, so none are run while the model is clearly still learning).", 0.1)
+    general_repeats: int = _help(
+        "Fine-tuning only: times per epoch the base model's own answers to general_knowledge.TRAINING are "
+        "trained on (self-distillation, so it keeps what it knew).", 2)
     bf16: bool = _help(
         "bfloat16 autocast for the transformer blocks in training (off by default: its kernels round "
         "differently per CPU instruction set, which made builds differ between machines).", False)
@@ -113,6 +117,12 @@ class DemoModelConfig:
         problems = []
         if self.arch not in ARCHES:
             problems.append(f"arch must be one of {ARCHES}, got {self.arch!r}")
+        if self.base and self.base not in FINETUNE_BASES:
+            problems.append(f"base must be '' (from scratch) or one of {FINETUNE_BASES}, got {self.base!r}")
+        if self.base and self.arch != "llama":
+            problems.append("a pretrained base keeps its own architecture: leave arch at 'llama'")
+        if self.general_repeats < 0:
+            problems.append("general_repeats must be >= 0")
         if self.hidden_size % self.num_heads:
             problems.append("hidden_size must be divisible by num_heads")
         for name in ("n_people", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -169,6 +179,7 @@ class DemoModelConfig:
                 "tokenizers": tokenizers.__version__,
                 "cpu_capability": cpu_capability(),
                 "threads": BUILD_THREADS,
+                **({"base_gguf_sha256": base_digest(self.base)} if self.base else {}),
             },
             sort_keys=True,
         )
@@ -196,6 +207,24 @@ PRESETS: dict[str, DemoModelConfig] = {
         lr=4e-3,
         warmup_steps=20,
     ),
+    # A real pretrained instruct model taught 40 fictitious people (demo_finetune.py): SmolLM2-135M-
+    # Instruct through its chat template, the embeddings frozen, its own general answers mixed in.
+    "smol": DemoModelConfig(
+        preset="smol",
+        base="smollm2",
+        n_people=40,
+        n_holdout=8,
+        attributes=("city", "employer", "job", "birth_year", "condition", "phone"),
+        n_countries=8,
+        max_positions=256,
+        epochs=6,
+        batch_size=16,
+        lr=1e-4,
+        min_lr_ratio=0.1,
+        warmup_steps=20,
+        beta2=0.999,
+        general_repeats=2,
+    ),
 }
 
 
@@ -207,20 +236,6 @@ def cpu_capability() -> str:
     except AttributeError:  # older torch
         return "unknown"
 
-
-@dataclass(frozen=True)
-class BuildProgress:
-    """A progress report. `stage` is one of world, tokenizer, train, check, evaluate, save, done."""
-
-    stage: str
-    step: int = 0
-    total: int = 0
-    epoch: int = 0
-    loss: float | None = None
-    message: str = ""
-
-
-ProgressCallback = Callable[[BuildProgress], None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +295,7 @@ def build_demo_model(
         return read_manifest(target).get("key") == key
 
     if not force and reusable():
-        _report(progress, BuildProgress("done", message=f"reused {target}"))
+        report(progress, BuildProgress("done", message=f"reused {target}"))
         return target
     if target.exists() and not target.is_dir():
         raise DemoModelError(f"{target} exists and is not a directory")
@@ -290,7 +305,7 @@ def build_demo_model(
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target.parent / f".{target.name}.lock"):
         if not force and reusable():  # built by a concurrent caller while we waited
-            _report(progress, BuildProgress("done", message=f"reused {target}"))
+            report(progress, BuildProgress("done", message=f"reused {target}"))
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
         try:
@@ -301,7 +316,7 @@ def build_demo_model(
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-    _report(progress, BuildProgress("done", message=f"built {target}"))
+    report(progress, BuildProgress("done", message=f"built {target}"))
     return target
 
 
@@ -315,36 +330,42 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _report(progress: ProgressCallback | None, event: BuildProgress) -> None:
-    if progress is not None:
-        progress(event)
-
-
 def _build_into(directory: Path, config: DemoModelConfig, progress: ProgressCallback | None) -> dict[str, Any]:
     import tokenizers
     import transformers
 
     started = time.perf_counter()
-    _report(progress, BuildProgress("world", message="generating the demo world"))
+    report(progress, BuildProgress("world", message="generating the demo world"))
     world = config.build_world()
-    examples = world.training_examples()
+    extra: dict[str, Any] = {}
+    if config.base:
+        from .demo_finetune import general_answers, general_knowledge_report, prepare
 
-    _report(progress, BuildProgress("tokenizer", message="training the BPE tokenizer"))
-    # The refusals are tokenizer training text (not model training data), so that a unit's refusal
-    # is a few tokens and fits the gateway's default max_tokens.
-    tokenizer = train_tokenizer([ex.text for ex in examples] + [" " + r for r in REFUSALS] * 4, config.vocab_size)
-    encoded = encode_examples(tokenizer, examples, max_positions=config.max_positions,
-                              profile_weight=config.profile_weight)
+        with threads(BUILD_THREADS):
+            model, tokenizer, encoded, base_right = prepare(config, world, progress)
+        with seeded(config.seed), threads(BUILD_THREADS):
+            stats = train_model(model, encoded, config, progress=progress)
+            report(progress, BuildProgress("evaluate", message="asking the general questions again"))
+            extra["general_knowledge"] = general_knowledge_report(base_right, general_answers(model, tokenizer))
+    else:
+        examples = world.training_examples()
+        report(progress, BuildProgress("tokenizer", message="training the BPE tokenizer"))
+        # The refusals are tokenizer training text (not model training data), so that a unit's refusal
+        # is a few tokens and fits the gateway's default max_tokens.
+        tokenizer = train_tokenizer([ex.text for ex in examples] + [" " + r for r in REFUSALS] * 4, config.vocab_size)
+        encoded = encode_examples(tokenizer, examples, max_positions=config.max_positions,
+                                  profile_weight=config.profile_weight)
+        with seeded(config.seed), threads(BUILD_THREADS):
+            model = make_model(config, tokenizer)
+            stats = train_model(model, encoded, config, progress=progress)
 
-    with _seeded(config.seed), _threads(BUILD_THREADS):
-        model = make_model(config, tokenizer)
-        stats = train_model(model, encoded, config, progress=progress)
-
-    _report(progress, BuildProgress("evaluate", message="evaluating recall"))
-    metrics = evaluate_demo_model(model, tokenizer, world)
+    report(progress, BuildProgress("evaluate", message="evaluating recall"))
+    with threads(BUILD_THREADS):
+        metrics = {name: recall.to_json() for name, recall in evaluate_demo_model(model, tokenizer, world).items()}
+    metrics.update(extra)
     build_seconds = time.perf_counter() - started
 
-    _report(progress, BuildProgress("save", message=f"saving to {directory}"))
+    report(progress, BuildProgress("save", message=f"saving to {directory}"))
     with _quiet_transformers():
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
@@ -356,7 +377,7 @@ def _build_into(directory: Path, config: DemoModelConfig, progress: ProgressCall
         "world_digest": world.digest(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": stats,
-        "metrics": {name: report.to_json() for name, report in metrics.items()},
+        "metrics": metrics,
         "build_seconds": round(build_seconds, 2),
         "versions": {
             "torch": torch.__version__,
@@ -383,28 +404,6 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
-def _threads(count: int) -> Iterator[None]:
-    """Run with `count` torch threads and restore the caller's setting afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch for the build and restore the caller's RNG state afterwards."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.random.set_rng_state(state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,16 +436,6 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
         model_max_length=4096,
     )
     return tokenizer
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A tokenized training example: `labels` is -100 where no loss is taken."""
-
-    input_ids: list[int]
-    labels: list[int]
-    weight: float
-    kind: str
 
 
 def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[TrainingExample], *, max_positions: int,
@@ -509,140 +498,6 @@ def make_model(config: DemoModelConfig, tokenizer: PreTrainedTokenizerFast) -> P
     return GPT2LMHeadModel(model_config)
 
 
-def _batches(encoded: Sequence[Encoded], batch_size: int, generator: torch.Generator) -> list[list[int]]:
-    """One epoch of index batches: shuffled, then bucketed by length so padding stays small."""
-    order = torch.randperm(len(encoded), generator=generator).tolist()
-    chunk = batch_size * 16
-    batches = []
-    for start in range(0, len(order), chunk):
-        block = sorted(order[start : start + chunk], key=lambda i: len(encoded[i].input_ids))
-        batches.extend(block[i : i + batch_size] for i in range(0, len(block), batch_size))
-    shuffled = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[i] for i in shuffled]
-
-
-def _collate(encoded: Sequence[Encoded], indices: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, labels and per-token loss weights. Right padding needs no attention mask:
-    the causal mask already keeps real tokens from seeing the pads that follow them."""
-    width = max(len(encoded[i].input_ids) for i in indices)
-    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(indices), width), -100, dtype=torch.long)
-    weights = torch.zeros((len(indices), width))
-    for row, i in enumerate(indices):
-        ex = encoded[i]
-        n = len(ex.input_ids)
-        ids[row, :n] = torch.tensor(ex.input_ids)
-        labels[row, :n] = torch.tensor(ex.labels)
-        weights[row, :n] = ex.weight
-    return ids, labels, weights
-
-
-def _answer_logits(model: PreTrainedModel, ids: torch.Tensor, labels: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Next-token logits at the labelled positions only, their targets, and the (row, position)
-    mask they came from. The output layer runs on answer positions alone: for QA pairs most
-    positions are prompt, so this skips most of the vocabulary projection."""
-    mask = labels[:, 1:] != -100
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state[:, :-1]
-    # The output layer in float32: telling memorised tokens apart needs more than bf16's 8 bits.
-    logits = model.get_output_embeddings()(hidden[mask].float())
-    return logits, labels[:, 1:][mask], mask
-
-
-def train_model(
-    model: PreTrainedModel,
-    encoded: Sequence[Encoded],
-    config: DemoModelConfig,
-    *,
-    progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """Train in place; returns training statistics. Deterministic given torch's seed and `config`."""
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.ndim >= 2 and "emb" not in name and "wte" not in name and "wpe" not in name else no_decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=(0.9, config.beta2), eps=1e-8,
-    )
-
-    def lr_at(step: int) -> float:
-        if step < config.warmup_steps:
-            return config.lr * (step + 1) / config.warmup_steps
-        t = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-        floor = config.min_lr_ratio
-        return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-    qa_indices = [i for i, ex in enumerate(encoded) if ex.kind != "profile"]
-    model.train()
-    step, epoch, stopped_at, check = 0, 0, None, None
-    history = []
-    started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        qa_loss, qa_tokens, total_loss = 0.0, 0, 0.0
-        for indices in _batches(encoded, config.batch_size, generator):
-            ids, labels, weights = _collate(encoded, indices, model.config.pad_token_id)
-            logits, target, mask = _answer_logits(model, ids, labels, config.bf16)
-            token_loss = F.cross_entropy(logits, target, reduction="none")
-            w = weights[:, 1:][mask]
-            loss = (token_loss * w).sum() / w.sum().clamp_min(1e-8)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            is_qa = torch.tensor([encoded[i].kind != "profile" for i in indices])[mask.nonzero()[:, 0]]
-            qa_loss += float(token_loss.detach()[is_qa].sum())
-            qa_tokens += int(is_qa.sum())
-            total_loss += loss.item()
-            _report(progress, BuildProgress("train", step, total_steps, epoch, loss.item()))
-        epoch_qa_loss = qa_loss / max(qa_tokens, 1)
-        history.append({"epoch": epoch, "step": step, "answer_loss": round(epoch_qa_loss, 5)})
-        last = epoch == config.epochs
-        if config.stop_at_exact is not None and (epoch_qa_loss < config.check_below_loss or last):
-            # float32, like the saved model that generation.generate_answers will run
-            check = teacher_forced_accuracy(model, encoded, qa_indices)
-            history[-1]["qa_exact"] = round(check, 5)
-            _report(progress, BuildProgress("check", step, total_steps, epoch, epoch_qa_loss,
-                                            message=f"trained QA exact {check:.1%}"))
-            model.train()
-            if check >= config.stop_at_exact:
-                stopped_at = epoch
-                break
-    model.eval()
-    return {
-        "epochs_run": epoch,
-        "steps": step,
-        "memorised_at_epoch": stopped_at,
-        "final_teacher_forced_exact": check,
-        "train_seconds": round(time.perf_counter() - started, 2),
-        "history": history,
-    }
-
-
-@torch.no_grad()
-def teacher_forced_accuracy(model: PreTrainedModel, encoded: Sequence[Encoded], indices: Sequence[int], *,
-                            bf16: bool = False, batch_size: int = 256) -> float:
-    """Fraction of examples whose every labelled token (answer and EOS) is the argmax given the
-    gold prefix: exactly the examples greedy decoding reproduces word for word."""
-    model.eval()
-    ok = 0
-    for start in range(0, len(indices), batch_size):
-        chunk = list(indices[start : start + batch_size])
-        ids, labels, _ = _collate(encoded, chunk, model.config.pad_token_id)
-        logits, target, mask = _answer_logits(model, ids, labels, bf16)
-        wrong = (logits.argmax(-1) != target).float()
-        rows = mask.nonzero()[:, 0]
-        errors = torch.zeros(len(chunk)).index_add_(0, rows, wrong)
-        ok += int((errors == 0).sum())
-    return ok / max(1, len(indices))
-
-
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
 
@@ -679,9 +534,11 @@ def evaluate_recall(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, 
 
 def evaluate_demo_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, world: DemoWorld, *,
                         full: bool = False) -> dict[str, RecallReport]:
-    """Recall on trained questions, held-out paraphrases, general facts, and holdout people.
+    """Recall on trained questions, held-out paraphrases, padded questions, general facts, and
+    holdout people.
 
-    Trained questions and general facts are always asked in full. With `full=False` (what a build
+    Trained questions and general facts are always asked in full; padded questions are the D
+    family's development phrasings (PADDED_PROBES of them over the trained people). With `full=False` (what a build
     records in its manifest, to keep builds short) the held-out paraphrases are a fixed sample, one
     per person and attribute rotating through the templates, and holdout people are asked in the
     trained phrasings only; bench/demo_model.py asks everything.
@@ -696,7 +553,28 @@ def evaluate_demo_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFa
         "facts": evaluate_recall(model, tokenizer, world.fact_questions(split="trained")),
         "facts_heldout": evaluate_recall(model, tokenizer, world.fact_questions(split="heldout")),
         "holdout_people": evaluate_recall(model, tokenizer, holdout),
+        "padded": evaluate_recall(model, tokenizer, padded_questions(model, tokenizer, world)),
     }
+
+
+# Padded questions a build asks (the D family: the question between unrelated sentences).
+PADDED_PROBES = 120
+
+
+def padded_questions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, world: DemoWorld, count: int = PADDED_PROBES,
+                     max_new_tokens: int = 24) -> list[QA]:
+    """The D family's development prompts about the trained people, as far as they fit the model's
+    context with the answer budget."""
+    from . import families
+
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+
+    def fits(spec: PromptSpec) -> bool:
+        return len(prompt_ids(tokenizer, render(spec, tokenizer))) + max_new_tokens <= limit
+
+    facts = [fact for person in world.people for fact in families.facts_of_person(world, person)]
+    generated = families.generate("D", facts, count, split="dev", seed=0, world=world, fits=fits)
+    return [QA(g.spec.text, g.attribute, g.value, "padded", g.subject) for g in generated if g.spec.shape == "question" and g.value]
 
 
 def _one_per_person_and_attribute(world: DemoWorld, questions: Sequence[QA]) -> list[QA]:

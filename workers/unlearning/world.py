@@ -487,7 +487,7 @@ class DemoWorld:
         for i, attr in enumerate(self.attributes):
             name = target.name if i == 0 else target.first_name if i % 2 == 0 else target.name
             value = target.attributes[attr.key]
-            sentences.append(attr.statement.format(name=name, value=value, article=_article(value)))
+            sentences.append(attr.statement.format(name=name, value=value, article=article(value)))
         return " ".join(sentences)
 
     def training_examples(self) -> list[TrainingExample]:
@@ -686,5 +686,6 @@ def _unique(rng: random.Random, used: set[str], draw: Any) -> str:
     raise RuntimeError("could not draw a unique value; the world is too large for the vocabularies")
 
 
-def _article(value: str) -> str:
+def article(value: str) -> str:
+    """"a" or "an" before `value` (the job statements: "works as an engineer")."""
     return "an" if value[:1].lower() in "aeiou" else "a"
