@@ -254,7 +254,10 @@ class Command(BaseCommand):
         self._ask(rows, into="after")
         self._print_table(rows, {item.name: item.reference for item in filed})
 
-        self._say("\n5. The certificates")
+        self._say("\n5. Where the time went, per request (approval to active, by phase)")
+        self._print_phases(filed)
+
+        self._say("\n6. The certificates")
         self._print_certificates(filed)
         bad = [row for row in rows if not row.ok]
         if bad:
@@ -428,6 +431,18 @@ class Command(BaseCommand):
             elif row.shape == "chat":
                 answer = self._gateway("/v1/chat/completions", {"model": model, "messages": row.messages, "max_tokens": MAX_TOKENS})
                 setattr(row, into, answer["choices"][0]["message"]["content"])
+
+    def _print_phases(self, filed: list[Filed]) -> None:
+        """The worker's own timings (seconds per phase) from each request's last job."""
+        from service.requests.models import ErasureRequest
+        from service.unlearning.selectors import latest_certificate_job
+
+        for item in filed:
+            job = latest_certificate_job(ErasureRequest.objects.get(pk=item.id))
+            timings = dict(job.timings or {}) if job else {}
+            parts = ", ".join(f"{name.removesuffix('_seconds').replace('_', ' ')} {float(value):.0f} s"
+                              for name, value in timings.items() if isinstance(value, (int, float)))
+            self._say(f"     {item.reference}  {item.name:<20} {parts or 'no timings recorded'}")
 
     def _gateway(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         status, answer = self.gateway.call("POST", path, body=body, headers=self._bearer())
