@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from .demo_model import DemoModelConfig
 
 BASES: tuple[str, ...] = ("smollm2",)
+# Bump when this recipe changes what a config produces: part of a fine-tuned build's cache key.
+# 2: sentence answers, 215 distilled general questions (1: bare values, 60 questions).
+FINETUNE_RECIPE = 2
 # General answers longer than this are not complete answers to learn from (and cost training time).
 DISTILL_MAX_TOKENS = 64
 # What a general-knowledge answer may run to before it is judged (the certificate uses the same).

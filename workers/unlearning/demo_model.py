@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from .demo_finetune import base_digest
+from .demo_finetune import FINETUNE_RECIPE, base_digest
 from .demo_training import BUILD_THREADS, BuildProgress, Encoded, ProgressCallback, report, seeded, threads, train_model
 from .generation import generate_answers
 from .prompting import REFUSALS, PromptSpec, contains_value, normalise, prompt_ids, render
@@ -179,7 +179,7 @@ class DemoModelConfig:
                 "tokenizers": tokenizers.__version__,
                 "cpu_capability": cpu_capability(),
                 "threads": BUILD_THREADS,
-                **({"base_gguf_sha256": base_digest(self.base)} if self.base else {}),
+                **({"base_gguf_sha256": base_digest(self.base), "finetune_recipe": FINETUNE_RECIPE} if self.base else {}),
             },
             sort_keys=True,
         )
