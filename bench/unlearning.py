@@ -75,7 +75,7 @@ from workers.unlearning.forget_set import ForgetSet, forget_set_for_people  # no
 from workers.unlearning.gate import GatedModel  # noqa: E402
 from workers.unlearning.generation import generate_answers  # noqa: E402
 from workers.unlearning.pipeline import UnitWeights, fit_detector, synthesised_items, train_unit  # noqa: E402
-from workers.unlearning.probes import ProbeConfig, build_probes  # noqa: E402
+from workers.unlearning.probes import build_probes, probe_config_for  # noqa: E402
 from workers.unlearning.prompting import render  # noqa: E402
 from workers.unlearning.remediation import reason, remediated  # noqa: E402
 from workers.unlearning.training import AdapterWeights, train_unit_adapter  # noqa: E402
@@ -152,8 +152,9 @@ class Answers:
 # The outsider's evaluation
 
 
-def outsider_probes(world: Any, people: list[str], args: argparse.Namespace, fits: Callable) -> list[Any]:
-    config = ProbeConfig(seed=10_000 + args.seed, split=args.split, per_family=args.per_family * len(people),
+def outsider_probes(world: Any, people: list[str], args: argparse.Namespace, fits: Callable, base_dir: Path) -> list[Any]:
+    # probe_config_for: on a pretrained base (smol) W also holds its own general-knowledge questions.
+    config = probe_config_for(base_dir, seed=10_000 + args.seed, split=args.split, per_family=args.per_family * len(people),
                          retain=args.retain, neighbours=args.neighbours, general=args.general, holdout=0)
     return [p for p in build_probes(world, people, config=config, fits=fits).probes if p.set != "O"]
 
@@ -258,7 +259,7 @@ def run(args: argparse.Namespace) -> dict:
                 train_seconds[m].append(time.perf_counter() - started)
                 log(f"[{t}] {m}: {train_seconds[m][-1]:.0f} s")
             if t % args.curve_every == 0 or t == len(stream):
-                evaluations.append(evaluate_all(t, stream[:t], world, methods, o3_gate, detectors, stacks, answers, encoder, args, fits, log))
+                evaluations.append(evaluate_all(t, stream[:t], world, methods, o3_gate, detectors, stacks, answers, encoder, args, fits, log, model_dir))
     finally:
         o3_gate.close()
         for gate in stacks.values():
@@ -299,7 +300,7 @@ def train_ours(base, encoder, world, request: Request, units: list[Path], unlear
         train_unit(base, request.forget, out_dir=out, previous_units=units, unlearn_config=config, detector_config=detector, encoder=encoder, unit_id=request.unit_id)
         if args.no_certificates:
             return out, None, rounds
-        probes = build_probes(world, [request.person], earlier=earlier, config=ProbeConfig(seed=request.index, split=args.split), unit_id=request.unit_id, fits=fits)
+        probes = build_probes(world, [request.person], earlier=earlier, config=probe_config_for(base.path, seed=request.index, split=args.split), unit_id=request.unit_id, fits=fits)
         certificate = evaluate_units(base, [*units, out], probes, encoder=encoder, bootstrap_rounds=100).to_json()
         if certificate["verdict"] == "pass" or round_ == args.remediation:
             return out, certificate, rounds
@@ -310,9 +311,9 @@ def train_ours(base, encoder, world, request: Request, units: list[Path], unlear
     raise AssertionError("unreachable")
 
 
-def evaluate_all(t, stream, world, methods, o3_gate, detectors, stacks, answers: Answers, encoder, args, fits, log) -> dict:
+def evaluate_all(t, stream, world, methods, o3_gate, detectors, stacks, answers: Answers, encoder, args, fits, log, model_dir: Path) -> dict:
     started = time.perf_counter()
-    probes = outsider_probes(world, [r.person for r in stream], args, fits)
+    probes = outsider_probes(world, [r.person for r in stream], args, fits, model_dir)
     specs = [p.spec for p in probes]
     gate_texts = [s.gate_text() for s in specs]
     base = answers.base_answers(specs)
