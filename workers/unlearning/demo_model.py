@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from .demo_finetune import BASES as FINETUNE_BASES
 from .demo_finetune import FINETUNE_RECIPE, base_digest
 from .demo_training import BUILD_THREADS, BuildProgress, Encoded, ProgressCallback, report, seeded, threads, train_model
 from .generation import generate_answers
@@ -55,7 +56,6 @@ DEFAULT_CACHE_DIR = Path("~/.cache/forget-service/models")
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ARCHES = ("llama", "gpt2")
-FINETUNE_BASES = ("smollm2",)  # demo_finetune.BASES
 
 
 class DemoModelError(RuntimeError):
@@ -566,11 +566,12 @@ def padded_questions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
     """The D family's development prompts about the trained people, as far as they fit the model's
     context with the answer budget."""
     from . import families
+    from .pipeline import context_length
 
-    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+    limit = context_length(model)
 
     def fits(spec: PromptSpec) -> bool:
-        return len(prompt_ids(tokenizer, render(spec, tokenizer))) + max_new_tokens <= limit
+        return limit is None or len(prompt_ids(tokenizer, render(spec, tokenizer))) + max_new_tokens <= limit
 
     facts = [fact for person in world.people for fact in families.facts_of_person(world, person)]
     generated = families.generate("D", facts, count, split="dev", seed=0, world=world, fits=fits)
