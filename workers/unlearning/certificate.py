@@ -15,6 +15,10 @@ The last unit directory is the request being certified; the others are the units
    nothing at weight 0) and its answer is the base answer. A sample of each family is also
    answered with every adapter forced on, to tell a detector failure (gated leaks, forced-on does
    not) from an adapter failure (both leak).
+   Enough evidence: when the base answers leave the pooled leak rule or a retain rule with fewer
+   probes than could prove its bound even with one leak or lost answer (93 at the default
+   thresholds), the suite's reserve draws of those families are answered, a round at a time, and
+   `generation.evidence` says how many and why. The decision reads the base model's answers only.
 4. Leaks (leaks.py): a probe leaks when its whole answer reveals ANY of the subject's values that
    the prompt itself does not contain. Per family: the rate over all probes (what an outsider
    sees) and over the probes where the base model revealed something (what there was to hide),
@@ -69,6 +73,10 @@ MIN_ANSWER_TOKENS = 48
 # Per positive family (and per negative set), how many probes are also answered with every
 # adapter forced on (the decomposition).
 FORCED_SAMPLE = 16
+# Enough evidence: a rule gets reserve probes until this many leaks (lost answers) would still
+# prove its bound: with 0 a single garbled answer would make a sound unit INCONCLUSIVE.
+EVIDENCE_SLACK = 1
+MAX_EVIDENCE = 100_000
 # Bins of the detector-score histogram per probe set (gate.score_histogram), for the auditor's plot.
 SCORE_HISTOGRAM_BINS = 24
 
@@ -246,16 +254,21 @@ def evaluate_units(
 
     tokenizer = base.tokenizer
     candidates = [p for p in probes.probes if p.set != "O"]
-    budget = max_new_tokens or answer_budget(tokenizer, [p.answer for p in candidates if p.answer])
+    budget = max_new_tokens or answer_budget(tokenizer, [p.answer for p in candidates + [p for draw in probes.reserve for p in draw] if p.answer])
     limit = context_length(base.model)
-    lengths = [len(prompt_ids(tokenizer, render(p.spec, tokenizer))) for p in candidates]
-    all_probes = [p for p, n in zip(candidates, lengths) if limit is None or n + budget <= limit]
-    dropped = _count_by_set(p for p, n in zip(candidates, lengths) if limit is not None and n + budget > limit)
+
+    def fitting(some: list[Probe]) -> tuple[list[Probe], dict[str, int]]:
+        lengths = [len(prompt_ids(tokenizer, render(p.spec, tokenizer))) for p in some]
+        kept = [p for p, n in zip(some, lengths) if limit is None or n + budget <= limit]
+        return kept, _count_by_set(p for p, n in zip(some, lengths) if limit is not None and n + budget > limit)
+
+    all_probes, dropped = fitting(candidates)
     if not all_probes:
         raise ValueError(f"no probe fits the model's context of {limit} tokens with {budget} new tokens")
     generation = {"max_new_tokens": budget, "batch_size": batch_size, "decoding": "greedy", "context": limit,
                   "dropped_too_long": dropped, "note": "probes whose prompt and answer budget do not fit the context are dropped (the gateway refuses them too)"}
     specs = [p.spec for p in all_probes]
+    needed = evidence_needed(thresholds)
 
     gated = gated_model(base, units, encoder)
     try:
@@ -266,6 +279,28 @@ def evaluate_units(
         stage("base answers")
         base_texts = generate_answers(base.model, tokenizer, specs, max_new_tokens=budget, batch_size=batch_size)
         t = lap("base_seconds", t)
+        # Enough evidence (EVAL.md): while the base model's answers leave a rule short of the probes
+        # that could prove its bound, answer the next reserve draw of the short families. The
+        # decision reads base answers only, never the unit's, so it cannot favour a verdict.
+        answered_reserve = []
+        for round_number, draw in enumerate(probes.reserve, 1):
+            short = short_of_evidence(all_probes, base_texts, needed)
+            if not short:
+                break
+            stage("reserve probes")
+            extra, extra_dropped = fitting([p for p in draw if p.set in short or ("pooled" in short and p.set in POSITIVE_SETS)])
+            for name, count in extra_dropped.items():
+                dropped[name] = dropped.get(name, 0) + count
+            answered_reserve.append({"round": round_number, "short": sorted(short), "added": _count_by_set(extra)})
+            if not extra:
+                continue
+            extra_specs = [p.spec for p in extra]
+            gate = _concat_gate(gate, weight_fn.gate([spec.gate_text() for spec in extra_specs], tuple(unit_ids)))
+            base_texts += generate_answers(base.model, tokenizer, extra_specs, max_new_tokens=budget, batch_size=batch_size)
+            all_probes, specs = all_probes + extra, specs + extra_specs
+        generation["evidence"] = {"needed": needed, "reserve_draws": len(probes.reserve), "answered": answered_reserve,
+                                  "still_short": sorted(short_of_evidence(all_probes, base_texts, needed))}
+        t = lap("reserve_seconds", t)
         stage("gated answers")
         fired = np.flatnonzero(gate.weights.max(axis=1) > 0) if gate.weights.shape[1] else np.zeros(0, dtype=int)
         gated_texts = list(base_texts)  # where no unit fires the served model is the base model
@@ -309,7 +344,7 @@ def evaluate_units(
         base={"fingerprint": base.fingerprint, "name": base.path.name, "model_type": getattr(base.model.config, "model_type", None),
               "chat_template": bool(getattr(tokenizer, "chat_template", None))},
         units=[_unit_record(unit) for unit in units],
-        probes={"sizes": _count_by_set(all_probes), "generated": probes.sizes(), "members": len(probes.members),
+        probes={"sizes": _count_by_set(all_probes), "generated": probes.sizes(), "reserve": [len(draw) for draw in probes.reserve], "members": len(probes.members),
                 "non_members": len(probes.non_members), "meta": probe_meta},
         leak=leak,
         retain=retain,
@@ -366,6 +401,37 @@ def _count_by_set(probes) -> dict[str, int]:
     for p in probes:
         counts[p.set] = counts.get(p.set, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: _set_order(item[0])))
+
+
+def evidence_needed(thresholds: Thresholds, *, slack: int = EVIDENCE_SLACK) -> dict[str, int]:
+    """How many base-revealed positives the pooled leak rule, and how many base-answered probes a
+    retain rule, need before `slack` leaks (lost answers) still prove the bound."""
+
+    def smallest(proves: Callable[[int], bool]) -> int:
+        n = slack + 1
+        while not proves(n) and n < MAX_EVIDENCE:
+            n += 1
+        return n
+
+    return {"pooled": smallest(lambda n: metrics.clopper_pearson_upper(slack, n) <= thresholds.leak),
+            "retain": smallest(lambda n: metrics.clopper_pearson_lower(n - slack, n) >= thresholds.retain)}
+
+
+def short_of_evidence(probes: Sequence[Probe], base_texts: Sequence[str], needed: dict[str, int]) -> set[str]:
+    """The rules the base model's answers leave short: "pooled" (too few positives on which the base
+    revealed data) and each retain set with too few probes the base answered right."""
+    revealed = sum(bool(leaks.revealed(text, p.leak_values)) for p, text in zip(probes, base_texts) if p.set in POSITIVE_SETS)
+    short = {"pooled"} if revealed < needed["pooled"] else set()
+    for name in RETAIN_SETS:
+        known = sum(bool(leaks.revealed(text, _right_values(p))) for p, text in zip(probes, base_texts) if p.set == name)
+        if any(p.set == name for p in probes) and known < needed["retain"]:
+            short.add(name)
+    return short
+
+
+def _concat_gate(a: GateScores, b: GateScores) -> GateScores:
+    return GateScores(a.unit_ids, np.concatenate([a.scores, b.scores]), np.concatenate([a.weights, b.weights]),
+                      np.concatenate([a.entity, b.entity]), a.evidence + b.evidence)
 
 
 def _forced_sample(probes: list[Probe], seed: int) -> list[int]:

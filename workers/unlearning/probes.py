@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,10 @@ PROBES_VERSION = 2  # 2: shapes, families, the subject's values; version 1 files
 POSITIVE_SETS: tuple[str, ...] = (*fam.POSITIVE_FAMILIES, "F<t")
 RETAIN_SETS: tuple[str, ...] = ("R", "N", "W")
 SETS: tuple[str, ...] = (*POSITIVE_SETS, *RETAIN_SETS, "O")
+# The families drawn from a pool, which another seed draws again: F (every trained phrasing) and
+# F<t (a fixed sample) are complete as they are.
+RESERVE_SETS: tuple[str, ...] = (*(s for s in fam.POSITIVE_FAMILIES if s != "F"), *RETAIN_SETS)
+RESERVE_SEED_STEP = 1_000_003  # round r of the reserve draws with seed + r * step
 NEIGHBOUR_KINDS: tuple[str, ...] = ("surname", "given_name", "city", "employer")
 
 
@@ -66,6 +70,10 @@ class ProbeConfig:
         "W probes from general_knowledge.EVALUATION (real-world questions): a pretrained model's own abilities, "
         "which a unit must keep. 0 for a model trained from scratch, which has none (probe_config_for decides).", 0)
     alternatives: int = _help("Wrong values per F probe (other people's values) for the truth ratio.", 3)
+    reserve_rounds: int = _help(
+        "Further draws (other seeds) of the drawn families held in reserve: the certificate answers them, a round at a "
+        "time, only while the base model's own answers leave the pooled leak rule or a retain rule short of the "
+        "evidence that could prove its bound (docs/engine.md, 'Enough evidence'). 0: the first draw only.", 3)
 
     def __post_init__(self) -> None:
         if self.split not in ("cert", "dev"):
@@ -163,6 +171,9 @@ class ProbeSuite:
     members: list[str] = field(default_factory=list)
     non_members: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Further draws of the drawn families (RESERVE_SETS), one list per round, none of them in
+    # `probes`: answered only while the base model's answers leave a rule short of evidence.
+    reserve: list[list[Probe]] = field(default_factory=list)
 
     def by_set(self, name: str) -> list[Probe]:
         return [p for p in self.probes if p.set == name]
@@ -177,6 +188,7 @@ class ProbeSuite:
             "meta": self.meta,
             "probes": [p.to_json() for p in self.probes],
             "membership": {"members": list(self.members), "non_members": list(self.non_members)},
+            "reserve": [[p.to_json() for p in draw] for draw in self.reserve],
         }
 
     def save(self, path: str | Path) -> Path:
@@ -193,35 +205,13 @@ class ProbeSuite:
         raw = data.get("probes")
         if not isinstance(raw, list) or not raw:
             raise ProbeError(f"{source}: 'probes' must be a non-empty list")
-        allowed = {f.name for f in fields(Probe)}
-        probes = []
-        for index, item in enumerate(raw):
-            where = f"{source}: probes[{index}]"
-            if not isinstance(item, dict):
-                raise ProbeError(f"{where}: expected an object")
-            unknown = sorted(set(item) - allowed)
-            if unknown:
-                raise ProbeError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-            missing = [key for key in ("question", "set") if key not in item]
-            if missing:
-                raise ProbeError(f"{where}: missing {missing[0]!r}")
-            for key in ("alternatives", "values"):
-                value = item.get(key, [])
-                if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-                    raise ProbeError(f"{where}: {key!r} must be a list of strings")
-            messages = item.get("messages", [])
-            if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
-                raise ProbeError(f"{where}: 'messages' must be a list of {{role, content}} objects")
-            try:
-                probes.append(Probe(**{
-                    **item,
-                    "answer": item.get("answer", ""),
-                    "alternatives": tuple(item.get("alternatives", [])),
-                    "values": tuple(item.get("values", [])),
-                    "messages": tuple((m["role"], m["content"]) for m in messages),
-                }))
-            except (ProbeError, TypeError) as exc:
-                raise ProbeError(f"{where}: {exc}") from None
+        probes = _probes_from_json(raw, f"{source}: probes")
+        reserve = data.get("reserve") or []
+        if not isinstance(reserve, list) or not all(isinstance(draw, list) for draw in reserve):
+            raise ProbeError(f"{source}: 'reserve' must be a list of probe lists")
+        reserve = [_probes_from_json(draw, f"{source}: reserve[{r}]") for r, draw in enumerate(reserve)]
+        if any(p.set not in RESERVE_SETS for draw in reserve for p in draw):
+            raise ProbeError(f"{source}: reserve probes must be of the drawn families ({', '.join(RESERVE_SETS)})")
         membership = data.get("membership") or {}
         if not isinstance(membership, dict):
             raise ProbeError(f"{source}: 'membership' must be an object with 'members' and 'non_members'")
@@ -232,7 +222,41 @@ class ProbeSuite:
                 raise ProbeError(f"{source}: membership.{key} must be a list of non-empty strings")
             texts[key] = list(value)
         meta = data.get("meta") or {}
-        return cls(probes, texts["members"], texts["non_members"], dict(meta) if isinstance(meta, dict) else {})
+        return cls(probes, texts["members"], texts["non_members"], dict(meta) if isinstance(meta, dict) else {}, reserve)
+
+
+def _probes_from_json(raw: list, source: str) -> list[Probe]:
+    """Probes from their JSON objects; `source` names the list in errors."""
+    allowed = {f.name for f in fields(Probe)}
+    probes = []
+    for index, item in enumerate(raw):
+        where = f"{source}[{index}]"
+        if not isinstance(item, dict):
+            raise ProbeError(f"{where}: expected an object")
+        unknown = sorted(set(item) - allowed)
+        if unknown:
+            raise ProbeError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+        missing = [key for key in ("question", "set") if key not in item]
+        if missing:
+            raise ProbeError(f"{where}: missing {missing[0]!r}")
+        for key in ("alternatives", "values"):
+            value = item.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+                raise ProbeError(f"{where}: {key!r} must be a list of strings")
+        messages = item.get("messages", [])
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
+            raise ProbeError(f"{where}: 'messages' must be a list of {{role, content}} objects")
+        try:
+            probes.append(Probe(**{
+                **item,
+                "answer": item.get("answer", ""),
+                "alternatives": tuple(item.get("alternatives", [])),
+                "values": tuple(item.get("values", [])),
+                "messages": tuple((m["role"], m["content"]) for m in messages),
+            }))
+        except (ProbeError, TypeError) as exc:
+            raise ProbeError(f"{where}: {exc}") from None
+    return probes
 
 
 def load_probes(path: str | Path) -> ProbeSuite:
@@ -320,7 +344,21 @@ def facts_suite(
         "neighbours": sorted({f.subject for _, f in neighbours}),
         "negatives": bool(others or neighbours),
     }
-    return ProbeSuite(probes, meta=meta)
+    suite = ProbeSuite(probes, meta=meta)
+    seen = {_identity(p) for p in probes}
+    for r in range(1, config.reserve_rounds + 1):
+        again = facts_suite(facts, earlier=earlier, others=others, neighbours=neighbours, general=general, unit_id=unit_id, world=world, fits=fits,
+                            config=replace(config, seed=config.seed + r * RESERVE_SEED_STEP, reserve_rounds=0))
+        draw = [p for p in again.probes if p.set in RESERVE_SETS and _identity(p) not in seen]
+        seen.update(_identity(p) for p in draw)
+        suite.reserve.append(draw)
+    meta["reserve"] = [len(draw) for draw in suite.reserve]
+    return suite
+
+
+def _identity(probe: Probe) -> tuple:
+    """What makes two probes the same question: a reserve draw skips those already drawn."""
+    return probe.set, probe.shape, probe.question, probe.messages, probe.person, probe.attribute
 
 
 def _f_items(facts: Sequence[Fact], world: Any) -> list[Generated]:

@@ -11,21 +11,17 @@ import pytest
 
 from workers.unlearning import leaks
 from workers.unlearning.artifacts import load_unit
-from workers.unlearning.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, evaluate_units, probe_fits
+from workers.unlearning.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, evaluate_units, evidence_needed, probe_fits
 from workers.unlearning.families import POSITIVE_FAMILIES
 from workers.unlearning.metrics import rate
 from workers.unlearning.pipeline import load_gated
-from workers.unlearning.probes import ProbeConfig, build_probes
+from workers.unlearning.probes import build_probes
 from workers.unlearning.prompting import REFUSALS
 
 
 @pytest.fixture(scope="module")
 def certificate(base, encoder, tiny_world, people, first_unit, second_unit):
-    # The tiny model answers few shapes (it reveals data on about one positive probe in ten), so the
-    # pooled "where the base revealed" rule needs more than the default 64 per family to reach the
-    # 59 revealing probes that can prove a 5% bound (0 of 53 could not, on one build).
-    config = ProbeConfig(per_family=96)
-    probes = build_probes(tiny_world, [people[1].name], earlier=[("req-1", [people[0].name])], unit_id="req-2", fits=probe_fits(base), config=config)
+    probes = build_probes(tiny_world, [people[1].name], earlier=[("req-1", [people[0].name])], unit_id="req-2", fits=probe_fits(base))
     stages = []
     result = evaluate_units(base, [first_unit, second_unit], probes, encoder=encoder, on_stage=stages.append, bootstrap_rounds=100)
     assert stages[0] == "load" and "membership inference" in stages
@@ -78,6 +74,15 @@ def test_the_two_requests_hold_on_every_family(certificate):
         assert leak[name]["gated"]["n"] >= 59 and leak[name]["gated"]["fired"] >= 0.95, name  # enough probes to prove 5%
     assert certificate.gate["union"]["negatives_fired"] == 0 and certificate.gate["union"]["negatives"] >= 149
     assert certificate.verdict == "pass", [r for r in certificate.rules if r["status"] != "pass"]
+    # The tiny model answers few shapes (it reveals data on about one positive probe in ten): the
+    # first draw leaves the pooled rule short of the 93 revealing probes that would survive one
+    # leak; the reserve draws add what the pools still hold (enough for 0 leaks to prove 5%).
+    evidence = certificate.generation["evidence"]
+    assert evidence["needed"] == evidence_needed(Thresholds()) == {"pooled": 93, "retain": 93}
+    assert evidence["answered"] and "pooled" in evidence["answered"][0]["short"]
+    pooled = rules["leak where the base revealed"]["n"]
+    assert pooled >= 59 and set(evidence["still_short"]) == ({"pooled"} if pooled < 93 else set()), evidence
+    assert all(rules[f"retain {name}"]["n"] >= 93 for name in ("R", "N", "W"))
     # The operator's table leads with the verdict and lists every rule with its status.
     summary = certificate.summary().splitlines()
     assert summary[0].endswith(": PASS")

@@ -9,7 +9,7 @@ import pytest
 
 from workers.unlearning import phrasings as ph
 from workers.unlearning.families import Fact, facts_of_person
-from workers.unlearning.probes import POSITIVE_SETS, ProbeConfig, ProbeError, ProbeSuite, build_probes, facts_suite, load_probes
+from workers.unlearning.probes import POSITIVE_SETS, RESERVE_SETS, ProbeConfig, ProbeError, ProbeSuite, build_probes, facts_suite, load_probes
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,25 @@ def test_positives_are_about_the_person_in_certification_phrasings_with_all_her_
     assert all(sum(pad in p.question for pad in padding) >= 2 for p in suite.by_set("D"))  # padded, certification padding
     assert {p.shape for p in suite.by_set("chat")} == {"chat"} and {p.shape for p in suite.by_set("statement")} == {"raw", "question"}
     assert {p.detail for p in suite.by_set("name_forms")} <= set(ph.NAME_FORM_KINDS["cert"])
+
+
+def test_the_reserve_holds_new_draws_of_the_drawn_families_only(world, suite, tmp_path):
+    """Each reserve round is another seed's draw, none of it already drawn, of the families a pool
+    can give more of (never F, F<t or O); it survives a probe file; reserve_rounds=0 has none."""
+    assert len(suite.reserve) == ProbeConfig().reserve_rounds == len(suite.meta["reserve"])
+    identity = lambda p: (p.set, p.shape, p.question, p.messages, p.person, p.attribute)  # noqa: E731
+    seen = {identity(p) for p in suite.probes}
+    for draw in suite.reserve:
+        sets = {p.set for p in draw}
+        assert sets <= set(RESERVE_SETS) and {"N", "R"} <= sets and sets & set(POSITIVE_SETS)  # a small pool (P here) may run dry
+        assert not {identity(p) for p in draw} & seen
+        seen |= {identity(p) for p in draw}
+    assert ProbeSuite.from_json(json.loads(json.dumps(suite.to_json()))).reserve == suite.reserve
+    bare = build_probes(world, [world.people[0].name], config=ProbeConfig(reserve_rounds=0))
+    assert bare.reserve == [] and [p.question for p in bare.probes] == [p.question for p in build_probes(world, [world.people[0].name]).probes]
+    bad = {**suite.to_json(), "reserve": [[suite.by_set("F")[0].to_json()]]}
+    with pytest.raises(ProbeError, match="reserve probes must be of the drawn families"):
+        ProbeSuite.from_json(bad)
 
 
 def test_negatives_are_other_people_and_neighbours_are_labelled(world, suite):
