@@ -55,6 +55,13 @@ class UnlearnConfig:
         "a third word for word). The reference trains 10 epochs.",
         10,
     )
+    settle_epochs: int = _help(
+        "For a method with a fixed target (o3's refusal): after `epochs`, up to this many more while "
+        "some training prompt's target is not yet its greedy answer (every target token the argmax, "
+        "teacher-forced, checked after each epoch). 10 epochs leave about one refusal in twelve "
+        "garbled on the tiny demo model ('I can' share ...'); 0 trains `epochs` exactly.",
+        10,
+    )
     batch_size: int = _help("Training prompts per step (and retain examples per step for 'gd').", 8)
     max_steps: int | None = _help("Upper bound on optimiser steps; None trains all epochs.", None)
     lambda_orth: float = _help(
@@ -90,6 +97,8 @@ class UnlearnConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.settle_epochs, bool) or not isinstance(self.settle_epochs, int) or self.settle_epochs < 0:
+            raise ConfigError(f"settle_epochs must be a non-negative integer, got {self.settle_epochs!r}")
         if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
             raise ConfigError(f"max_steps must be None or a positive integer, got {self.max_steps!r}")
         if not isinstance(self.seed, int):

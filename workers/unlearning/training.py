@@ -31,7 +31,7 @@ from transformers.pytorch_utils import Conv1D
 
 from .base_model import BaseModel
 from .config import UnlearnConfig
-from .methods import MissingRetainDataError, as_examples, collate, encode, get_method
+from .methods import IGNORE_INDEX, MissingRetainDataError, as_examples, collate, encode, get_method
 from .unit_manifest import canonical_safetensors
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
@@ -268,9 +268,10 @@ def train_unit_adapter(
             optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
             retain_batches = _batches(retain_data, config.batch_size, order_rng) if method.needs_retain else None
             forget_batches = _batches(forget_data, config.batch_size, order_rng)
-            for step in range(total):
+
+            def train_step(step: int, of: int) -> None:
                 if callbacks.should_stop is not None and callbacks.should_stop():
-                    raise TrainingCancelled(step, total)
+                    raise TrainingCancelled(step, of)
                 forget_batch = collate(next(forget_batches), pad_id, device)
                 retain_batch = collate(next(retain_batches), pad_id, device) if retain_batches else None
                 loss = method.loss(model, forget_batch, retain_batch)
@@ -282,8 +283,39 @@ def train_unit_adapter(
                     torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 if callbacks.on_progress is not None:
-                    callbacks.on_progress(Progress(step + 1, total, loss.item(), orthogonality.item()))
+                    callbacks.on_progress(Progress(step + 1, of, loss.item(), orthogonality.item()))
+
+            for step in range(total):
+                train_step(step, total)
+            # Settling (config.settle_epochs): a fixed target is learnt when greedy decoding gives it
+            # word for word; a near miss ("I can' share") is a garbled refusal at inference.
+            settle = config.settle_epochs if method.target == "refusal" and config.max_steps is None else 0
+            done = total
+            for _ in range(settle):
+                if _all_exact(model, forget_data, pad_id, device, config.batch_size):
+                    break
+                for step in range(done, done + steps_per_epoch):
+                    train_step(step, done + steps_per_epoch)  # the bar stays near 100%: one epoch at a time
+                done += steps_per_epoch
             return extract_adapter(base, model.peft_config["default"])
+
+
+def _all_exact(model: torch.nn.Module, data: list, pad_id: int, device: torch.device, batch_size: int) -> bool:
+    """Whether every example's target (end token included) is the argmax at each of its positions,
+    teacher-forced, with dropout off: exactly when greedy decoding reproduces it."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(data), batch_size * 4):
+                batch = collate(data[start : start + batch_size * 4], pad_id, device)
+                logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+                labels = batch.labels[:, 1:]
+                mask = labels != IGNORE_INDEX
+                if not bool(((logits.argmax(-1) == labels) | ~mask).all()):
+                    return False
+        return True
+    finally:
+        model.train()
 
 
 BUCKET_BATCHES = 4  # batches per length bucket: examples of similar length train together

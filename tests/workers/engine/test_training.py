@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from peft import PeftModel
@@ -69,6 +71,22 @@ def test_training_learns_the_refusal_and_leaves_the_base_untouched(llama):
     assert all(torch.equal(before["state"][k], v) for k, v in after["state"].items())
     assert generate_answers(llama.model, llama.tokenizer, QUESTIONS) == answers_before != REFUSED
 
+    with GatedModel(llama) as gated:
+        gated.add_unit("u1", adapter)
+        assert [a.text for a in gated.generate(QUESTIONS, force="on")] == REFUSED
+
+
+def test_settling_trains_on_until_every_refusal_is_word_for_word(llama):
+    """Two epochs leave the refusal unlearnt; settling adds whole epochs until greedy decoding gives
+    it word for word on every training prompt, and then stops."""
+    per_epoch = math.ceil(len(FORGET) / 4)
+    config = dict(lr=1e-2, epochs=2, batch_size=4)
+    unsettled, settled = [], []
+    train_unit_adapter(llama, FORGET, UnlearnConfig(**config, settle_epochs=0), callbacks=TrainingCallbacks(on_progress=unsettled.append))
+    adapter = train_unit_adapter(llama, FORGET, UnlearnConfig(**config, settle_epochs=60), callbacks=TrainingCallbacks(on_progress=settled.append))
+    assert len(unsettled) == 2 * per_epoch
+    assert 2 * per_epoch < len(settled) < 62 * per_epoch and len(settled) % per_epoch == 0
+    assert settled[-1].percent == 100.0
     with GatedModel(llama) as gated:
         gated.add_unit("u1", adapter)
         assert [a.text for a in gated.generate(QUESTIONS, force="on")] == REFUSED
