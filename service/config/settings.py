@@ -248,6 +248,10 @@ FORGET = {
     "WEBHOOK_TIMEOUT_SECONDS": env.float("FORGET_WEBHOOK_TIMEOUT_SECONDS", default=5.0),
     # Retries due within this many seconds are a task countdown; later ones wait for the periodic sweep.
     "WEBHOOK_COUNTDOWN_MAX_SECONDS": env.float("FORGET_WEBHOOK_COUNTDOWN_MAX_SECONDS", default=300.0),
+    # Off: a webhook goes only to globally routable addresses (no loopback, private, link-local, cloud
+    # metadata, ...: checked at registration for literal IPs and at each delivery after resolving).
+    # On for receivers on a private network (and for tests on loopback).
+    "WEBHOOK_ALLOW_PRIVATE_NETWORKS": env.bool("FORGET_WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False),
 }
 # The service's public address (scheme, host, optional port): absolute links in webhooks and emails.
 FORGET_PUBLIC_URL = env("FORGET_PUBLIC_URL", default="http://127.0.0.1:8000")

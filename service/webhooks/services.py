@@ -50,6 +50,14 @@ def _check_url(url: str) -> str:
         raise ApplicationError("The endpoint URL must be an http:// or https:// URL.", code="invalid_webhook_url", extra={"errors": [{"field": "url", "message": "Only http(s) URLs.", "code": "invalid"}]})
     if parts.username or parts.password:
         raise ApplicationError("The endpoint URL may not carry credentials; verify the signature instead.", code="invalid_webhook_url", extra={"errors": [{"field": "url", "message": "No user:password@ in the URL.", "code": "invalid"}]})
+    if not settings.FORGET["WEBHOOK_ALLOW_PRIVATE_NETWORKS"]:
+        # Only what the URL says literally: a name is resolved, and judged, at each delivery.
+        host = parts.hostname
+        ip = http_delivery.literal_address(host)
+        reason = "a loopback name" if http_delivery.is_local_name(host) else (http_delivery.non_global_reason(ip) if ip is not None else None)
+        if reason:
+            raise ApplicationError(f"The endpoint URL names {host}, {reason}: webhooks go to globally routable addresses only.", code="invalid_webhook_url",
+                                   extra={"errors": [{"field": "url", "message": f"{host} is {reason}.", "code": "invalid"}]})
     return url
 
 
@@ -157,7 +165,8 @@ def webhook_delivery_attempt(*, delivery_id: str) -> WebhookDelivery | None:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="endpoint disabled")
         return delivery
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-    result = http_delivery.post(endpoint.url, secret=endpoint.signing_secret, message_id=delivery.pk, body=body, timeout=settings.FORGET["WEBHOOK_TIMEOUT_SECONDS"])
+    result = http_delivery.post(endpoint.url, secret=endpoint.signing_secret, message_id=delivery.pk, body=body, timeout=settings.FORGET["WEBHOOK_TIMEOUT_SECONDS"],
+                                 allow_private=settings.FORGET["WEBHOOK_ALLOW_PRIVATE_NETWORKS"])
     return _record_attempt(delivery, result)
 
 

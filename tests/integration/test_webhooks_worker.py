@@ -3,7 +3,8 @@
 with the effective erasure time, and verifies both with the receiver code of docs/api.md.
 
 The worker is the command an operator runs (`celery -A service.config worker`) on Redis and the
-PostgreSQL test database; the endpoint is a real HTTP server on loopback in this process."""
+PostgreSQL test database; the endpoint is a real HTTP server on loopback in this process (so the
+worker runs with FORGET_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,16 @@ from service.requests.models import ErasureRequest
 from service.requests.services import request_create_api, request_mark_active
 from service.webhooks.models import WebhookDelivery
 from service.webhooks.services import webhook_endpoint_create
-from tests.integration.processes import BROKER_URL, LoggedProcess, celery_worker_command, database_url, purge_queues, purge_queues_or_fail, require_postgresql, wait_for
+from tests.integration.processes import (
+    BROKER_URL,
+    LoggedProcess,
+    celery_worker_command,
+    database_url,
+    purge_queues,
+    purge_queues_or_fail,
+    require_postgresql,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -58,9 +68,10 @@ def documented_receiver(secret: str, failures: int):
     return Flaky, received
 
 
-def test_a_product_receives_signed_status_webhooks_from_the_worker(transactional_db, api_client_key, actor_of, tmp_path):
+def test_a_product_receives_signed_status_webhooks_from_the_worker(transactional_db, api_client_key, actor_of, tmp_path, settings):
     require_postgresql("worker")
     purge_queues_or_fail()
+    settings.FORGET = {**settings.FORGET, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": True}  # the endpoint is on loopback (here and in the worker)
     client, _ = api_client_key(("create", "read", "trusted_identity"))
     endpoint, secret = webhook_endpoint_create(actor=actor_of(client), url="http://127.0.0.1:9/placeholder", events=["request.verified", "request.active"])
     handler, received = documented_receiver(secret, failures=1)
@@ -68,7 +79,8 @@ def test_a_product_receives_signed_status_webhooks_from_the_worker(transactional
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     type(endpoint).objects.filter(pk=endpoint.pk).update(url=f"http://127.0.0.1:{server.server_address[1]}/hooks")
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": BROKER_URL, "FORGET_VAR_DIR": str(tmp_path / "var"),
-           "FORGET_WEBHOOK_RETRY_SECONDS": "1,1,1", "FORGET_WEBHOOK_TIMEOUT_SECONDS": "3", "PYTHONUNBUFFERED": "1"}
+           "FORGET_WEBHOOK_RETRY_SECONDS": "1,1,1", "FORGET_WEBHOOK_TIMEOUT_SECONDS": "3",
+           "FORGET_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1", "PYTHONUNBUFFERED": "1"}
     worker = LoggedProcess(celery_worker_command("webhooks-test"), env=env, log=tmp_path / "worker.log")
     try:
         request, _ = request_create_api(actor=actor_of(client), idempotency_key="wh-int", name="Ada Lovelace", email="ada@example.org", regulation="gdpr",

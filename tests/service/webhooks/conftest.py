@@ -1,5 +1,8 @@
 """Fixtures of the webhook tests: a local HTTP receiver that records what it is sent (and can be
-told to answer 500, be slow, or not listen at all), and an API client with an endpoint."""
+told to answer 500, be slow, or not listen at all), and an API client with an endpoint.
+
+The receivers listen on loopback, which the egress rule refuses by default: every test here runs
+with FORGET_WEBHOOK_ALLOW_PRIVATE_NETWORKS on, except those that turn it off (test_egress.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _private_networks_allowed(settings):
+    settings.FORGET = {**settings.FORGET, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": True}
 
 
 @dataclass
