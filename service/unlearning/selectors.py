@@ -74,10 +74,6 @@ def corpus_negatives(*, limit: int = MAX_CORPUS_NEGATIVES) -> list[tuple[str, st
     return found
 
 
-def corpus_size() -> int:
-    return CorpusDocument.objects.count()
-
-
 def forget_set_of(request: ErasureRequest) -> ForgetSet | None:
     return ForgetSet.objects.filter(request=request).first()
 
