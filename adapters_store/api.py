@@ -10,8 +10,7 @@ Errors are problem+json (service.common.problems).
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, time, timedelta
 
 from django.urls import reverse
 from django.utils import timezone
@@ -333,12 +332,12 @@ class InstantField(serializers.Field):
             self.fail("invalid")
         if day is not None:
             try:
-                return datetime.combine(day + timedelta(days=1) if self.end_of_day else day, time.min, tzinfo=dt_timezone.utc)
+                return datetime.combine(day + timedelta(days=1) if self.end_of_day else day, time.min, tzinfo=UTC)
             except OverflowError:  # 9999-12-31: the selector refuses such years anyway
                 self.fail("invalid")
         if moment is None:
             self.fail("invalid")
-        return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt_timezone.utc)
+        return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
 
     def to_representation(self, value):
         return value.isoformat()

@@ -7,8 +7,7 @@ the lane label links to the unit's page. Pure rendering: it reads the LiveHistor
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.urls import reverse
 
@@ -49,7 +48,7 @@ _STEPS: list[tuple[str, int, str]] = [
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(dt_timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _stamp(moment: datetime) -> str:

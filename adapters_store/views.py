@@ -7,8 +7,7 @@ Thin views: reads through selectors, writes through services (which check the ro
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django import forms
@@ -173,10 +172,10 @@ class HistoryForm(forms.Form):
     def window(self, now: datetime) -> tuple[datetime | None, datetime | None]:
         """since: the start of its day; until: the end of its day, or now if that is sooner."""
         data = self.cleaned_data
-        since = datetime.combine(data["since"], time.min, tzinfo=dt_timezone.utc) if data.get("since") else None
+        since = datetime.combine(data["since"], time.min, tzinfo=UTC) if data.get("since") else None
         until = None
         if data.get("until"):
-            until = datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=dt_timezone.utc)
+            until = datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=UTC)
             if until > now and (since is None or since < now):
                 until = now
         return since, until

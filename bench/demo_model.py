@@ -33,6 +33,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from transformers.utils import logging as hf_logging  # noqa: E402
+
 from workers.unlearning.base_model import load_base_model  # noqa: E402
 from workers.unlearning.demo_model import (  # noqa: E402
     DemoModelConfig,
@@ -41,8 +43,6 @@ from workers.unlearning.demo_model import (  # noqa: E402
     load_demo_world,
     read_manifest,
 )
-
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.disable_progress_bar()  # our own output only
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from intake import _admin_sql, _body, _process_cpu, _with_db  # noqa: E402  (same bodies as the benchmark)
+from intake import _admin_sql, _body, _process_cpu  # noqa: E402  (same bodies as the benchmark)
 
 
 def _args(argv):

@@ -59,9 +59,10 @@ import platform  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -69,13 +70,10 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.models import resolve_model  # noqa: E402
-
 from workers.unlearning.base_model import BaseModel, load_base_model  # noqa: E402
 from workers.unlearning.config import UnlearnConfig  # noqa: E402
 from workers.unlearning.demo_model import (  # noqa: E402
     WORLD_FILE,
-    DemoModelConfig,
-    build_demo_model,
     is_complete,
     load_demo_world,
     read_manifest,

@@ -126,7 +126,7 @@ def fmt(value) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = f"| # | request | status | approval -> active s | " + " | ".join(f"{LABELS[p]} s" for p in PHASES) + " |"
+    head = "| # | request | status | approval -> active s | " + " | ".join(f"{LABELS[p]} s" for p in PHASES) + " |"
     lines = [head, "|" + "---|" * (4 + len(PHASES))]
     for i, row in enumerate(rows, 1):
         lines.append(f"| {i} | {row['reference']} | {row['status']} | {fmt(row['total'])} | " + " | ".join(fmt(row[p]) for p in PHASES) + " |")

@@ -53,9 +53,10 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -65,9 +66,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.models import resolve_model  # noqa: E402
 from workers.unlearning import leaks, metrics  # noqa: E402
 from workers.unlearning.artifacts import load_unit  # noqa: E402
+from workers.unlearning.base_model import load_base_model  # noqa: E402
 from workers.unlearning.certificate import evaluate_units, probe_fits  # noqa: E402
 from workers.unlearning.config import UnlearnConfig  # noqa: E402
-from workers.unlearning.base_model import load_base_model  # noqa: E402
 from workers.unlearning.demo_model import load_demo_world  # noqa: E402
 from workers.unlearning.detector import DetectorConfig, load_encoder  # noqa: E402
 from workers.unlearning.families import POSITIVE_FAMILIES  # noqa: E402

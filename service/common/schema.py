@@ -18,7 +18,6 @@ from rest_framework import serializers
 from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 from .serializers import StrictSerializer
 
-
 # Regular expressions (ECMA 262, as JSON Schema reads them) for text fields in request bodies.
 NON_BLANK_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
 NO_NUL_TEXT = r"^[^\x00]*$"

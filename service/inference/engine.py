@@ -155,7 +155,6 @@ class GatewayEngine:
     def _run_batch(self, prompts: list[Prompt], max_tokens: Hashable) -> list[Completion | Exception]:
         """Runs on the batcher's thread: every tokenizer and model call of the gateway happens here."""
         from workers.unlearning.generation import generate_answers
-
         from workers.unlearning.prompting import prompt_ids
 
         tokenizer = self.base.tokenizer

@@ -169,5 +169,5 @@ class StreamChannel:
                 raise TimeoutError("no event within the timeout")
             try:
                 await asyncio.wait_for(wakeup.wait(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError("no event within the timeout") from None

@@ -27,8 +27,7 @@ import enum
 import math
 import statistics
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -80,7 +79,7 @@ class Period:
     @property
     def bounds(self) -> tuple[datetime, datetime]:
         """[start of the first day, start of the day after the last) in UTC."""
-        return (datetime.combine(self.start, time.min, tzinfo=dt_timezone.utc), datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=dt_timezone.utc))
+        return (datetime.combine(self.start, time.min, tzinfo=UTC), datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=UTC))
 
     @property
     def days(self) -> int:
@@ -116,7 +115,7 @@ def preset_with_data(*, today: date | None = None) -> Preset:
 
 
 def preset_period(preset: Preset | str, *, today: date | None = None) -> Period:
-    today = today or timezone.now().astimezone(dt_timezone.utc).date()
+    today = today or timezone.now().astimezone(UTC).date()
     preset = Preset(preset)
     if preset is Preset.LAST_YEAR:
         return Period(date(today.year - 1, 1, 1), date(today.year - 1, 12, 31))
@@ -136,7 +135,7 @@ def report_period(*, start: date | None = None, end: date | None = None, preset:
         return base
     if start is None:
         return Period(end - timedelta(days=base.days - 1), end)  # the preset's length, ending there
-    return Period(start, end or max(start, today or timezone.now().astimezone(dt_timezone.utc).date()))
+    return Period(start, end or max(start, today or timezone.now().astimezone(UTC).date()))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope, subject_actor
 from service.audit.services import audit_deferred, audit_record
 from service.common import ratelimits
-from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, PermissionDenied, RateLimited
+from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, RateLimited
 from service.common.hashing import canonical_json, pii_hash, sha256_hex
 
 from . import notifications

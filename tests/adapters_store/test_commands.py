@@ -45,7 +45,8 @@ def test_register_refuses_a_tampered_unit(store, make_unit):
 
 
 def test_registry_verify_fails_when_a_stored_unit_changed(store, register):
-    good, bad = register("good", passed=True), register("bad", passed=True)
+    good = register("good", passed=True)
+    register("bad", passed=True)
     assert "2 unit(s) verified." in run("registry_verify")
     weights = store / "bad" / "adapter" / "adapter_model.safetensors"
     os.chmod(weights, 0o644)

@@ -85,7 +85,7 @@ def test_a_newer_version_supersedes_and_a_roll_back_ends_the_interval(register, 
 def test_gateway_confirmations_set_the_times_where_recorded(register, reviewer, auditor):
     since = timezone.now()
     a = register("unit-a", passed=True)  # generation 1
-    b = register("unit-b", passed=True)  # generation 2
+    register("unit-b", passed=True)  # generation 2
     first = gateway_report_loaded(gateway_id="gw-1", generation=2, unit_ids=["unit-a"])  # refused unit-b
     late = gateway_report_loaded(gateway_id="gw-2", generation=2, unit_ids=["unit-a", "unit-b"])
     adapter_deactivate(version_id=a.pk, actor=reviewer, reason="maintenance")  # generation 3

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from cryptography.fernet import Fernet
 
 from tests.docker.test_compose import ENV_EXAMPLE, compose_file, env_example

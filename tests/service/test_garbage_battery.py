@@ -85,7 +85,7 @@ def test_garbage_at_every_route_never_gives_a_5xx_and_bad_characters_are_400(wor
             failures.append(f"{what}: {response.status_code} with {response['Content-Type']}")
 
     for caller_name, http in _callers(world, staff).items():
-        for name, url, garbled in _urls(world, unit_id, webhook):
+        for _name, url, garbled in _urls(world, unit_id, webhook):
             for method in ("GET", "POST"):
                 label = f"{caller_name} {method}"
                 if garbled:

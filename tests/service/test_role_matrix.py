@@ -57,11 +57,11 @@ CLIENT_READ_API = api(reviewer=403, auditor=403, admin=403, api_read=200, api_cr
 class Case:
     method: str
     expect: dict[str, object]
-    data: Callable[["World"], dict] | dict | None = None
+    data: Callable[[World], dict] | dict | None = None
     json: bool = False  # send `data` as a JSON body (the API) instead of a form
     note: str = ""
 
-    def body(self, world: "World") -> dict:
+    def body(self, world: World) -> dict:
         return self.data(world) if callable(self.data) else dict(self.data or {})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from workers.unlearning import phrasings as ph
@@ -18,8 +20,6 @@ from workers.unlearning.families import (
     synthesise,
 )
 from workers.unlearning.world import PERSON_ATTRIBUTES, build_world
-
-import random
 
 
 @pytest.fixture(scope="module")

@@ -49,8 +49,8 @@ def rate(k: int, n: int) -> Rate:
 def leak_rate(leaked: Sequence[bool], base_correct: Sequence[bool]) -> Rate:
     """Share of probes whose answer still contains the gold value, counting only the probes the base
     model answered correctly (otherwise "forgetting" is free)."""
-    pairs = [(bool(l), bool(b)) for l, b in zip(leaked, base_correct, strict=True)]
-    counted = [l for l, b in pairs if b]
+    pairs = [(bool(leak), bool(base)) for leak, base in zip(leaked, base_correct, strict=True)]
+    counted = [leak for leak, base in pairs if base]
     return rate(sum(counted), len(counted))
 
 

@@ -32,8 +32,8 @@ from .detector import Detector, DetectorBank, DetectorCancelled, DetectorConfig,
 from .detector.encoder import Encoder
 from .forget_set import ForgetSet
 from .gate import GatedModel
-from .prompting import PromptSpec, prompt_ids, render
 from .methods import MissingRetainDataError, get_method
+from .prompting import PromptSpec, prompt_ids, render
 from .training import AdapterWeights, Progress, TrainingCallbacks, TrainingCancelled, orthogonality_penalty, stack_lora_A, train_unit_adapter
 
 # Share of the overall progress bar given to the detector phase, by detector mode (the adapter

@@ -9,7 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -35,12 +35,12 @@ def days_log(monkeypatch):
     """Events on four days (UTC): #1, #2 on 29 April, #3 just before midnight on 30 April, #4 at
     midnight and #5 on 1 May, #6 on 2 May; then time goes on as usual for the export itself."""
     moments = [
-        datetime(2030, 4, 29, 9, 0, tzinfo=dt_timezone.utc),
-        datetime(2030, 4, 29, 17, 30, tzinfo=dt_timezone.utc),
-        datetime(2030, 4, 30, 23, 59, 59, 999999, tzinfo=dt_timezone.utc),
-        datetime(2030, 5, 1, 0, 0, tzinfo=dt_timezone.utc),
-        datetime(2030, 5, 1, 12, 0, 0, 250000, tzinfo=dt_timezone.utc),
-        datetime(2030, 5, 2, 8, 0, tzinfo=dt_timezone.utc),
+        datetime(2030, 4, 29, 9, 0, tzinfo=UTC),
+        datetime(2030, 4, 29, 17, 30, tzinfo=UTC),
+        datetime(2030, 4, 30, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2030, 5, 1, 0, 0, tzinfo=UTC),
+        datetime(2030, 5, 1, 12, 0, 0, 250000, tzinfo=UTC),
+        datetime(2030, 5, 2, 8, 0, tzinfo=UTC),
     ]
     real_now = timezone.now
     for index, moment in enumerate(moments):

@@ -149,8 +149,8 @@ def test_the_default_api_quota_comes_from_the_settings(api_client_key, rates):
 
 
 def test_a_malformed_quota_is_refused(api_client_key):
-    from service.common.errors import ApplicationError
     from service.accounts.services import api_client_set_rate_limit
+    from service.common.errors import ApplicationError
 
     client, _ = api_client_key()
     with pytest.raises(ApplicationError, match="600/m"):

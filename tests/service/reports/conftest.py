@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.accounts.roles import SYSTEM
+from service.requests import services
 from service.requests.deadlines import legal_deadline
 from service.requests.models import ErasureRequest
-from service.requests import services
 
 PERIOD = ("2025-01-01", "2025-12-31")
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)

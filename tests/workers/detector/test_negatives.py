@@ -7,8 +7,8 @@ import json
 import random
 
 import numpy as np
-import torch
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from workers.unlearning import world

@@ -14,7 +14,7 @@ from workers.unlearning.methods import (
     get_method,
     mean_nll,
 )
-from workers.unlearning.prompting import PromptSpec, REFUSALS, format_answer, format_prompt
+from workers.unlearning.prompting import REFUSALS, PromptSpec, format_answer, format_prompt
 from workers.unlearning.training import attached_lora, lora_config, train_unit_adapter
 
 from .tiny_models import FORGET, OTHER

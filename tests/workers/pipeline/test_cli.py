@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from workers.unlearning.cli import main
 from workers.unlearning.prompting import REFUSALS
 

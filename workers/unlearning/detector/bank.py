@@ -10,8 +10,8 @@ and calls in flight keep the immutable snapshot they started with.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -6,8 +6,9 @@ without loading the engine. Every field carries its help text in `metadata["help
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 from workers.unlearning.detector.windows import split_all
 
@@ -226,7 +227,7 @@ class DetectorConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DetectorConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
         """Inverse of to_dict; unknown keys are an error so a typo never passes silently."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,8 +30,6 @@ from safetensors.torch import load_file, save
 
 from workers.unlearning.detector.config import DetectorConfig
 from workers.unlearning.detector.encoder import Encoder
-from workers.unlearning.detector.names import EntityBank, EntityMatcher
-from workers.unlearning.unit_manifest import canonical_safetensors
 from workers.unlearning.detector.lora import (
     DetectorCancelled,
     DetectorLora,
@@ -39,8 +37,10 @@ from workers.unlearning.detector.lora import (
     StopCallback,
     train_lora,
 )
+from workers.unlearning.detector.names import EntityBank, EntityMatcher
 from workers.unlearning.detector.negatives import infer_subjects, name_swaps, phrasing_key
 from workers.unlearning.detector.scorer import Negatives, ScorerStack, UnitScorer, fit_unit_scorer, segment_max
+from workers.unlearning.unit_manifest import canonical_safetensors
 
 FORMAT = "o3-detector"
 # 2: name-test tensors (negatives, name_threshold); 3: decisive gate_threshold and entity.json.

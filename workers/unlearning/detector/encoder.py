@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -81,7 +81,7 @@ class Encoder:
             )
         return {key: value.to(self.device) for key, value in batch.items()}
 
-    def with_model(self, model: PreTrainedModel) -> "Encoder":
+    def with_model(self, model: PreTrainedModel) -> Encoder:
         """The same tokenizer and identity around another copy of the weights (a merged LoRA)."""
         return replace(self, model=model, _tokenizer_lock=threading.Lock())
 

@@ -14,8 +14,8 @@ core K and the scalar a.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from sklearn.covariance import ledoit_wolf_shrinkage

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -54,7 +54,7 @@ class DetectorLora:
         (directory / self.WEIGHTS_NAME).write_bytes(canonical_safetensors(save(state, metadata={"format": "pt"})))
 
     @classmethod
-    def load(cls, directory: Path) -> "DetectorLora":
+    def load(cls, directory: Path) -> DetectorLora:
         return cls(peft_config=LoraConfig.from_pretrained(str(directory)), state_dict=load_file(str(directory / cls.WEIGHTS_NAME)))
 
     def merged(self, encoder: Encoder) -> Encoder:

@@ -15,7 +15,7 @@ encoder, and sum the per-layer losses over the scored layers.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -29,8 +29,8 @@ The calibration references are the glocal scores without the test (the test is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ class UnitScorer:
         return {name: float(getattr(self, name)) for name in self.SCALAR_NAMES}
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor], scalars: dict[str, float], device: torch.device) -> "UnitScorer":
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], scalars: dict[str, float], device: torch.device) -> UnitScorer:
         glocal = GlocalFit(**{name: tensors[f"glocal.{name}"].to(device) for name in cls.GLOCAL_NAMES})
         arrays = {name: tensors[name].to(device) for name in cls.TENSOR_NAMES}
         arrays.update({name: tensors[name].to(device) for name in cls.OPTIONAL_TENSOR_NAMES if name in tensors})

@@ -17,7 +17,7 @@ Windows are whole words; no tokenizer is needed.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 

@@ -228,7 +228,7 @@ class Command(BaseCommand):
         for item in filed:
             self._say(f"     {item.reference}  {item.name:<20} {item.status}")
 
-        self._say(f"\n2. Approving them as the reviewer through the staff API (POST .../approve, session login)")
+        self._say("\n2. Approving them as the reviewer through the staff API (POST .../approve, session login)")
         self._login(reviewer)
         for item in filed:
             if item.status == "verified":
