@@ -82,7 +82,13 @@ class UnitSerializer(serializers.Serializer):
     def get_certificate(self, version: AdapterVersion) -> dict:
         return {"passed": version.certificate_passed, "metrics": version.certificate_metrics}
 
-    @extend_schema_field({"type": "object", "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "activate", "deactivate", "revoke")}, "required": ["self"]})
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "activate", "deactivate", "revoke")},
+            "required": ["self"],
+        }
+    )
     def get_links(self, version: AdapterVersion) -> dict[str, str]:
         request = self.context["request"]
         actor: Actor = self.context["actor"]
@@ -295,7 +301,14 @@ class LiveApi(APIView):
         tags=[TAG],
         summary="Which units were live at a time T",
         description=_READ_NOTE + " Answered from the append-only activation history. Without `at`: now.",
-        parameters=[OpenApiParameter("at", {"type": "string", "pattern": INSTANT_PATTERN}, description="ISO 8601 date-time, e.g. `2026-11-23T10:15:00Z`; without an offset, UTC.", required=False)],
+        parameters=[
+            OpenApiParameter(
+                "at",
+                {"type": "string", "pattern": INSTANT_PATTERN},
+                description="ISO 8601 date-time, e.g. `2026-11-23T10:15:00Z`; without an offset, UTC.",
+                required=False,
+            )
+        ],
         responses={200: OutputSerializer, **problem_responses(400, 401, 403)},
     )
     def get(self, request):
@@ -349,7 +362,9 @@ _SOURCE_FIELD = {"type": "string", "example": "gateway"}
 
 class HistoryIntervalSerializer(serializers.Serializer):
     start = serializers.DateTimeField(help_text="When it went live: the first gateway confirmation where one is recorded, else the activation event.")
-    end = serializers.DateTimeField(allow_null=True, help_text="When it stopped being live (same rule: the last gateway to drop it, else the event); null while live.")
+    end = serializers.DateTimeField(
+        allow_null=True, help_text="When it stopped being live (same rule: the last gateway to drop it, else the event); null while live."
+    )
     start_source = serializers.SerializerMethodField()
     end_source = serializers.SerializerMethodField()
     activated = EventSerializer(source="opened_by", help_text="The activation that opened the interval.")
@@ -357,7 +372,12 @@ class HistoryIntervalSerializer(serializers.Serializer):
     gateway_confirmed_from = serializers.DateTimeField(source="confirmed_from", allow_null=True)
     gateway_confirmed_until = serializers.DateTimeField(source="confirmed_until", allow_null=True)
 
-    @extend_schema_field({**_SOURCE_FIELD, "description": "`gateway`: `start` is a gateway's confirmation; `registry`: no gateway confirmed it, `start` is the activation event's time."})
+    @extend_schema_field(
+        {
+            **_SOURCE_FIELD,
+            "description": "`gateway`: `start` is a gateway's confirmation; `registry`: no gateway confirmed it, `start` is the activation event's time.",
+        }
+    )
     def get_start_source(self, interval) -> str:
         return "gateway" if interval.start_confirmed else "registry"
 
@@ -391,7 +411,8 @@ class HistoryEventSerializer(serializers.Serializer):
     generation = serializers.IntegerField(source="event.generation")
     gateway_confirmed_at = serializers.DateTimeField(
         allow_null=True,
-        help_text="An activation: when a gateway first served the unit. A closing event: when the last gateway stopped serving it. Null when no gateway report confirms it.",
+        help_text="An activation: when a gateway first served the unit. A closing event: when the last gateway stopped serving it. "
+        "Null when no gateway report confirms it.",
     )
     changed_live_set = serializers.BooleanField(help_text="False for the revocation of a unit that was not live (nothing changed on the gateways).")
 
@@ -403,7 +424,11 @@ class HistoryEventSerializer(serializers.Serializer):
 
 class HistoryApi(APIView):
     class QuerySerializer(StrictSerializer):
-        since = InstantField(required=False, help_text="Start of the window: a date (its midnight, UTC) or a date-time. Default: 30 days before `until`, or the minute of the first event if the history is younger.")
+        since = InstantField(
+            required=False,
+            help_text="Start of the window: a date (its midnight, UTC) or a date-time. "
+            "Default: 30 days before `until`, or the minute of the first event if the history is younger.",
+        )
         until = InstantField(required=False, end_of_day=True, help_text="End of the window: a date (included whole) or a date-time. Default: now.")
 
         def validate(self, data):
@@ -415,7 +440,9 @@ class HistoryApi(APIView):
         since = serializers.DateTimeField()
         until = serializers.DateTimeField()
         gateway_reports_recorded = serializers.BooleanField(help_text="False when no gateway ever reported what it loaded: every time is then the registry's.")
-        units = HistoryUnitSerializer(source="lanes", many=True, help_text="Each unit live at some time in the window or changed in it, by when it first went live.")
+        units = HistoryUnitSerializer(
+            source="lanes", many=True, help_text="Each unit live at some time in the window or changed in it, by when it first went live."
+        )
         events = HistoryEventSerializer(many=True, help_text="The activation events in the window, oldest first.")
 
     @extend_schema(

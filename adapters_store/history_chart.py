@@ -104,9 +104,15 @@ def _bar_title(lane: UnitLane, interval: LiveInterval) -> str:
     if interval.closed_by is None:
         end = "still live"
     elif interval.confirmed_until:
-        end = f"until {_stamp(interval.end)} (gateway confirmed; {interval.closed_by.get_action_display().lower()} {_stamp(interval.closed_by.at)} by {interval.closed_by.actor_label})"
+        end = (
+            f"until {_stamp(interval.end)} (gateway confirmed; {interval.closed_by.get_action_display().lower()} {_stamp(interval.closed_by.at)} "
+            f"by {interval.closed_by.actor_label})"
+        )
     else:
-        end = f"until {_stamp(interval.end)} ({interval.closed_by.get_action_display().lower()} by {interval.closed_by.actor_label}; no gateway confirmation recorded)"
+        end = (
+            f"until {_stamp(interval.end)} ({interval.closed_by.get_action_display().lower()} by {interval.closed_by.actor_label}; "
+            "no gateway confirmation recorded)"
+        )
     return f"{who} live {start} {end}"
 
 
@@ -141,10 +147,15 @@ def render_history_svg(history: LiveHistory, *, now: datetime) -> str:
     body.append(svg.line(WIDTH - RIGHT, AXIS_HEIGHT, WIDTH - RIGHT, bottom, stroke=svg.MUTED))
     if since <= now <= until:
         x = x_of(now)
-        body.append(f'<g class="now">{svg.line(x, AXIS_HEIGHT - 4, x, bottom + 4, stroke=svg.BAD, stroke_dasharray="4 3")}<title>now: {svg.esc(_stamp(now))}</title></g>')
+        body.append(
+            f'<g class="now">{svg.line(x, AXIS_HEIGHT - 4, x, bottom + 4, stroke=svg.BAD, stroke_dasharray="4 3")}<title>now: '
+            f"{svg.esc(_stamp(now))}</title></g>"
+        )
 
     if not lanes:
-        body.append(svg.text(LABEL_WIDTH + plot_width / 2, AXIS_HEIGHT + LANE_HEIGHT * 0.65, "No unit was live in this period.", text_anchor="middle", fill=svg.MUTED))
+        body.append(
+            svg.text(LABEL_WIDTH + plot_width / 2, AXIS_HEIGHT + LANE_HEIGHT * 0.65, "No unit was live in this period.", text_anchor="middle", fill=svg.MUTED)
+        )
     for index, lane in enumerate(lanes):
         top = AXIS_HEIGHT + LANE_HEIGHT * index
         version = lane.version
@@ -158,7 +169,11 @@ def render_history_svg(history: LiveHistory, *, now: datetime) -> str:
             confirmed = interval.start_confirmed and (interval.closed_by is None or interval.end_confirmed)
             style = {"fill": svg.ACCENT} if confirmed else {"fill": svg.ACCENT_LIGHT, "stroke": svg.ACCENT, "stroke_dasharray": "3 2"}
             css = "bar confirmed" if confirmed else "bar registry"
-            body.append(svg.rect(start, top + (LANE_HEIGHT - BAR_HEIGHT) / 2, max(end - start, 2.0), BAR_HEIGHT, title=_bar_title(lane, interval), class_=css, rx=2, **style))
+            body.append(
+                svg.rect(
+                    start, top + (LANE_HEIGHT - BAR_HEIGHT) / 2, max(end - start, 2.0), BAR_HEIGHT, title=_bar_title(lane, interval), class_=css, rx=2, **style
+                )
+            )
         body.append("</g>")
 
     description = f"Units live from {_stamp(since)} to {_stamp(until)}: {len(history.lanes)} unit{'s' if len(history.lanes) != 1 else ''}."

@@ -42,7 +42,8 @@ class AdapterVersion(models.Model):
     certificate_metrics = models.JSONField(default=dict, blank=True, help_text="The evaluation behind the certificate.")
     certificate_passed = models.BooleanField(default=False)
     certificate_override = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="A second approver's override of a certificate that did not pass ({by, reason, at}); empty: none.",
     )
 

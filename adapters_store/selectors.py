@@ -275,7 +275,11 @@ class _GatewayLog:
 
 def _gateway_logs(min_generation: int) -> dict[str, _GatewayLog]:
     logs: dict[str, _GatewayLog] = {}
-    reports = GatewayReport.objects.filter(generation__gte=min_generation).order_by("gateway_id", "generation", "at", "id").values_list("gateway_id", "generation", "at", "unit_ids")
+    reports = (
+        GatewayReport.objects.filter(generation__gte=min_generation)
+        .order_by("gateway_id", "generation", "at", "id")
+        .values_list("gateway_id", "generation", "at", "unit_ids")
+    )
     for gateway_id, generation, at, unit_ids in reports.iterator(chunk_size=500):
         log = logs.setdefault(gateway_id, _GatewayLog())
         log.generations.append(generation)

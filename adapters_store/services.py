@@ -63,9 +63,17 @@ def _get(version_id) -> AdapterVersion:
 def _require_reason(reason: str, what: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ApplicationError(f"A reason is required to {what}.", code="reason_required", extra={"errors": [{"field": "reason", "message": "This field is required.", "code": "required"}]})
+        raise ApplicationError(
+            f"A reason is required to {what}.",
+            code="reason_required",
+            extra={"errors": [{"field": "reason", "message": "This field is required.", "code": "required"}]},
+        )
     if len(reason) > MAX_REASON:
-        raise ApplicationError(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long", extra={"errors": [{"field": "reason", "message": f"At most {MAX_REASON} characters.", "code": "max_length"}]})
+        raise ApplicationError(
+            f"The reason is longer than {MAX_REASON} characters.",
+            code="reason_too_long",
+            extra={"errors": [{"field": "reason", "message": f"At most {MAX_REASON} characters.", "code": "max_length"}]},
+        )
     return reason
 
 
@@ -104,7 +112,9 @@ def _integrity_failed(*, actor: Actor, unit_id: str, error: UnitIntegrityError, 
     alerts.error("ALERT: unit %s failed its integrity check at %s (%s): %s", unit_id, stage, location, problem)
 
 
-def _change(version: AdapterVersion, action: EventAction, *, actor: Actor, reason: str = "", data: dict[str, Any] | None = None, generation: int | None = None) -> ActivationEvent:
+def _change(
+    version: AdapterVersion, action: EventAction, *, actor: Actor, reason: str = "", data: dict[str, Any] | None = None, generation: int | None = None
+) -> ActivationEvent:
     """Compare-and-set `version` to the status `action` leads to, with its event and audit row.
 
     Must run inside a transaction; bumps the generation unless the caller already did (`generation`).
@@ -120,13 +130,21 @@ def _change(version: AdapterVersion, action: EventAction, *, actor: Actor, reaso
             f"Unit {version.unit_id} is {current or 'gone'}; it cannot become {target.value}.",
             extra={"current_status": current, "requested_status": target.value},
         )
-    event = ActivationEvent.objects.create(version=version, action=action.value, reason=reason, actor_label=actor.label[:150], at=timezone.now(), generation=generation)
+    event = ActivationEvent.objects.create(
+        version=version, action=action.value, reason=reason, actor_label=actor.label[:150], at=timezone.now(), generation=generation
+    )
     audit_record(
         action=f"adapter.{action.value}",
         actor=actor,
         target_type="adapter",
         target_id=version.unit_id,
-        data={"from": version.status, "reason": reason, "generation": generation, "request": version.request.reference if version.request_id else None, **(data or {})},
+        data={
+            "from": version.status,
+            "reason": reason,
+            "generation": generation,
+            "request": version.request.reference if version.request_id else None,
+            **(data or {}),
+        },
     )
     version.status = target.value
     return event
@@ -141,7 +159,9 @@ def _require_registrar(actor: Actor) -> None:
         actor.require(Capability.ADMINISTER)
 
 
-def adapter_register(*, unit_dir: str | Path, actor: Actor, request=None, certificate_metrics: dict[str, Any] | None = None, certificate_passed: bool = False) -> AdapterVersion:
+def adapter_register(
+    *, unit_dir: str | Path, actor: Actor, request=None, certificate_metrics: dict[str, Any] | None = None, certificate_passed: bool = False
+) -> AdapterVersion:
     """Verifies every digest of the unit in `unit_dir`, stores it, and records it as a candidate.
 
     `request` is the ErasureRequest (or its id or reference) the unit serves; None for a unit
@@ -188,7 +208,9 @@ def adapter_register(*, unit_dir: str | Path, actor: Actor, request=None, certif
         uri = get_storage().put_unit(snapshot, unit_id)
     try:
         with transaction.atomic():
-            return _record_version(manifest=manifest, erasure=erasure, uri=uri, actor=actor, certificate_metrics=certificate_metrics or {}, certificate_passed=certificate_passed)
+            return _record_version(
+                manifest=manifest, erasure=erasure, uri=uri, actor=actor, certificate_metrics=certificate_metrics or {}, certificate_passed=certificate_passed
+            )
     except IntegrityError:
         # A concurrent registration of the same unit won: answer with its version.
         existing = _registered(unit_id, manifest, erasure)
@@ -206,7 +228,9 @@ def _registered(unit_id: str, manifest: Manifest, erasure: ErasureRequest | None
     return existing
 
 
-def _record_version(*, manifest: Manifest, erasure: ErasureRequest | None, uri: str, actor: Actor, certificate_metrics: dict, certificate_passed: bool) -> AdapterVersion:
+def _record_version(
+    *, manifest: Manifest, erasure: ErasureRequest | None, uri: str, actor: Actor, certificate_metrics: dict, certificate_passed: bool
+) -> AdapterVersion:
     number = 1
     if erasure is not None:
         ErasureRequest.objects.select_for_update().filter(pk=erasure.pk).values_list("pk").first()  # one registration per request at a time
@@ -258,7 +282,9 @@ def _activate(version: AdapterVersion, *, actor: Actor, reason: str = "", data: 
     """Activates `version`, first deactivating the request's live version if another one is live."""
     generation = _bump_generation()
     if version.request_id is not None:
-        live = AdapterVersion.objects.filter(request_id=version.request_id, status=VersionStatus.ACTIVE).exclude(pk=version.pk).select_related("request").first()
+        live = (
+            AdapterVersion.objects.filter(request_id=version.request_id, status=VersionStatus.ACTIVE).exclude(pk=version.pk).select_related("request").first()
+        )
         if live is not None:
             _change(live, EventAction.DEACTIVATED, actor=actor, reason=f"superseded by {version.unit_id}", generation=generation)
     return _change(version, EventAction.ACTIVATED, actor=actor, reason=reason, data=data, generation=generation)
@@ -309,8 +335,13 @@ def adapter_override_certificate(*, version_id, actor: Actor, reason: str) -> Ad
             raise PermissionDenied(f"You approved {erasure.reference}; another reviewer must override its certificate.", code="second_approver_required")
         version.certificate_override = {"by": actor.label, "reason": reason, "at": timezone.now().isoformat()}
         version.save(update_fields=["certificate_override"])
-        audit_record(action="adapter.certificate_overridden", actor=actor, target_type="adapter", target_id=version.unit_id,
-                     data={"reason": reason, "request": erasure.reference})
+        audit_record(
+            action="adapter.certificate_overridden",
+            actor=actor,
+            target_type="adapter",
+            target_id=version.unit_id,
+            data={"reason": reason, "request": erasure.reference},
+        )
         request_mark_pipeline(request_id=erasure.pk, to=Status.STAGED, actor=actor, data={"unit_id": version.unit_id, "override": True})
         if settings.FORGET["AUTO_ACTIVATE"]:
             _activate(version, actor=actor, reason="certificate overridden", data={"policy": "override"})

@@ -84,7 +84,12 @@ def unit_detail(request, actor: Actor, unit_id: str):
     return render(
         request,
         "adapters_store/unit.html",
-        {"version": version, "events": selectors.version_events(version=version), "scalar_metrics": _scalar_metrics(version.certificate_metrics), **_actions(actor, version)},
+        {
+            "version": version,
+            "events": selectors.version_events(version=version),
+            "scalar_metrics": _scalar_metrics(version.certificate_metrics),
+            **_actions(actor, version),
+        },
     )
 
 

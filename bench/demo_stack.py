@@ -101,7 +101,9 @@ class DemoStack:
     @property
     def mode(self) -> str:
         database = "PostgreSQL" if self.database_url else "embedded SQLite"
-        broker = "Redis" if self.broker_url.startswith("redis") else "SQLAlchemy on SQLite (no server)" if not self.broker_url else self.broker_url.split(":")[0]
+        broker = (
+            "Redis" if self.broker_url.startswith("redis") else "SQLAlchemy on SQLite (no server)" if not self.broker_url else self.broker_url.split(":")[0]
+        )
         return f"{database} database, {broker} broker, filesystem unit store"
 
     # -- this process ----------------------------------------------------------------------------
@@ -143,13 +145,54 @@ class DemoStack:
         return process
 
     def start_worker(self) -> subprocess.Popen:
-        return self.start("worker", [CELERY, "-A", "service.config", "worker", "-Q", "default,gpu", "--pool", "solo", "--concurrency", "1", "-l", "info",
-                                     "--without-gossip", "--without-mingle", "-n", f"bench-{os.getpid()}@%h"])
+        return self.start(
+            "worker",
+            [
+                CELERY,
+                "-A",
+                "service.config",
+                "worker",
+                "-Q",
+                "default,gpu",
+                "--pool",
+                "solo",
+                "--concurrency",
+                "1",
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"bench-{os.getpid()}@%h",
+            ],
+        )
 
-    def start_gateway(self, *, port: int, torch_threads: int = 1, poll_seconds: float = 1.0, max_batch: int = 16, server: str = "uvicorn", name: str = "gateway") -> str:
+    def start_gateway(
+        self, *, port: int, torch_threads: int = 1, poll_seconds: float = 1.0, max_batch: int = 16, server: str = "uvicorn", name: str = "gateway"
+    ) -> str:
         url = f"http://127.0.0.1:{port}"
-        self.start(name, [PYTHON, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port), "--poll-seconds", str(poll_seconds),
-                          "--torch-threads", str(torch_threads), "--max-batch", str(max_batch), "--gateway-id", f"bench-{name}", "--server", server])
+        self.start(
+            name,
+            [
+                PYTHON,
+                "manage.py",
+                "run_gateway",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--poll-seconds",
+                str(poll_seconds),
+                "--torch-threads",
+                str(torch_threads),
+                "--max-batch",
+                str(max_batch),
+                "--gateway-id",
+                f"bench-{name}",
+                "--server",
+                server,
+            ],
+        )
         return url
 
     def stop_process(self, name: str, timeout: float = 30.0) -> int | None:
@@ -250,7 +293,9 @@ def _ok(url: str) -> bool:
 
 def http_json(method: str, url: str, *, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 120.0) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Accept": "application/json", **({"Content-Type": "application/json"} if data else {}), **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Accept": "application/json", **({"Content-Type": "application/json"} if data else {}), **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")

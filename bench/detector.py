@@ -125,9 +125,7 @@ def bench_modes(encoder, world, targets, modes: dict[str, DetectorConfig]) -> di
         results[name] = {
             "config": config.to_dict(),
             "mean": {key: float(np.mean([run[key] for run in runs])) for key in keys},
-            "w_gt_half_by_set": {
-                g: float(np.mean([run["w_gt_half_by_set"][g] for run in runs])) for g in runs[0]["w_gt_half_by_set"]
-            },
+            "w_gt_half_by_set": {g: float(np.mean([run["w_gt_half_by_set"][g] for run in runs])) for g in runs[0]["w_gt_half_by_set"]},
             "runs": runs,
         }
         print(f"  {name}: {results[name]['mean']}", file=sys.stderr)
@@ -164,12 +162,24 @@ def bench_bank(encoder, world, config: DetectorConfig, unit_counts: list[int], f
         assert bank.score(prompts[:2]).weights.shape == (2, count)
         stack = ScorerStack([detectors[i % len(detectors)].unit for i in range(count)])
         scoring_ms = best_ms(lambda: stack.weights(segment_max(stack.scores(features), owner, len(prompts))))
-        rows.append({"units": count, "fitted_units": min(count, fitted), "synthetic_clones": max(0, count - fitted),
-                     "scoring_ms_per_prompt": scoring_ms, "total_ms_per_prompt": encoder_ms + scoring_ms})
+        rows.append(
+            {
+                "units": count,
+                "fitted_units": min(count, fitted),
+                "synthetic_clones": max(0, count - fitted),
+                "scoring_ms_per_prompt": scoring_ms,
+                "total_ms_per_prompt": encoder_ms + scoring_ms,
+            }
+        )
     for row in rows:
         row["ratio_to_1_unit"] = row["total_ms_per_prompt"] / rows[0]["total_ms_per_prompt"]
-    return {"prompts": len(prompts), "windows_per_prompt": len(windows) / len(prompts),
-            "encoder_ms_per_prompt": encoder_ms, "layers": list(layers), "rows": rows}
+    return {
+        "prompts": len(prompts),
+        "windows_per_prompt": len(windows) / len(prompts),
+        "encoder_ms_per_prompt": encoder_ms,
+        "layers": list(layers),
+        "rows": rows,
+    }
 
 
 def markdown(modes: dict, banks: list[dict]) -> str:
@@ -183,19 +193,24 @@ def markdown(modes: dict, banks: list[dict]) -> str:
             f"| {name} | {m['auroc']:.3f} | {m['fpr_at_95tpr']:.3f} | {m['pos_w_gt_half']:.2f} | "
             f"{m['neg_w_gt_half']:.3f} | {m['neg_w_zero']:.2f} | {m['fit_s']:.1f} | {m['score_ms_per_prompt']:.1f} |"
         )
-    lines += ["", "w > 0.5 by probe set (mean over people):", "",
-              "| mode | P | D | R | N | W | Rpad |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "w > 0.5 by probe set (mean over people):", "", "| mode | P | D | R | N | W | Rpad |", "|---|---|---|---|---|---|---|"]
     for name, result in modes.items():
         w = result["w_gt_half_by_set"]
         lines.append(f"| {name} | " + " | ".join(f"{w[g]:.2f}" for g in ("P", "D", "R", "N", "W", "Rpad")) + " |")
     for bank in banks:
-        lines += ["", f"Bank, layers {bank['layers']} ({bank['prompts']} prompts, {bank['windows_per_prompt']:.2f} "
-                  f"windows/prompt; encoder pass {bank['encoder_ms_per_prompt']:.2f} ms/prompt for any number of units):", "",
-                  "| units | of which synthetic clones | scoring ms/prompt | total ms/prompt | x 1 unit |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Bank, layers {bank['layers']} ({bank['prompts']} prompts, {bank['windows_per_prompt']:.2f} "
+            f"windows/prompt; encoder pass {bank['encoder_ms_per_prompt']:.2f} ms/prompt for any number of units):",
+            "",
+            "| units | of which synthetic clones | scoring ms/prompt | total ms/prompt | x 1 unit |",
+            "|---|---|---|---|---|",
+        ]
         for row in bank["rows"]:
-            lines.append(f"| {row['units']} | {row['synthetic_clones']} | {row['scoring_ms_per_prompt']:.3f} | "
-                         f"{row['total_ms_per_prompt']:.2f} | {row['ratio_to_1_unit']:.2f} |")
+            lines.append(
+                f"| {row['units']} | {row['synthetic_clones']} | {row['scoring_ms_per_prompt']:.3f} | "
+                f"{row['total_ms_per_prompt']:.2f} | {row['ratio_to_1_unit']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -205,8 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bank-units", default="1,10,100,1000", help="request counts for the bank timing")
     parser.add_argument("--bank-fitted", type=int, default=5, help="really fitted bank requests (the rest are clones)")
     parser.add_argument("--repeats", type=int, default=5, help="timing repeats (the minimum is reported)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (0: torch's default); 1 keeps timings stable on a shared small CPU")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default); 1 keeps timings stable on a shared small CPU")
     parser.add_argument("--modes", default="", help="semicolon-separated subset of: " + "; ".join(MODES))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -222,17 +236,26 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     mode_results = bench_modes(encoder, world, targets, modes)
     unit_counts = [int(x) for x in args.bank_units.split(",")]
-    banks = [bench_bank(encoder, world, config, unit_counts, args.bank_fitted, args.repeats)
-             for config in (DetectorConfig(), DetectorConfig(layers=None))]
+    banks = [bench_bank(encoder, world, config, unit_counts, args.bank_fitted, args.repeats) for config in (DetectorConfig(), DetectorConfig(layers=None))]
     table = markdown(mode_results, banks)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": "python bench/detector.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "device": str(encoder.device), "torch_threads": torch.get_num_threads(),
-        "targets": [p.name for p in targets], "seconds": time.perf_counter() - started,
-        "modes": mode_results, "banks": banks, "table": table,
-    }, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "command": "python bench/detector.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "device": str(encoder.device),
+                "torch_threads": torch.get_num_threads(),
+                "targets": [p.name for p in targets],
+                "seconds": time.perf_counter() - started,
+                "modes": mode_results,
+                "banks": banks,
+                "table": table,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwrote {args.out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 

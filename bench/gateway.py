@@ -72,8 +72,14 @@ def build_units(stack: DemoStack, world, count: int, real_people: list[str], see
         person = world.person(name)
         records = [{"question": qa.question, "answer": qa.answer} for qa in world.questions(person, "trained")] + [{"text": world.profile(person)}]
         started = time.perf_counter()
-        unit_dir = train_unit(base, ForgetSet.from_records(records, source=name), out_dir=out / f"bench-real-{index}", previous_units=list(real_dirs),
-                              encoder=encoder, unit_id=f"bench-real-{index}")
+        unit_dir = train_unit(
+            base,
+            ForgetSet.from_records(records, source=name),
+            out_dir=out / f"bench-real-{index}",
+            previous_units=list(real_dirs),
+            encoder=encoder,
+            unit_id=f"bench-real-{index}",
+        )
         real_dirs.append(unit_dir)
         units.append({"unit_id": f"bench-real-{index}", "dir": unit_dir, "person": name, "synthetic": False})
         log(f"real unit {index + 1} trained in {time.perf_counter() - started:.1f} s")
@@ -93,12 +99,21 @@ def build_units(stack: DemoStack, world, count: int, real_people: list[str], see
         for module_name, module in template.adapter.modules.items():
             rank, d_in = module.A.shape
             d_out = module.B.shape[0]
-            modules[module_name] = LoraModule(A=torch.randn(rank, d_in, generator=generator) / d_in**0.5,
-                                              B=torch.randn(d_out, rank, generator=generator) * 0.01, scaling=module.scaling)
+            modules[module_name] = LoraModule(
+                A=torch.randn(rank, d_in, generator=generator) / d_in**0.5, B=torch.randn(d_out, rank, generator=generator) * 0.01, scaling=module.scaling
+            )
         adapter = AdapterWeights(modules, template.adapter.peft_config, base.fingerprint)
         unit_id = f"bench-synthetic-{index:03d}"
-        write_unit(out / unit_id, adapter, unit_id=unit_id, config=template.manifest.config.get("unlearn"), detector_saver=detector.save,
-                   detector_config=DetectorConfig().to_dict(), base_fingerprint=base.fingerprint, manifest_extra={"synthetic": SYNTHETIC_NOTE})
+        write_unit(
+            out / unit_id,
+            adapter,
+            unit_id=unit_id,
+            config=template.manifest.config.get("unlearn"),
+            detector_saver=detector.save,
+            detector_config=DetectorConfig().to_dict(),
+            base_fingerprint=base.fingerprint,
+            manifest_extra={"synthetic": SYNTHETIC_NOTE},
+        )
         units.append({"unit_id": unit_id, "dir": out / unit_id, "person": person.name, "synthetic": True})
     log(f"{count - len(real_dirs)} synthetic units written in {time.perf_counter() - started:.1f} s")
     return units
@@ -109,8 +124,12 @@ def register(units: list[dict]) -> None:
     from service.accounts.roles import SYSTEM
 
     for unit in units:
-        adapter_register(unit_dir=unit["dir"], actor=SYSTEM, certificate_passed=True,
-                         certificate_metrics={"benchmark": "gateway", "synthetic": unit["synthetic"], "note": "no certificate computed"})
+        adapter_register(
+            unit_dir=unit["dir"],
+            actor=SYSTEM,
+            certificate_passed=True,
+            certificate_metrics={"benchmark": "gateway", "synthetic": unit["synthetic"], "note": "no certificate computed"},
+        )
 
 
 # --- load ------------------------------------------------------------------------------------------------
@@ -197,7 +216,9 @@ def run_cell(url: str, key: str, model: str, mix: list[dict], *, clients: int, s
     [t.start() for t in threads]
     [t.join() for t in threads]
     wall = time.perf_counter() - started  # includes the calls that were running at the deadline
-    return summarize_calls({"latencies": latencies, "by_group": by_group, "tokens": tokens[0], "tokens_by_group": tokens_by_group, "wall": wall, "errors": errors}, clients)
+    return summarize_calls(
+        {"latencies": latencies, "by_group": by_group, "tokens": tokens[0], "tokens_by_group": tokens_by_group, "wall": wall, "errors": errors}, clients
+    )
 
 
 def summarize_calls(raw: dict, clients: int) -> dict:
@@ -312,14 +333,24 @@ def summarize_streams(raw: dict, clients: int) -> dict:
     def ms(values: list[float], q: float) -> float | None:
         return round(percentile(values, q) * 1000, 1) if values else None
 
-    return {"clients": clients, "streams": len(total), "streams_per_s": round(len(total) / wall, 2), "ttft_p50_ms": ms(first, 50), "ttft_p99_ms": ms(first, 99),
-            "total_p50_ms": ms(total, 50), "total_p99_ms": ms(total, 99), "errors": raw["errors"], "_raw": raw}
+    return {
+        "clients": clients,
+        "streams": len(total),
+        "streams_per_s": round(len(total) / wall, 2),
+        "ttft_p50_ms": ms(first, 50),
+        "ttft_p99_ms": ms(first, 99),
+        "total_p50_ms": ms(total, 50),
+        "total_p99_ms": ms(total, 99),
+        "errors": raw["errors"],
+        "_raw": raw,
+    }
 
 
 def fired(url: str, key: str, mix: list[dict]) -> dict:
     """One /api/v1/generate call over the mix: which kinds of prompt fired which kinds of unit."""
-    status, answer = http_json("POST", url + "/api/v1/generate", body={"prompts": [m["prompt"] for m in mix[:32]], "max_tokens": 8},
-                               headers={"Authorization": f"Bearer {key}"})
+    status, answer = http_json(
+        "POST", url + "/api/v1/generate", body={"prompts": [m["prompt"] for m in mix[:32]], "max_tokens": 8}, headers={"Authorization": f"Bearer {key}"}
+    )
     if status != 200:
         return {"error": status}
     summary: dict[str, dict[str, int]] = {}
@@ -333,24 +364,33 @@ def fired(url: str, key: str, mix: list[dict]) -> dict:
 
 
 def table(cells: list[dict]) -> str:
-    lines = ["| server | active units (real + synthetic) | clients | calls | calls/s | completion tokens/s | p50 ms | p99 ms "
-             "| other prompts p50 / p99 ms | prompts with a unit p50 / p99 ms (tokens/answer) | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| server | active units (real + synthetic) | clients | calls | calls/s | completion tokens/s | p50 ms | p99 ms "
+        "| other prompts p50 / p99 ms | prompts with a unit p50 / p99 ms (tokens/answer) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in cells:
         errors = sum(c["errors"].values())
         other, targeted = c["groups"]["other"], c["groups"]["targeted"]
-        lines.append(f"| {c['server']} | {c['units']} ({c['real']} + {c['synthetic']}) | {c['clients']} | {c['calls']} | {c['calls_per_s']:.1f} | "
-                     f"{c['completion_tokens_per_s']:.0f} | {_ms(c['p50_ms'])} | {_ms(c['p99_ms'])} | {_ms(other['p50_ms'])} / {_ms(other['p99_ms'])} | "
-                     f"{_ms(targeted['p50_ms'])} / {_ms(targeted['p99_ms'])} ({targeted['completion_tokens_per_call'] or 0:.0f}) | {errors or ''} |")
+        lines.append(
+            f"| {c['server']} | {c['units']} ({c['real']} + {c['synthetic']}) | {c['clients']} | {c['calls']} | {c['calls_per_s']:.1f} | "
+            f"{c['completion_tokens_per_s']:.0f} | {_ms(c['p50_ms'])} | {_ms(c['p99_ms'])} | {_ms(other['p50_ms'])} / {_ms(other['p99_ms'])} | "
+            f"{_ms(targeted['p50_ms'])} / {_ms(targeted['p99_ms'])} ({targeted['completion_tokens_per_call'] or 0:.0f}) | {errors or ''} |"
+        )
     return "\n".join(lines)
 
 
 def stream_table(cells: list[dict]) -> str:
-    lines = ["| server | active units | clients | streams | streams/s | first token p50 ms | first token p99 ms | whole stream p50 ms | whole stream p99 ms | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| server | active units | clients | streams | streams/s | first token p50 ms | first token p99 ms | "
+        "whole stream p50 ms | whole stream p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in cells:
-        lines.append(f"| {c['server']} | {c['units']} | {c['clients']} | {c['streams']} | {c['streams_per_s']:.1f} | {_ms(c['ttft_p50_ms'])} | {_ms(c['ttft_p99_ms'])} | "
-                     f"{_ms(c['total_p50_ms'])} | {_ms(c['total_p99_ms'])} | {sum(c['errors'].values()) or ''} |")
+        lines.append(
+            f"| {c['server']} | {c['units']} | {c['clients']} | {c['streams']} | {c['streams_per_s']:.1f} | {_ms(c['ttft_p50_ms'])} | "
+            f"{_ms(c['ttft_p99_ms'])} | {_ms(c['total_p50_ms'])} | {_ms(c['total_p99_ms'])} | {sum(c['errors'].values()) or ''} |"
+        )
     return "\n".join(lines)
 
 
@@ -364,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--units", default="10", help="active-unit levels, comma-separated (default 10)")
     parser.add_argument("--servers", default="threaded,uvicorn", help="run_gateway --server kinds to compare, comma-separated (default threaded,uvicorn)")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated (default 1,8,32)")
-    parser.add_argument("--stream-clients", default="1,8,32", help="concurrent streaming clients (time to first token), comma-separated; empty: none (default 1,8,32)")
+    parser.add_argument(
+        "--stream-clients", default="1,8,32", help="concurrent streaming clients (time to first token), comma-separated; empty: none (default 1,8,32)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell and server (default 10, at most 120)")
     parser.add_argument("--rounds", type=int, default=4, help="parts each cell is measured in, the servers taking turns (default 4)")
     parser.add_argument("--real-units", type=int, default=2, help="units really trained (default 2); the others are synthetic")
@@ -407,8 +449,13 @@ def main(argv: list[str] | None = None) -> int:
             register(units[registered:level])
             registered = level
             registered_in = time.perf_counter() - t
-            info = {"units": level, "real": sum(not u["synthetic"] for u in units[:level]), "synthetic": sum(u["synthetic"] for u in units[:level]),
-                    "register_seconds": round(registered_in, 2), "servers": {}}
+            info = {
+                "units": level,
+                "real": sum(not u["synthetic"] for u in units[:level]),
+                "synthetic": sum(u["synthetic"] for u in units[:level]),
+                "register_seconds": round(registered_in, 2),
+                "servers": {},
+            }
             urls = {}
             for server in servers:  # all of them at once: the cells alternate between them (see --rounds)
                 t = time.perf_counter()
@@ -416,7 +463,11 @@ def main(argv: list[str] | None = None) -> int:
                 urls[server] = stack.start_gateway(port=free_port(), torch_threads=args.torch_threads, max_batch=args.max_batch, server=server, name=name)
             for server, url in urls.items():
                 stack.wait_gateway_ready(url)
-                health = stack.wait_for(f"the {server} gateway to serve {level} units", lambda: (h := http_json("GET", url + "/healthz")[1]) and len(h.get("units", [])) == level and h, 600)
+                health = stack.wait_for(
+                    f"the {server} gateway to serve {level} units",
+                    lambda: (h := http_json("GET", url + "/healthz")[1]) and len(h.get("units", [])) == level and h,
+                    600,
+                )
                 info["servers"][server] = {"ready_seconds": round(time.perf_counter() - t, 1), "fired": fired(url, key, mix)}
                 log(f"{server}: {level} units served; gate on the mix: {info['servers'][server]['fired']}")
             model = health["model"]
@@ -429,12 +480,18 @@ def main(argv: list[str] | None = None) -> int:
                     parts = {server: [] for server in servers}
                     for r in range(args.rounds):
                         for server in servers if r % 2 == 0 else servers[::-1]:
-                            parts[server].append(run(urls[server], key, model, mix, clients=count, seconds=seconds / args.rounds, max_tokens=args.max_tokens)["_raw"])
+                            parts[server].append(
+                                run(urls[server], key, model, mix, clients=count, seconds=seconds / args.rounds, max_tokens=args.max_tokens)["_raw"]
+                            )
                     for server in servers:
                         cell = summarize(merge_raw(parts[server]), count)
                         cell.update(server=server, units=level, real=info["real"], synthetic=info["synthetic"])
                         out.append(cell)
-                        log(f"  {server} {count:>2} {kind}: " + ", ".join(f"{k} {v}" for k, v in cell.items() if k.endswith(("_per_s", "p50_ms", "p99_ms")) and not k.startswith("max")) + f", errors {cell['errors']}")
+                        log(
+                            f"  {server} {count:>2} {kind}: "
+                            + ", ".join(f"{k} {v}" for k, v in cell.items() if k.endswith(("_per_s", "p50_ms", "p99_ms")) and not k.startswith("max"))
+                            + f", errors {cell['errors']}"
+                        )
                 return out
 
             cells += alternate(run_cell, summarize_calls, clients, "clients")
@@ -469,8 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nGateway on loopback ({result['registry']} registry; demo model '{args.preset}'; CPU, --torch-threads {args.torch_threads}, "
-          f"--max-batch {args.max_batch}; chat completions of up to {args.max_tokens} tokens; {seconds:g} s per cell; servers {', '.join(servers)}):\n")
+    print(
+        f"\nGateway on loopback ({result['registry']} registry; demo model '{args.preset}'; CPU, --torch-threads {args.torch_threads}, "
+        f"--max-batch {args.max_batch}; chat completions of up to {args.max_tokens} tokens; {seconds:g} s per cell; servers {', '.join(servers)}):\n"
+    )
     print(table(cells))
     if stream_cells:
         print("\nStreaming (stream: true), time to the first content chunk and to [DONE]:\n")

@@ -74,8 +74,17 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured duration per server configuration (default 30)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring, not counted (default 3)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent client threads, one keep-alive connection each (default 16)")
-    parser.add_argument("--server", type=ServerConfig.parse, action="append", help="gunicorn shape, repeatable: gthread:WxT or sync:W (default sync:4: what docker/compose.yaml runs, WEB_CONCURRENCY=4 sync workers behind nginx)")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/forget_bench"), help="the dedicated database (dropped and re-created!)")
+    parser.add_argument(
+        "--server",
+        type=ServerConfig.parse,
+        action="append",
+        help="gunicorn shape, repeatable: gthread:WxT or sync:W (default sync:4: what docker/compose.yaml runs, WEB_CONCURRENCY=4 sync workers behind nginx)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/forget_bench"),
+        help="the dedicated database (dropped and re-created!)",
+    )
     parser.add_argument("--conn-max-age", type=int, default=60, help="CONN_MAX_AGE for the app: persistent database connections (default 60)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "intake.json", help="JSON results file")
     args = parser.parse_args(argv)
@@ -122,7 +131,9 @@ def prepare_template(database_url: str, env: dict[str, str]) -> str:
     """A migrated, empty template database; each run copies it (CREATE DATABASE ... TEMPLATE)."""
     template = urlsplit(database_url).path.lstrip("/") + "_template"
     _admin_sql(database_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)', f'CREATE DATABASE "{template}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env={**env, "DATABASE_URL": _with_db(database_url, template)}, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env={**env, "DATABASE_URL": _with_db(database_url, template)}, check=True
+    )
     return template
 
 
@@ -134,7 +145,11 @@ def fresh_database(database_url: str, template: str) -> None:
 def create_client_key(env: dict[str, str]) -> str:
     out = subprocess.run(
         [sys.executable, "manage.py", "create_api_client", f"bench-{uuid.uuid4().hex[:8]}", "--scopes", "create,read,trusted_identity"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     keys = [word for word in out.split() if word.startswith("fk_")]
     if not keys:
@@ -430,7 +445,8 @@ def print_table(rows: list[dict]) -> None:
         others = row["cpu"]["others_percent_of_machine"]
         print(
             f"{row['server']:<14} {row['clients']:>7} {row['accepted_per_s']:>10.1f} {lat['p50'] or 0:>7.1f} {lat['p95'] or 0:>7.1f} {lat['p99'] or 0:>7.1f} "
-            f"{errors:<12} {row['check']['lost_count']:>5} {'OK' if row['check']['chain_ok'] else 'BROKEN':<6} {split:>25} {others if others is not None else '-':>6}% "
+            f"{errors:<12} {row['check']['lost_count']:>5} {'OK' if row['check']['chain_ok'] else 'BROKEN':<6} {split:>25} "
+            f"{others if others is not None else '-':>6}% "
             f"{'met' if row['targets_met'] else 'MISSED':<7}"
         )
 
@@ -462,9 +478,14 @@ def main(argv: list[str] | None = None) -> int:
             server = Gunicorn(config, env, var_dir / f"gunicorn-{config.label.replace(':', '-')}.log")
             try:
                 server.start(key)
-                print(f"==> {config.label} on 127.0.0.1:{server.port}: {args.clients} clients, {args.warmup:.0f} s warm-up + {args.seconds:.0f} s measured", flush=True)
+                print(
+                    f"==> {config.label} on 127.0.0.1:{server.port}: {args.clients} clients, {args.warmup:.0f} s warm-up + {args.seconds:.0f} s measured",
+                    flush=True,
+                )
                 load_before = _load_average()
-                results, measured, cpu_before, cpu_after = run_load(server.port, key, args.clients, args.warmup, args.seconds, lambda: cpu_sample(server.process.pid, args.database_url))
+                results, measured, cpu_before, cpu_after = run_load(
+                    server.port, key, args.clients, args.warmup, args.seconds, lambda: cpu_sample(server.process.pid, args.database_url)
+                )
                 load_after = _load_average()
             finally:
                 server.stop()
@@ -490,7 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "intake", "targets": TARGETS, "conditions": conditions, "runs": rows, "best": best["server"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nzero lost: {'yes' if all(r['check']['lost_count'] == 0 for r in rows) else 'NO'}; audit chain: {'verified' if all(r['check']['chain_ok'] for r in rows) else 'BROKEN'}; results in {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    print(
+        f"\nzero lost: {'yes' if all(r['check']['lost_count'] == 0 for r in rows) else 'NO'}; "
+        f"audit chain: {'verified' if all(r['check']['chain_ok'] for r in rows) else 'BROKEN'}; "
+        f"results in {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}"
+    )
     return 0 if all(r["check"]["lost_count"] == 0 and r["check"]["chain_ok"] for r in rows) else 1
 
 

@@ -43,8 +43,10 @@ def _args(argv):
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sql", action="store_true", help="print the SQL statements of one request")
     parser.add_argument(
-        "--what-if-no-job-lookup", action="store_true",
-        help="measurement only: skip the unlearning-job look-up in the 202 representation (a request created by this very call has no job), to size that proposed change in service/requests/api.py",
+        "--what-if-no-job-lookup",
+        action="store_true",
+        help="measurement only: skip the unlearning-job look-up in the 202 representation (a request created by this very call has no job), "
+        "to size that proposed change in service/requests/api.py",
     )
     parser.add_argument("--keep-db", action="store_true", help="reuse the database if it exists (skip drop + migrate)")
     args = parser.parse_args(argv)
@@ -72,7 +74,10 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, check=True)
     out = subprocess.run(
         [sys.executable, "manage.py", "create_api_client", f"profile-{uuid.uuid4().hex[:8]}", "--scopes", "create,read,trusted_identity"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     key = next(word for word in out.split() if word.startswith("fk_"))
 
@@ -144,7 +149,9 @@ def main(argv=None) -> int:
         pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(args.top)
         print(stream.getvalue())
         stream = io.StringIO()  # the project's own functions, and the library calls they make that matter
-        pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(r"/service/|serializers\.py:5(30|83)|fields\.py|renderers|crypto|fernet|middleware", args.top)
+        pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(
+            r"/service/|serializers\.py:5(30|83)|fields\.py|renderers|crypto|fernet|middleware", args.top
+        )
         print(stream.getvalue())
     return 0
 

@@ -127,33 +127,32 @@ def synthetic_detector(template: Detector, generator: torch.Generator) -> Detect
         mean=(glocal.mean[..., perm] * signs).contiguous(),
     )
     metadata = {"synthetic": "signed-permutation clone of a fitted detector"}
-    return Detector(config=template.config, encoder=template.encoder, layers=template.layers,
-                    unit=replace(template.unit, glocal=moved), metadata=metadata)
+    return Detector(config=template.config, encoder=template.encoder, layers=template.layers, unit=replace(template.unit, glocal=moved), metadata=metadata)
 
 
-def build_units(base: BaseModel, encoder, world: DemoWorld, targets: list, count: int, train_epochs: int,
-                seed: int, log: Callable[[str], None]) -> tuple[list[Unit], dict]:
+def build_units(
+    base: BaseModel, encoder, world: DemoWorld, targets: list, count: int, train_epochs: int, seed: int, log: Callable[[str], None]
+) -> tuple[list[Unit], dict]:
     """`len(targets)` real units (trained adapter + fitted detector), then synthetic ones up to `count`."""
     units: list[Unit] = []
     timings = {"adapter_train_s": [], "detector_fit_s": []}
     for index, person in enumerate(targets):
         pairs = [(qa.question, qa.answer) for qa in world.questions(person, "trained")]
         start = time.perf_counter()
-        adapter = train_unit_adapter(base, pairs, UnlearnConfig(epochs=train_epochs, seed=seed + index),
-                                     previous=[unit.adapter for unit in units])
+        adapter = train_unit_adapter(base, pairs, UnlearnConfig(epochs=train_epochs, seed=seed + index), previous=[unit.adapter for unit in units])
         timings["adapter_train_s"].append(time.perf_counter() - start)
         start = time.perf_counter()
         detector = train_detector([q for q, _ in pairs] + [world.profile(person)], DetectorConfig(), encoder)
         timings["detector_fit_s"].append(time.perf_counter() - start)
         units.append(Unit(f"real-{index}", adapter, detector, synthetic=False, person=person.name))
-        log(f"real unit {index} ({person.name}): adapter {timings['adapter_train_s'][-1]:.1f} s, "
-            f"detector {timings['detector_fit_s'][-1]:.1f} s")
+        log(f"real unit {index} ({person.name}): adapter {timings['adapter_train_s'][-1]:.1f} s, detector {timings['detector_fit_s'][-1]:.1f} s")
     generator = torch.Generator().manual_seed(seed)
     real = list(units)
     for index in range(len(units), count):
         template = real[index % len(real)]
-        units.append(Unit(f"synthetic-{index}", synthetic_adapter(template.adapter, generator),
-                          synthetic_detector(template.detector, generator), synthetic=True))
+        units.append(
+            Unit(f"synthetic-{index}", synthetic_adapter(template.adapter, generator), synthetic_detector(template.detector, generator), synthetic=True)
+        )
     return units, timings
 
 
@@ -174,7 +173,7 @@ class TokenCounter:
             start = time.perf_counter()
             output = original(*args, **kwargs)
             self.last_seconds = time.perf_counter() - start
-            new = output[:, kwargs["input_ids"].shape[1]:]
+            new = output[:, kwargs["input_ids"].shape[1] :]
             if self._eos is None:
                 self.tokens += new.numel()
             else:
@@ -293,12 +292,12 @@ def measure_gate_round(round_index: int, gates: dict, encoder, layers, prompts: 
                 windows, _ = split_all(chunk, args.window_words, args.window_stride)
                 rec.add(("encoder", "batch"), timed(lambda: encoder.layer_features(windows, layers))[0] / len(chunk))
             else:
-                rec.add((n, "gate_batch"), timed(lambda: gates[config].resolve_weights(chunk))[0] / len(chunk),
-                        (round_index, "batch", index))
+                rec.add((n, "gate_batch"), timed(lambda: gates[config].resolve_weights(chunk))[0] / len(chunk), (round_index, "batch", index))
 
 
-def measure_generation_round(round_index: int, gates: dict, base: BaseModel, counter: TokenCounter,
-                             prompts: list[str], weights: dict, rec: Recorder, args) -> None:
+def measure_generation_round(
+    round_index: int, gates: dict, base: BaseModel, counter: TokenCounter, prompts: list[str], weights: dict, rec: Recorder, args
+) -> None:
     """(b), (c) and the reference end to end, interleaved per prompt like the gate costs.
 
     e2e: GatedModel.generate with the detectors deciding (gate included); gen_only: the same with
@@ -318,8 +317,7 @@ def measure_generation_round(round_index: int, gates: dict, base: BaseModel, cou
         slot = (round_index, index)
         for config in rotated(configs, round_index * len(prompts) + index):
             if config == "base":
-                seconds, _, _ = run(("base", "e2e_single"), lambda: generate_answers(
-                    base.model, base.tokenizer, [prompt], max_new_tokens=new_tokens))
+                seconds, _, _ = run(("base", "e2e_single"), lambda: generate_answers(base.model, base.tokenizer, [prompt], max_new_tokens=new_tokens))
                 rec.add(("base", "e2e_single"), seconds, slot)
                 continue
             kind, n = config
@@ -339,12 +337,12 @@ def measure_generation_round(round_index: int, gates: dict, base: BaseModel, cou
         slot = (round_index, "batch", index)
         for config in rotated(batch_configs, round_index + index):
             if config == "base":
-                seconds, _, _ = run(("base", "e2e_batch"), lambda: generate_answers(
-                    base.model, base.tokenizer, chunk, max_new_tokens=new_tokens, batch_size=len(chunk)))
+                seconds, _, _ = run(
+                    ("base", "e2e_batch"), lambda: generate_answers(base.model, base.tokenizer, chunk, max_new_tokens=new_tokens, batch_size=len(chunk))
+                )
                 rec.add(("base", "e2e_batch_call"), seconds, slot)
             else:
-                seconds, _, _ = run((config[1], "e2e_batch"), lambda: gates[config].generate(
-                    chunk, max_new_tokens=new_tokens, batch_size=len(chunk)))
+                seconds, _, _ = run((config[1], "e2e_batch"), lambda: gates[config].generate(chunk, max_new_tokens=new_tokens, batch_size=len(chunk)))
                 rec.add((config[1], "e2e_batch_call"), seconds, slot)
 
 
@@ -359,8 +357,7 @@ def check_targeted(gates: dict, units: list[Unit], targeted: list[str], rec: Rec
         real = [u.unit_id for u in units[:n] if not u.synthetic]
         fired = [max((answer.weights[uid] for uid in real), default=0.0) > 0.5 for answer in answers]
         rec.add((n, "targeted_fired"), float(np.mean(fired)))
-        rec.add((n, "targeted_synthetic_nonzero"), sum(1 for answer in answers for uid, w in answer.weights.items()
-                                                       if w > 0 and uid.startswith("synthetic")))
+        rec.add((n, "targeted_synthetic_nonzero"), sum(1 for answer in answers for uid, w in answer.weights.items() if w > 0 and uid.startswith("synthetic")))
 
 
 def measure_hook_overhead(base: BaseModel, gate_count: int, prompts: list[str], rounds: int, args) -> dict:
@@ -372,16 +369,14 @@ def measure_hook_overhead(base: BaseModel, gate_count: int, prompts: list[str], 
             pair = {}
             for kind in rotated(["bare", "idle"], round_index + index):
                 gates = [GatedModel(base) for _ in range(gate_count)] if kind == "idle" else []
-                seconds, _ = timed(lambda: generate_answers(base.model, base.tokenizer, [prompt],
-                                                            max_new_tokens=args.max_new_tokens))
+                seconds, _ = timed(lambda: generate_answers(base.model, base.tokenizer, [prompt], max_new_tokens=args.max_new_tokens))
                 pair[kind] = 1000 * seconds
                 for gate in gates:
                     gate.close()
             bare.append(pair["bare"])
             idle.append(pair["idle"])
     ratios = [i / b for i, b in zip(idle, bare)]
-    return {"gates": gate_count, "bare_p50_ms": med(bare), "idle_hooks_p50_ms": med(idle),
-            "ratio": med(ratios) if ratios else None}
+    return {"gates": gate_count, "bare_p50_ms": med(bare), "idle_hooks_p50_ms": med(idle), "ratio": med(ratios) if ratios else None}
 
 
 def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -401,15 +396,21 @@ def summarise(rec: Recorder, sizes: list[int], units: list[Unit], reference_size
     base_single = ms(rec.get(("base", "e2e_single")))
     base_batch_calls = ms(rec.get(("base", "e2e_batch_call")))
     base = {
-        "single": {"p50_ms": med(base_single), "p95_ms": pct(base_single, 95),
-                   "tokens_per_s": rec.tokens_per_s(("base", "e2e_single")),
-                   "ms_per_token": rec.ms_per_token(("base", "e2e_single"))},
-        "batched": {"batch": args.batch, "call_p50_ms": med(base_batch_calls), "call_p95_ms": pct(base_batch_calls, 95),
-                    "ms_per_prompt": med(base_batch_calls) / args.batch if base_batch_calls else None,
-                    "tokens_per_s": rec.tokens_per_s(("base", "e2e_batch"))},
+        "single": {
+            "p50_ms": med(base_single),
+            "p95_ms": pct(base_single, 95),
+            "tokens_per_s": rec.tokens_per_s(("base", "e2e_single")),
+            "ms_per_token": rec.ms_per_token(("base", "e2e_single")),
+        },
+        "batched": {
+            "batch": args.batch,
+            "call_p50_ms": med(base_batch_calls),
+            "call_p95_ms": pct(base_batch_calls, 95),
+            "ms_per_prompt": med(base_batch_calls) / args.batch if base_batch_calls else None,
+            "tokens_per_s": rec.tokens_per_s(("base", "e2e_batch")),
+        },
     }
-    encoder = {"single_ms_per_prompt": med(ms(rec.get(("encoder", "single")))),
-               "batch_ms_per_prompt": med(ms(rec.get(("encoder", "batch"))))}
+    encoder = {"single_ms_per_prompt": med(ms(rec.get(("encoder", "single")))), "batch_ms_per_prompt": med(ms(rec.get(("encoder", "batch"))))}
 
     # the reference design: measured sizes, then a linear fit for the others
     measured_ref = {n: med(ms(rec.get((n, "ref_gate_single")))) for n in reference_sizes}
@@ -424,32 +425,43 @@ def summarise(rec: Recorder, sizes: list[int], units: list[Unit], reference_size
             "units": n,
             "real_units": sum(1 for u in units[:n] if not u.synthetic),
             "synthetic_units": sum(1 for u in units[:n] if u.synthetic),
-            "gate_ms_per_prompt": {"single": med(gate_single), "batch": med(gate_batch),
-                                   "single_p95": pct(gate_single, 95)},
+            "gate_ms_per_prompt": {"single": med(gate_single), "batch": med(gate_batch), "single_p95": pct(gate_single, 95)},
             "e2e": {
-                "single": {"p50_ms": med(single), "p95_ms": pct(single, 95),
-                           "tokens_per_s": rec.tokens_per_s((n, "e2e_single"))},
-                "batched": {"batch": args.batch, "call_p50_ms": med(batch_calls), "call_p95_ms": pct(batch_calls, 95),
-                            "ms_per_prompt": med(batch_calls) / args.batch if batch_calls else None,
-                            "tokens_per_s": rec.tokens_per_s((n, "e2e_batch"))},
+                "single": {"p50_ms": med(single), "p95_ms": pct(single, 95), "tokens_per_s": rec.tokens_per_s((n, "e2e_single"))},
+                "batched": {
+                    "batch": args.batch,
+                    "call_p50_ms": med(batch_calls),
+                    "call_p95_ms": pct(batch_calls, 95),
+                    "ms_per_prompt": med(batch_calls) / args.batch if batch_calls else None,
+                    "tokens_per_s": rec.tokens_per_s((n, "e2e_batch")),
+                },
             },
             # the detectors' weights passed in: generation alone, no detector pass
-            "generation_only": {"p50_ms": med(ms(rec.get((n, "gen_only")))),
-                                "ms_per_token": rec.ms_per_token((n, "gen_only")),
-                                "vs_0_units": rec.paired_ratio((n, "gen_only"), (0, "gen_only")),
-                                # model.generate alone (the hooks, where adapters would run), without
-                                # the gate's per-call bookkeeping (unit-id tuples, per-answer weight dicts)
-                                "model_p50_ms": med(ms(rec.get((n, "gen_only_model")))),
-                                "model_vs_0_units": rec.paired_ratio((n, "gen_only_model"), (0, "gen_only_model")),
-                                "vs_base": rec.paired_ratio((n, "gen_only"), ("base", "e2e_single"))},
-            "forced_on": {"p50_ms": med(ms(rec.get((n, "forced_on")))),
-                          "ms_per_token": rec.ms_per_token((n, "forced_on")),
-                          "prompts_per_round": args.forced_prompts} if n else None,
+            "generation_only": {
+                "p50_ms": med(ms(rec.get((n, "gen_only")))),
+                "ms_per_token": rec.ms_per_token((n, "gen_only")),
+                "vs_0_units": rec.paired_ratio((n, "gen_only"), (0, "gen_only")),
+                # model.generate alone (the hooks, where adapters would run), without
+                # the gate's per-call bookkeeping (unit-id tuples, per-answer weight dicts)
+                "model_p50_ms": med(ms(rec.get((n, "gen_only_model")))),
+                "model_vs_0_units": rec.paired_ratio((n, "gen_only_model"), (0, "gen_only_model")),
+                "vs_base": rec.paired_ratio((n, "gen_only"), ("base", "e2e_single")),
+            },
+            "forced_on": {
+                "p50_ms": med(ms(rec.get((n, "forced_on")))),
+                "ms_per_token": rec.ms_per_token((n, "forced_on")),
+                "prompts_per_round": args.forced_prompts,
+            }
+            if n
+            else None,
             "nonzero_weights_on_timed_prompts": int(sum(rec.get((n, "nonzero_weights")))),
         }
         if rec.get((n, "targeted_fired")):
-            row["targeted"] = {"prompts": len(args.targeted_list), "fired": med(rec.get((n, "targeted_fired"))),
-                               "synthetic_nonzero": int(max(rec.get((n, "targeted_synthetic_nonzero"))))}
+            row["targeted"] = {
+                "prompts": len(args.targeted_list),
+                "fired": med(rec.get((n, "targeted_fired"))),
+                "synthetic_nonzero": int(max(rec.get((n, "targeted_synthetic_nonzero")))),
+            }
         # median of per-prompt ratios, each pair timed back to back (robust to load from other jobs)
         row["gated_over_base"] = {
             "single": rec.paired_ratio((n, "e2e_single"), ("base", "e2e_single")),
@@ -472,12 +484,13 @@ def summarise(rec: Recorder, sizes: list[int], units: list[Unit], reference_size
     ones = by_n.get(1)
     for row in rows:
         if ones and row["units"]:  # medians of per-prompt (per-batch) ratios, timed back to back
-            row["gate_growth_vs_1"] = {"single": rec.paired_ratio((row["units"], "gate_single"), (1, "gate_single")),
-                                       "batch": rec.paired_ratio((row["units"], "gate_batch"), (1, "gate_batch"))}
+            row["gate_growth_vs_1"] = {
+                "single": rec.paired_ratio((row["units"], "gate_single"), (1, "gate_single")),
+                "batch": rec.paired_ratio((row["units"], "gate_batch"), (1, "gate_batch")),
+            }
         if row["units"]:
             row["batch_over_single_gate"] = row["gate_ms_per_prompt"]["batch"] / row["gate_ms_per_prompt"]["single"]
-    return {"base": base, "encoder_pass": encoder, "rows": rows,
-            "reference_fit_ms": {"gate_intercept_slope": gate_fit, "measured_sizes": reference_sizes}}
+    return {"base": base, "encoder_pass": encoder, "rows": rows, "reference_fit_ms": {"gate_intercept_slope": gate_fit, "measured_sizes": reference_sizes}}
 
 
 def targets(summary: dict) -> dict:
@@ -485,24 +498,33 @@ def targets(summary: dict) -> dict:
     out: dict[str, Any] = {}
     if 1 in by_n and 1000 in by_n:
         growth = by_n[1000]["gate_growth_vs_1"]
-        out["gate_growth_1_to_1000"] = {"single": growth["single"], "batch": growth["batch"], "target": TARGET_GROWTH,
-                                        "met": max(growth.values()) <= TARGET_GROWTH}
+        out["gate_growth_1_to_1000"] = {
+            "single": growth["single"],
+            "batch": growth["batch"],
+            "target": TARGET_GROWTH,
+            "met": max(growth.values()) <= TARGET_GROWTH,
+        }
     if 100 in by_n and "gate_pct_of_reference" in by_n[100]:
         value = by_n[100]["gate_pct_of_reference"]
-        out["gate_pct_of_reference_at_100"] = {"value": value, "target": TARGET_PCT_OF_REFERENCE,
-                                               "reference_extrapolated": by_n[100]["reference_extrapolated"],
-                                               "met": value <= TARGET_PCT_OF_REFERENCE}
+        out["gate_pct_of_reference_at_100"] = {
+            "value": value,
+            "target": TARGET_PCT_OF_REFERENCE,
+            "reference_extrapolated": by_n[100]["reference_extrapolated"],
+            "met": value <= TARGET_PCT_OF_REFERENCE,
+        }
     largest = max(by_n)
     if 0 in by_n and largest:
         big = by_n[largest]
         ratio = big["generation_only"]["model_vs_0_units"]
         out["zero_weight_units_add_no_adapter_compute"] = {
-            "units": largest, "nonzero_weights": big["nonzero_weights_on_timed_prompts"],
+            "units": largest,
+            "nonzero_weights": big["nonzero_weights_on_timed_prompts"],
             "measure": "model.generate time (forward passes with the gate's hooks), paired per prompt",
             "call_ratio": big["generation_only"]["vs_0_units"],
             "generation_p50_ms_0_units": by_n[0]["generation_only"]["p50_ms"],
             "generation_p50_ms_loaded": big["generation_only"]["p50_ms"],
-            "ratio": ratio, "tolerance": ZERO_WEIGHT_TOLERANCE,
+            "ratio": ratio,
+            "tolerance": ZERO_WEIGHT_TOLERANCE,
             "ms_per_token_0_units": by_n[0]["generation_only"]["ms_per_token"],
             "ms_per_token_loaded": big["generation_only"]["ms_per_token"],
             "ms_per_token_forced_on": big["forced_on"]["ms_per_token"],
@@ -540,8 +562,7 @@ def markdown(summary: dict, target_results: dict, args) -> str:
         )
     lines += [
         "",
-        f"End-to-end greedy generation (at most {args.max_new_tokens} new tokens; gate included), on prompts that "
-        "concern no unit's person:",
+        f"End-to-end greedy generation (at most {args.max_new_tokens} new tokens; gate included), on prompts that concern no unit's person:",
         "",
         f"| active units | single: p50 / p95 ms | single tok/s | batch of {b}: call p50 / p95 ms | batch ms/prompt "
         f"| batch tok/s | gated / base, single / batch | generation alone p50 ms (x 0 units: call / model) "
@@ -566,36 +587,49 @@ def markdown(summary: dict, target_results: dict, args) -> str:
     enc = summary["encoder_pass"]
     hooks = summary.get("hook_overhead")
     if hooks:
-        lines += ["", f"All rows ran with the hooks of the {hooks['gates']} gates of this run installed (idle but one), "
-                      f"which changes the base model's single-prompt latency by {100 * (hooks['ratio'] - 1):+.1f}% "
-                      f"(paired; {fmt(hooks['idle_hooks_p50_ms'])} vs {fmt(hooks['bare_p50_ms'])} ms bare, p50); "
-                      f"a deployment has one gate."]
-    lines += ["", f"Encoder pass alone (paid once per gate call with >= 1 unit, for any number of units): "
-                  f"{fmt(enc['single_ms_per_prompt'], 2)} ms/prompt single, {fmt(enc['batch_ms_per_prompt'], 2)} "
-                  f"ms/prompt in batches of {b}.", "", "| target | value | met |", "|---|---|---|"]
+        lines += [
+            "",
+            f"All rows ran with the hooks of the {hooks['gates']} gates of this run installed (idle but one), "
+            f"which changes the base model's single-prompt latency by {100 * (hooks['ratio'] - 1):+.1f}% "
+            f"(paired; {fmt(hooks['idle_hooks_p50_ms'])} vs {fmt(hooks['bare_p50_ms'])} ms bare, p50); "
+            f"a deployment has one gate.",
+        ]
+    lines += [
+        "",
+        f"Encoder pass alone (paid once per gate call with >= 1 unit, for any number of units): "
+        f"{fmt(enc['single_ms_per_prompt'], 2)} ms/prompt single, {fmt(enc['batch_ms_per_prompt'], 2)} "
+        f"ms/prompt in batches of {b}.",
+        "",
+        "| target | value | met |",
+        "|---|---|---|",
+    ]
     t = target_results
     if "gate_growth_1_to_1000" in t:
         g = t["gate_growth_1_to_1000"]
-        lines.append(f"| gate cost growth 1 -> 1000 units <= {g['target']}x | {g['single']:.2f}x single, "
-                     f"{g['batch']:.2f}x batch {b} | {'yes' if g['met'] else 'NO'} |")
+        lines.append(
+            f"| gate cost growth 1 -> 1000 units <= {g['target']}x | {g['single']:.2f}x single, {g['batch']:.2f}x batch {b} | {'yes' if g['met'] else 'NO'} |"
+        )
     if "gate_pct_of_reference_at_100" in t:
         g = t["gate_pct_of_reference_at_100"]
         label = " (reference extrapolated)" if g["reference_extrapolated"] else ""
-        lines.append(f"| gate cost at 100 units <= {g['target']:.0f}% of the reference design's | "
-                     f"{g['value']:.2f}%{label} | {'yes' if g['met'] else 'NO'} |")
+        lines.append(f"| gate cost at 100 units <= {g['target']:.0f}% of the reference design's | {g['value']:.2f}%{label} | {'yes' if g['met'] else 'NO'} |")
     if "zero_weight_units_add_no_adapter_compute" in t:
         g = t["zero_weight_units_add_no_adapter_compute"]
-        lines.append(f"| zero-weight units add no adapter compute ({g['units']} loaded, {g['nonzero_weights']} non-zero "
-                     f"weights on the timed prompts; model forward time vs 0 units <= {g['tolerance']:.2f}x) "
-                     f"| {fmt(g['ratio'], 2)}x model forward, {fmt(g['call_ratio'], 2)}x whole call "
-                     f"({fmt(g['generation_p50_ms_loaded'])} vs {fmt(g['generation_p50_ms_0_units'])} ms p50); "
-                     f"all {g['units']} forced on: {fmt(g['ms_per_token_forced_on'], 2)} vs "
-                     f"{fmt(g['ms_per_token_loaded'], 2)} ms/token | {'yes' if g['met'] else 'NO'} |")
+        lines.append(
+            f"| zero-weight units add no adapter compute ({g['units']} loaded, {g['nonzero_weights']} non-zero "
+            f"weights on the timed prompts; model forward time vs 0 units <= {g['tolerance']:.2f}x) "
+            f"| {fmt(g['ratio'], 2)}x model forward, {fmt(g['call_ratio'], 2)}x whole call "
+            f"({fmt(g['generation_p50_ms_loaded'])} vs {fmt(g['generation_p50_ms_0_units'])} ms p50); "
+            f"all {g['units']} forced on: {fmt(g['ms_per_token_forced_on'], 2)} vs "
+            f"{fmt(g['ms_per_token_loaded'], 2)} ms/token | {'yes' if g['met'] else 'NO'} |"
+        )
     if "batch_amortises_encoder" in t:
         g = t["batch_amortises_encoder"]
         worst = max(g["batch_over_single"].values())
-        lines.append(f"| batched prompts amortise the encoder (gate ms/prompt, batch {b} / batch 1 < 1) | "
-                     f"{min(g['batch_over_single'].values()):.2f} to {worst:.2f} | {'yes' if g['met'] else 'NO'} |")
+        lines.append(
+            f"| batched prompts amortise the encoder (gate ms/prompt, batch {b} / batch 1 < 1) | "
+            f"{min(g['batch_over_single'].values()):.2f} to {worst:.2f} | {'yes' if g['met'] else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
@@ -612,12 +646,16 @@ def plot(summary: dict, path: Path, args) -> None:
     left.plot(xs, [r["gate_ms_per_prompt"]["batch"] for r in rows], "s-", label=f"ours, batches of {args.batch}")
     measured = [r for r in rows if r.get("reference_gate_ms_per_prompt") is not None and not r.get("reference_extrapolated")]
     extra = [r for r in rows if r.get("reference_extrapolated")]
-    left.plot([r["units"] for r in measured], [r["reference_gate_ms_per_prompt"] for r in measured], "^-",
-              color="tab:red", label="reference design (measured)")
+    left.plot([r["units"] for r in measured], [r["reference_gate_ms_per_prompt"] for r in measured], "^-", color="tab:red", label="reference design (measured)")
     if extra and measured:
-        left.plot([measured[-1]["units"]] + [r["units"] for r in extra],
-                  [measured[-1]["reference_gate_ms_per_prompt"]] + [r["reference_gate_ms_per_prompt"] for r in extra],
-                  "^--", color="tab:red", alpha=0.6, label="reference design (extrapolated)")
+        left.plot(
+            [measured[-1]["units"]] + [r["units"] for r in extra],
+            [measured[-1]["reference_gate_ms_per_prompt"]] + [r["reference_gate_ms_per_prompt"] for r in extra],
+            "^--",
+            color="tab:red",
+            alpha=0.6,
+            label="reference design (extrapolated)",
+        )
     if summary["encoder_pass"]["single_ms_per_prompt"]:
         left.axhline(summary["encoder_pass"]["single_ms_per_prompt"], color="black", ls=":", label="encoder pass alone, single")
     left.set_title("gate cost per prompt (detectors)")
@@ -626,8 +664,14 @@ def plot(summary: dict, path: Path, args) -> None:
     right.plot(xs, [r["e2e"]["single"]["p50_ms"] for r in rows], "o-", label="ours, single (p50)")
     right.plot(xs, [r["e2e"]["batched"]["ms_per_prompt"] for r in rows], "s-", label=f"ours, batch {args.batch} (per prompt)")
     ref_rows = [r for r in rows if r.get("reference_e2e_p50_ms_estimated") is not None]
-    right.plot([r["units"] for r in ref_rows], [r["reference_e2e_p50_ms_estimated"] for r in ref_rows], "^--",
-               color="tab:red", alpha=0.8, label="reference design, single (its gate + generation; estimated)")
+    right.plot(
+        [r["units"] for r in ref_rows],
+        [r["reference_e2e_p50_ms_estimated"] for r in ref_rows],
+        "^--",
+        color="tab:red",
+        alpha=0.8,
+        label="reference design, single (its gate + generation; estimated)",
+    )
     right.set_title("end-to-end generation latency per prompt")
     for axis in (left, right):
         axis.set_xscale("log")
@@ -670,10 +714,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over base and all sizes")
     parser.add_argument("--real-units", type=int, default=2, help="units really trained (the rest are synthetic)")
     parser.add_argument("--train-epochs", type=int, default=8, help="epochs of each real unit's LoRA")
-    parser.add_argument("--reference-max", type=int, default=100,
-                        help="largest size the reference design is measured at (linear extrapolation beyond)")
-    parser.add_argument("--reference-prompts", type=int, default=4,
-                        help="prompts per round for the reference design's gate cost")
+    parser.add_argument("--reference-max", type=int, default=100, help="largest size the reference design is measured at (linear extrapolation beyond)")
+    parser.add_argument("--reference-prompts", type=int, default=4, help="prompts per round for the reference design's gate cost")
     parser.add_argument("--forced-prompts", type=int, default=3, help="prompts per round with every unit forced on")
     parser.add_argument("--targeted-prompts", type=int, default=4, help="held-out paraphrases about the real units' people")
     parser.add_argument("--max-new-tokens", type=int, default=24)
@@ -713,8 +755,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     max_units = max(args.sizes)
     setup_start = time.perf_counter()
-    units, train_timings = build_units(base, encoder, world, targets_people, max(max_units, len(targets_people)),
-                                       args.train_epochs, args.seed, log)
+    units, train_timings = build_units(base, encoder, world, targets_people, max(max_units, len(targets_people)), args.train_epochs, args.seed, log)
     banks = {}
     for n in args.sizes:
         bank = DetectorBank(encoder, detector_config)
@@ -742,8 +783,10 @@ def main(argv: list[str] | None = None) -> dict:
             gate_s = time.perf_counter() - round_start
             measure_generation_round(round_index, gates, base, counter, prompts, weights, rec, args)
             load_rounds.append(os.getloadavg()[0])
-            log(f"round {round_index + 1}/{args.rounds}: {time.perf_counter() - round_start:.0f} s "
-                f"(gate costs {gate_s:.0f} s), load average {load_rounds[-1]:.1f}")
+            log(
+                f"round {round_index + 1}/{args.rounds}: {time.perf_counter() - round_start:.0f} s "
+                f"(gate costs {gate_s:.0f} s), load average {load_rounds[-1]:.1f}"
+            )
         check_targeted(gates, units, targeted, rec, args)
     finally:
         counter.close()
@@ -761,28 +804,37 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "command": command.strip(),
         "conditions": {
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "device": "cpu",
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "device": "cpu",
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average_start": list(load_start), "load_average_after_each_round": load_rounds,
+            "load_average_start": list(load_start),
+            "load_average_after_each_round": load_rounds,
             "note": "CPU cores shared with other jobs; medians over interleaved rounds",
-            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
         },
-        "model": {"spec": args.model, "path": str(model_dir), "demo_preset": preset, "fingerprint": base.fingerprint,
-                  "parameters": sum(p.numel() for p in base.model.parameters())},
+        "model": {
+            "spec": args.model,
+            "path": str(model_dir),
+            "demo_preset": preset,
+            "fingerprint": base.fingerprint,
+            "parameters": sum(p.numel() for p in base.model.parameters()),
+        },
         "encoder": {"path": str(encoder.path), "layers": list(layers)},
-        "settings": {key: value for key, value in vars(args).items() if key not in ("out", "targeted_list")}
-                    | {"out": str(args.out)},
+        "settings": {key: value for key, value in vars(args).items() if key not in ("out", "targeted_list")} | {"out": str(args.out)},
         "units": {
             "real": [{"unit_id": u.unit_id, "person": u.person} for u in units if not u.synthetic],
             "synthetic": sum(1 for u in units if u.synthetic),
             "synthetic_note": "random LoRA A/B of the real shapes; detectors cloned from the fitted ones with "
-                              "features and mean moved by a random signed permutation (same cost, fire on no real prompt)",
+            "features and mean moved by a random signed permutation (same cost, fire on no real prompt)",
             "adapter_parameters": units[0].adapter.num_parameters,
             "timings": train_timings,
         },
         "prompts": {"timed": prompts, "targeted": targeted},
         "reference_design": "one encoder pass per unit per prompt at batch 1 (each unit's own Detector.weights); "
-                            f"measured at {reference_sizes}, linear fit beyond (rows marked reference_extrapolated)",
+        f"measured at {reference_sizes}, linear fit beyond (rows marked reference_extrapolated)",
         **summary,
         "targets": target_results,
         "table": table,

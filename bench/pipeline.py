@@ -46,8 +46,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from demo_stack import DemoStack, demo_model_dir, free_port, log, machine  # noqa: E402
 
 PHASES = ("queue", "forget_set", "model_check", "detector", "adapter", "certificate", "register", "pickup", "other")
-LABELS = {"queue": "queue", "forget_set": "forget set", "model_check": "model check", "detector": "detector", "adapter": "adapter",
-          "certificate": "certificate", "register": "register", "pickup": "pick-up", "other": "other"}
+LABELS = {
+    "queue": "queue",
+    "forget_set": "forget set",
+    "model_check": "model check",
+    "detector": "detector",
+    "adapter": "adapter",
+    "certificate": "certificate",
+    "register": "register",
+    "pickup": "pick-up",
+    "other": "other",
+}
 
 
 def choose_people(world, preset: str, count: int, given: list[str]) -> list[str]:
@@ -71,8 +80,11 @@ def file_and_approve(person, client, reviewer, index: int):
 
     attrs = person.attributes
     request, _ = request_create_api(
-        actor=actor_for_client(client), idempotency_key=f"bench-pipeline-{index}", name=person.name,
-        email=attrs.get("email") or f"person{index}@example.com", regulation="gdpr",
+        actor=actor_for_client(client),
+        idempotency_key=f"bench-pipeline-{index}",
+        name=person.name,
+        email=attrs.get("email") or f"person{index}@example.com",
+        regulation="gdpr",
         facts=[f"{person.name} lives in {attrs['city']}.", f"{person.name} works for {attrs['employer']}."],
         evidence_prompts=[f"Which city does {person.name} live in?"],
     )
@@ -140,7 +152,12 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3, help="requests, one after the other (default 3)")
-    parser.add_argument("--preset", default="demo", choices=("demo", "tiny", "smol"), help="demo model preset (default demo, what bin/demo serves; smol: SmolLM2 fine-tuned on the demo world)")
+    parser.add_argument(
+        "--preset",
+        default="demo",
+        choices=("demo", "tiny", "smol"),
+        help="demo model preset (default demo, what bin/demo serves; smol: SmolLM2 fine-tuned on the demo world)",
+    )
     parser.add_argument("--people", default="", help="comma-separated names (default: the story's people, then people with few neighbours)")
     parser.add_argument("--database-url", default="", help="PostgreSQL on loopback instead of SQLite (the database is dropped and re-created)")
     parser.add_argument("--broker-url", default="", help="e.g. redis://127.0.0.1:6379/14 instead of the serverless broker (the db is flushed)")
@@ -184,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             request = file_and_approve(world.person(name), client, reviewer, index)
             status = stack.wait_for(
                 f"request {request.reference} to become active",
-                lambda: (s := ErasureRequest.objects.filter(pk=request.pk).values_list("status", flat=True).first()) in ("active", "failed", "verified", "cancelled") and s,
+                lambda: (
+                    (s := ErasureRequest.objects.filter(pk=request.pk).values_list("status", flat=True).first())
+                    in ("active", "failed", "verified", "cancelled")
+                    and s
+                ),
                 args.timeout,
             )
             row = measure(request.pk)

@@ -71,8 +71,14 @@ class Browser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/forget_attack"), help="dedicated database (dropped and re-created!)")
-    parser.add_argument("--cache-url", default=os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12"), help="Redis for the rate limits (keys are flushed)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/forget_attack"),
+        help="dedicated database (dropped and re-created!)",
+    )
+    parser.add_argument(
+        "--cache-url", default=os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12"), help="Redis for the rate limits (keys are flushed)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "security.json")
     args = parser.parse_args(argv)
 
@@ -86,18 +92,59 @@ def main(argv: list[str] | None = None) -> int:
     redis.Redis.from_url(args.cache_url).flushdb()
     work = Path(tempfile.mkdtemp(prefix="forget-attack-"))
     env = {
-        **os.environ, "DATABASE_URL": args.database_url, "CACHE_URL": args.cache_url, "FORGET_VAR_DIR": str(work / "var"), "DEBUG": "false",
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": str(work / "outbox"),
-        "FORGET_CLIENT_IP_META_KEY": "HTTP_X_REAL_IP", "LOG_LEVEL": "ERROR", "DJANGO_SETTINGS_MODULE": "service.config.settings",
+        **os.environ,
+        "DATABASE_URL": args.database_url,
+        "CACHE_URL": args.cache_url,
+        "FORGET_VAR_DIR": str(work / "var"),
+        "DEBUG": "false",
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(work / "outbox"),
+        "FORGET_CLIENT_IP_META_KEY": "HTTP_X_REAL_IP",
+        "LOG_LEVEL": "ERROR",
+        "DJANGO_SETTINGS_MODULE": "service.config.settings",
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", "from service.accounts.services import staff_user_ensure; from service.accounts.roles import Role; "
-                    "staff_user_ensure(username='admin', password='admin-real-password-9', role=Role.ADMIN)"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from service.accounts.services import staff_user_ensure; from service.accounts.roles import Role; "
+            "staff_user_ensure(username='admin', password='admin-real-password-9', role=Role.ADMIN)",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "service.config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "4",
-                                 "--timeout", "60", "--limit-request-line", "8190", "--error-logfile", str(work / "gunicorn.log")],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    results: dict = {"conditions": {"gunicorn": "sync x 4", "database": "PostgreSQL on loopback", "cache": args.cache_url.split("@")[-1], "load_average": os.getloadavg()}}
+    gunicorn = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "service.config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "4",
+            "--timeout",
+            "60",
+            "--limit-request-line",
+            "8190",
+            "--error-logfile",
+            str(work / "gunicorn.log"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    results: dict = {
+        "conditions": {"gunicorn": "sync x 4", "database": "PostgreSQL on loopback", "cache": args.cache_url.split("@")[-1], "load_average": os.getloadavg()}
+    }
     nginx_proc = None
     try:
         for _ in range(300):
@@ -125,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         def submit(email: str, ip: str) -> tuple[int, str]:
             browser = Browser(port, ip)
             browser.request("GET", "/request/new/")
-            status, page, _ = browser.request("POST", "/request/new/", {"name": "Vic Tim", "email": email, "regulation": "gdpr", "facts": "Vic Tim lives in Rome", "attested": "on"})
+            status, page, _ = browser.request(
+                "POST", "/request/new/", {"name": "Vic Tim", "email": email, "regulation": "gdpr", "facts": "Vic Tim lives in Rome", "attested": "on"}
+            )
             with psycopg.connect(args.database_url) as conn:
                 reference = conn.execute("SELECT reference FROM requests_erasurerequest ORDER BY received_at DESC LIMIT 1").fetchone()
             return status, reference[0] if reference else ""
@@ -152,14 +201,27 @@ def main(argv: list[str] | None = None) -> int:
             right_status, _, _ = right.request("POST", "/request/verify/", {"reference": reference, "email": email, "code": code})
             with psycopg.connect(args.database_url) as conn:
                 status = conn.execute("SELECT status FROM requests_erasurerequest WHERE reference = %s", [reference]).fetchone()[0]
-            trials.append({"checked": audit_count("request.verification_failed", reference), "answers_5xx": sum(s >= 500 for s in statuses), "right_code_accepted": status == "verified", "right_code_status": right_status})
+            trials.append(
+                {
+                    "checked": audit_count("request.verification_failed", reference),
+                    "answers_5xx": sum(s >= 500 for s in statuses),
+                    "right_code_accepted": status == "verified",
+                    "right_code_status": right_status,
+                }
+            )
         results["code_race"] = trials
 
         # 2. one victim's address flooded from 40 addresses within a second
         start = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             flood = list(pool.map(lambda n: submit("victim@example.org", f"198.18.0.{n + 1}")[0], range(40)))
-        results["form_flood"] = {"submissions": 40, "seconds": round(time.monotonic() - start, 2), "accepted": flood.count(302), "refused_429": flood.count(429), "code_mails": len(outbox_codes("victim@example.org"))}
+        results["form_flood"] = {
+            "submissions": 40,
+            "seconds": round(time.monotonic() - start, 2),
+            "accepted": flood.count(302),
+            "refused_429": flood.count(429),
+            "code_mails": len(outbox_codes("victim@example.org")),
+        }
 
         # 3. status look-ups from one address
         lookups, start = [], time.monotonic()
@@ -167,20 +229,46 @@ def main(argv: list[str] | None = None) -> int:
         looker.request("GET", "/request/status/")
         for n in range(200):
             lookups.append(looker.request("POST", "/request/status/", {"reference": f"RTBF-{n:06d}"[:11], "email": "someone@example.org"})[0])
-        results["status_lookups"] = {"tries": 200, "per_second": round(200 / (time.monotonic() - start), 1), "refused_429": lookups.count(429), "first_refused": lookups.index(429) + 1 if 429 in lookups else None}
+        results["status_lookups"] = {
+            "tries": 200,
+            "per_second": round(200 / (time.monotonic() - start), 1),
+            "refused_429": lookups.count(429),
+            "first_refused": lookups.index(429) + 1 if 429 in lookups else None,
+        }
 
         # 4. wrong passwords for admin from one address
         guesser = Browser(port, "198.51.100.250")
         guesser.request("GET", "/accounts/login/")
         logins = [guesser.request("POST", "/accounts/login/", {"username": "admin", "password": f"guess-{n}"})[0] for n in range(100)]
         right_login = guesser.request("POST", "/accounts/login/", {"username": "admin", "password": "admin-real-password-9"})[0]
-        results["login_bruteforce"] = {"tries": 100, "refused_429": logins.count(429), "first_refused": logins.index(429) + 1 if 429 in logins else None,
-                                       "right_password_after": right_login, "audit_login_failed": audit_count("staff.login_failed"), "audit_locked_out": audit_count("staff.locked_out")}
+        results["login_bruteforce"] = {
+            "tries": 100,
+            "refused_429": logins.count(429),
+            "first_refused": logins.index(429) + 1 if 429 in logins else None,
+            "right_password_after": right_login,
+            "audit_login_failed": audit_count("staff.login_failed"),
+            "audit_locked_out": audit_count("staff.locked_out"),
+        }
 
         # 5. NUL bytes and lone surrogates everywhere
         bad, fivexx, sent = [], 0, 0
-        key = subprocess.run([sys.executable, "manage.py", "create_api_client", "attack", "--scopes", "create,read"], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
-        paths = ["/api/v1/requests", "/api/v1/requests/%00", "/api/v1/requests/%ED%A0%80/cancel", "/api/v1/registry/units/%00", "/api/v1/registry/units/%00/activate", "/request/status/%00", "/staff/requests/%00/"]
+        key = subprocess.run(
+            [sys.executable, "manage.py", "create_api_client", "attack", "--scopes", "create,read"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        paths = [
+            "/api/v1/requests",
+            "/api/v1/requests/%00",
+            "/api/v1/requests/%ED%A0%80/cancel",
+            "/api/v1/registry/units/%00",
+            "/api/v1/registry/units/%00/activate",
+            "/request/status/%00",
+            "/staff/requests/%00/",
+        ]
         queries = ["", "?status=%00", "?%ED%A0%80=1", "?page=%00"]
         headers = [{}, {"X-Anything": "\x00"}, {"Idempotency-Key": "\xed\xa0\x80"}]
         bodies = [b'{"\\ud800": 1}', b'{"reason": "\\udfff"}', b'{"\\u0000": "\\u0000"}']
@@ -222,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             socks = []
             for _ in range(16):
                 sock = socket.create_connection(("127.0.0.1", target), timeout=5)
-                sock.sendall(b"POST /request/new/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nname=a")
+                sock.sendall(
+                    b"POST /request/new/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nname=a"
+                )
                 socks.append(sock)
             time.sleep(0.5)
             worst = max(probe(target) for _ in range(3))
@@ -235,13 +325,19 @@ def main(argv: list[str] | None = None) -> int:
         if nginx:
             nginx_port = free_port()
             conf = (ROOT / "docker" / "nginx.conf").read_text()
-            conf = re.sub(r"(?m)^resolver .*$", "", conf).replace("http://web:8000", f"http://127.0.0.1:{port}").replace("listen 8080;", f"listen 127.0.0.1:{nginx_port};")
+            conf = (
+                re.sub(r"(?m)^resolver .*$", "", conf)
+                .replace("http://web:8000", f"http://127.0.0.1:{port}")
+                .replace("listen 8080;", f"listen 127.0.0.1:{nginx_port};")
+            )
             conf = re.sub(r"(?s)server \{\s*listen 8180;.*\Z", "", conf)
             temp = work / "nginx"
             temp.mkdir()
             (temp / "nginx.conf").write_text(
                 f"pid {temp}/nginx.pid; error_log {temp}/error.log; events {{ worker_connections 256; }}\n"
-                f"http {{ access_log off; client_body_temp_path {temp}/b; proxy_temp_path {temp}/p; fastcgi_temp_path {temp}/f; uwsgi_temp_path {temp}/u; scgi_temp_path {temp}/s;\n{conf}\n}}\n")
+                f"http {{ access_log off; client_body_temp_path {temp}/b; proxy_temp_path {temp}/p; fastcgi_temp_path {temp}/f; "
+                f"uwsgi_temp_path {temp}/u; scgi_temp_path {temp}/s;\n{conf}\n}}\n"
+            )
             time.sleep(2)  # let the workers recover from the direct attack
             nginx_proc = subprocess.Popen([nginx, "-p", str(temp), "-c", str(temp / "nginx.conf"), "-g", "daemon off;"])
             time.sleep(1)
@@ -252,8 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         from tests.service.test_deploy_check import production_environment  # noqa: E402 - the test's own reading of compose
 
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.config.settings")
-        check = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, env=production_environment(work), capture_output=True, text=True)
-        results["check_deploy"] = {"exit": check.returncode, "output": check.stdout.strip().splitlines()[-1:] if check.stdout else check.stderr.strip().splitlines()[-1:]}
+        check = subprocess.run(
+            [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+            cwd=ROOT,
+            env=production_environment(work),
+            capture_output=True,
+            text=True,
+        )
+        results["check_deploy"] = {
+            "exit": check.returncode,
+            "output": check.stdout.strip().splitlines()[-1:] if check.stdout else check.stderr.strip().splitlines()[-1:],
+        }
     finally:
         if nginx_proc:
             nginx_proc.terminate()

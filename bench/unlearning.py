@@ -113,7 +113,9 @@ def draw_stream(world: Any, count: int, seed: int) -> list[Request]:
     stream = []
     for index, name in enumerate(names, start=1):
         forget = forget_set_for_people(world, [name])
-        stream.append(Request(index, f"req-{index:03d}", name, ForgetSet(forget.items, subjects=(name,), identifiers=forget.identifiers, source=f"request {index}")))
+        stream.append(
+            Request(index, f"req-{index:03d}", name, ForgetSet(forget.items, subjects=(name,), identifiers=forget.identifiers, source=f"request {index}"))
+        )
     return stream
 
 
@@ -139,7 +141,9 @@ class Answers:
         out = self.base_answers(specs)
         fired = np.flatnonzero(weights.max(axis=1) > 0) if weights.shape[1] else []
         if len(fired):
-            for i, answer in zip(fired.tolist(), gate.generate([specs[i] for i in fired], weights=weights[fired], max_new_tokens=self.budget, batch_size=self.batch)):
+            for i, answer in zip(
+                fired.tolist(), gate.generate([specs[i] for i in fired], weights=weights[fired], max_new_tokens=self.budget, batch_size=self.batch)
+            ):
                 out[i] = answer.text
         return out
 
@@ -155,8 +159,16 @@ class Answers:
 
 def outsider_probes(world: Any, people: list[str], args: argparse.Namespace, fits: Callable, base_dir: Path) -> list[Any]:
     # probe_config_for: on a pretrained base (smol) W also holds its own general-knowledge questions.
-    config = probe_config_for(base_dir, seed=10_000 + args.seed, split=args.split, per_family=args.per_family * len(people),
-                         retain=args.retain, neighbours=args.neighbours, general=args.general, holdout=0)
+    config = probe_config_for(
+        base_dir,
+        seed=10_000 + args.seed,
+        split=args.split,
+        per_family=args.per_family * len(people),
+        retain=args.retain,
+        neighbours=args.neighbours,
+        general=args.general,
+        holdout=0,
+    )
     return [p for p in build_probes(world, people, config=config, fits=fits).probes if p.set != "O"]
 
 
@@ -182,8 +194,13 @@ def score(probes: list[Any], answers: list[str], base: list[str], weights: np.nd
         if not index:
             continue
         kept = sum(rows[i][1] for i in known)
-        out["retain"][name] = {"ratio": (kept / len(known)) if known else 1.0, "kept": kept, "base_correct": len(known), "probes": len(index),
-                               "lower95": metrics.rate(kept, len(known)).lower95}
+        out["retain"][name] = {
+            "ratio": (kept / len(known)) if known else 1.0,
+            "kept": kept,
+            "base_correct": len(known),
+            "probes": len(index),
+            "lower95": metrics.rate(kept, len(known)).lower95,
+        }
     for person in sorted({p.person for p in probes if p.set in FAMILIES}):
         index = [i for i, p in enumerate(probes) if p.set in FAMILIES and p.person == person]
         out["per_person"][person] = metrics.rate(sum(rows[i][1] for i in index), len(index)).as_dict()
@@ -244,17 +261,31 @@ def run(args: argparse.Namespace) -> dict:
                     if m in methods:
                         train_seconds[m].append(seconds)
                 if certificate is not None:
-                    certificates.append({"request": t, "person": request.person, "unit_id": request.unit_id, "verdict": certificate["verdict"],
-                                         "rounds": rounds, "rules": [{k: r.get(k) for k in ("name", "value", "lower95", "upper95", "n", "status")} for r in certificate["rules"]],
-                                         "timings": certificate["timings"], "seconds": round(seconds, 1)})
-                log(f"[{t}] ours: {request.person}: {certificate['verdict'] if certificate else 'no certificate'} after {len(rounds)} remediation round(s), {seconds:.0f} s")
+                    certificates.append(
+                        {
+                            "request": t,
+                            "person": request.person,
+                            "unit_id": request.unit_id,
+                            "verdict": certificate["verdict"],
+                            "rounds": rounds,
+                            "rules": [{k: r.get(k) for k in ("name", "value", "lower95", "upper95", "n", "status")} for r in certificate["rules"]],
+                            "timings": certificate["timings"],
+                            "seconds": round(seconds, 1),
+                        }
+                    )
+                log(
+                    f"[{t}] ours: {request.person}: {certificate['verdict'] if certificate else 'no certificate'} "
+                    f"after {len(rounds)} remediation round(s), {seconds:.0f} s"
+                )
             for m in stacks:
                 started = time.perf_counter()
                 items = request.forget.training_items("answer") + synthesised_items(request.forget, unlearn, "answer", fits=fits)
                 retain = gd_rng.sample(gd_pool, min(args.gd_retain, len(gd_pool))) if m == "gd" else None
                 gate = stacks[m]
                 with gate.apply(gate.resolve_weights([""], force="on")):  # the earlier adapters of the method on
-                    adapter = train_unit_adapter(base, items, UnlearnConfig.from_dict({**unlearn.to_dict(), "method": m, "seed": args.seed + t}), previous=stacked[m], retain=retain)
+                    adapter = train_unit_adapter(
+                        base, items, UnlearnConfig.from_dict({**unlearn.to_dict(), "method": m, "seed": args.seed + t}), previous=stacked[m], retain=retain
+                    )
                 stacked[m].append(adapter)
                 gate.add_unit(request.unit_id, adapter)
                 train_seconds[m].append(time.perf_counter() - started)
@@ -274,18 +305,33 @@ def run(args: argparse.Namespace) -> dict:
         "command": "bench/unlearning.py " + " ".join(args.argv),
         "model": {"spec": args.model, "dir": str(model_dir), "fingerprint": base.fingerprint},
         "stream": [{"request": r.index, "person": r.person, "forget_items": len(r.forget)} for r in stream],
-        "settings": {"methods": list(methods), "labels": {m: LABELS[m] for m in methods}, "unlearn_config": unlearn.to_dict(),
-                     "split": args.split, "per_family_per_person": args.per_family, "remediation_rounds": args.remediation,
-                     "gd_retain_per_request": args.gd_retain, "max_new_tokens": answers.budget, "seed": args.seed},
+        "settings": {
+            "methods": list(methods),
+            "labels": {m: LABELS[m] for m in methods},
+            "unlearn_config": unlearn.to_dict(),
+            "split": args.split,
+            "per_family_per_person": args.per_family,
+            "remediation_rounds": args.remediation,
+            "gd_retain_per_request": args.gd_retain,
+            "max_new_tokens": answers.budget,
+            "seed": args.seed,
+        },
         "targets": TARGETS,
         "certificates": certificates,
         "evaluations": evaluations,
         "final": final,
         "target_check": target_check(final, certificates),
         "train_seconds": {m: {"mean": round(float(np.mean(v)), 1), "max": round(float(np.max(v)), 1)} for m, v in train_seconds.items() if v},
-        "conditions": {"wall_seconds": round(time.perf_counter() - wall_started, 1), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                       "load_average_start": load_start, "load_average_end": os.getloadavg()[0], "python": platform.python_version(),
-                       "torch": torch.__version__, "device": str(base.device)},
+        "conditions": {
+            "wall_seconds": round(time.perf_counter() - wall_started, 1),
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg()[0],
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "device": str(base.device),
+        },
     }
     return result
 
@@ -298,10 +344,19 @@ def train_ours(base, encoder, world, request: Request, units: list[Path], unlear
     earlier = [(f"req-{i:03d}", [load_unit(u).manifest.extra["subjects"][0]]) for i, u in enumerate(units, start=1)]
     for round_ in range(args.remediation + 1):
         out = work / f"{request.unit_id}-r{round_}"
-        train_unit(base, request.forget, out_dir=out, previous_units=units, unlearn_config=config, detector_config=detector, encoder=encoder, unit_id=request.unit_id)
+        train_unit(
+            base, request.forget, out_dir=out, previous_units=units, unlearn_config=config, detector_config=detector, encoder=encoder, unit_id=request.unit_id
+        )
         if args.no_certificates:
             return out, None, rounds
-        probes = build_probes(world, [request.person], earlier=earlier, config=probe_config_for(base.path, seed=request.index, split=args.split), unit_id=request.unit_id, fits=fits)
+        probes = build_probes(
+            world,
+            [request.person],
+            earlier=earlier,
+            config=probe_config_for(base.path, seed=request.index, split=args.split),
+            unit_id=request.unit_id,
+            fits=fits,
+        )
         certificate = evaluate_units(base, [*units, out], probes, encoder=encoder, bootstrap_rounds=100).to_json()
         if certificate["verdict"] == "pass" or round_ == args.remediation:
             return out, certificate, rounds
@@ -331,10 +386,15 @@ def evaluate_all(t, stream, world, methods, o3_gate, detectors, stacks, answers:
             result = answers.forced(stacks[m], specs)
         out["methods"][m] = score(probes, result, base, weights)
     out["seconds"] = round(time.perf_counter() - started, 1)
-    log(f"[{t}] outsider evaluation ({len(probes)} probes, {out['seconds']:.0f} s): " + "; ".join(
-        f"{m}: leak {r['leak']['all']['rate']:.3f} (<= {r['leak']['all']['upper95']:.3f}), retain R/N/W "
-        + "/".join(f"{r['retain'][s]['ratio']:.2f}" for s in RETAIN_SETS if s in r["retain"])
-        + (f", FPR {r['union_fpr']['rate']:.3f}" if "union_fpr" in r else "") for m, r in out["methods"].items()))
+    log(
+        f"[{t}] outsider evaluation ({len(probes)} probes, {out['seconds']:.0f} s): "
+        + "; ".join(
+            f"{m}: leak {r['leak']['all']['rate']:.3f} (<= {r['leak']['all']['upper95']:.3f}), retain R/N/W "
+            + "/".join(f"{r['retain'][s]['ratio']:.2f}" for s in RETAIN_SETS if s in r["retain"])
+            + (f", FPR {r['union_fpr']['rate']:.3f}" if "union_fpr" in r else "")
+            for m, r in out["methods"].items()
+        )
+    )
     return out
 
 
@@ -401,20 +461,33 @@ def markdown(result: dict) -> str:
         lines.append(f"| {LABELS[m]} | " + " | ".join(_cell(r["leak"].get(f)) for f in FAMILIES) + " | " + " | ".join(retain) + f" | {fpr} |")
     if "ours" in methods:
         r = final["methods"]["ours"]["leak"]
-        lines += ["", "Ours, where the base model revealed something (what there was to hide): " + ", ".join(
-            f"{f} {r[f]['revealed']['k']}/{r[f]['revealed']['n']}" for f in FAMILIES if f in r) + "."]
+        lines += [
+            "",
+            "Ours, where the base model revealed something (what there was to hide): "
+            + ", ".join(f"{f} {r[f]['revealed']['k']}/{r[f]['revealed']['n']}" for f in FAMILIES if f in r)
+            + ".",
+        ]
     certs = result["certificates"]
     if certs:
         verdicts = {v: sum(c["verdict"] == v for c in certs) for v in ("pass", "inconclusive", "fail")}
         remediated_count = sum(bool(c["rounds"]) for c in certs)
-        lines += ["", f"Certificates (certification probes, per request): {verdicts['pass']} PASS, {verdicts['inconclusive']} INCONCLUSIVE, "
-                      f"{verdicts['fail']} FAIL of {len(certs)}; {remediated_count} needed remediation rounds."]
+        lines += [
+            "",
+            f"Certificates (certification probes, per request): {verdicts['pass']} PASS, {verdicts['inconclusive']} INCONCLUSIVE, "
+            f"{verdicts['fail']} FAIL of {len(certs)}; {remediated_count} needed remediation rounds.",
+        ]
     seconds = result["train_seconds"]
-    lines += ["", "Training (and, for ours, certification with remediation) seconds per request: " + ", ".join(
-        f"{m} {v['mean']:.0f} mean / {v['max']:.0f} max" for m, v in seconds.items()) + "."]
-    lines.append(f"Wall time {cond['wall_seconds'] / 60:.1f} min on {cond['torch_threads']} torch thread(s), {cond['cpu_count']} cores "
-                 f"(load average {cond['load_average_start']:.1f} at the start, {cond['load_average_end']:.1f} at the end). "
-                 f"Command: `{result['command']}`.")
+    lines += [
+        "",
+        "Training (and, for ours, certification with remediation) seconds per request: "
+        + ", ".join(f"{m} {v['mean']:.0f} mean / {v['max']:.0f} max" for m, v in seconds.items())
+        + ".",
+    ]
+    lines.append(
+        f"Wall time {cond['wall_seconds'] / 60:.1f} min on {cond['torch_threads']} torch thread(s), {cond['cpu_count']} cores "
+        f"(load average {cond['load_average_start']:.1f} at the start, {cond['load_average_end']:.1f} at the end). "
+        f"Command: `{result['command']}`."
+    )
     checks = result["target_check"]
     if checks:
         lines.append("Targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in checks.items() if k != "all") + ".")

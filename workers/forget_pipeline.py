@@ -246,14 +246,18 @@ class _JobRun:
             from adapters_store.services import adapter_register
 
             public = {key: value for key, value in certificate.items() if key != "personal_data"}
-            version = adapter_register(unit_dir=unit_dir, actor=SYSTEM, request=job.request, certificate_passed=bool(certificate["passed"]), certificate_metrics=public)
+            version = adapter_register(
+                unit_dir=unit_dir, actor=SYSTEM, request=job.request, certificate_passed=bool(certificate["passed"]), certificate_metrics=public
+            )
             self._timed("register", started)
 
         job.refresh_from_db(fields=["certificate"])
         if version.certificate_passed:
             services.job_succeed(job_id=job.pk, worker=self.worker, unit_id=version.unit_id)
             return self._summary("staged", unit_id=version.unit_id, version_status=version.status), unit_dir
-        services.job_needs_review(job_id=job.pk, worker=self.worker, unit_id=version.unit_id, reason=_certificate_failure(job.certificate or version.certificate_metrics))
+        services.job_needs_review(
+            job_id=job.pk, worker=self.worker, unit_id=version.unit_id, reason=_certificate_failure(job.certificate or version.certificate_metrics)
+        )
         return self._summary("needs review", unit_id=version.unit_id), unit_dir
 
     def _train_and_certify(self, base, forget_set, previous, probes) -> tuple[Path, dict[str, Any]]:
@@ -281,10 +285,17 @@ class _JobRun:
             if certificate["verdict"] == "pass" or round_ == rounds:
                 break
             unlearn, detector, changes = remediated(unlearn, detector, certificate, round_ + 1)
-            services.job_remediation(job_id=job.pk, worker=self.worker, entry={
-                "round": round_ + 1, "verdict": certificate["verdict"], "reason": reason(certificate),
-                "failing_families": certificate.get("failing_families", []), "changes": changes,
-            })
+            services.job_remediation(
+                job_id=job.pk,
+                worker=self.worker,
+                entry={
+                    "round": round_ + 1,
+                    "verdict": certificate["verdict"],
+                    "reason": reason(certificate),
+                    "failing_families": certificate.get("failing_families", []),
+                    "changes": changes,
+                },
+            )
             self.reporter.checkpoint()
         return unit_dir, certificate
 
@@ -325,7 +336,9 @@ class _JobRun:
             prompts = [p for p in prompts if len(base.tokenizer(format_prompt(p.prompt))["input_ids"]) + budget <= limit]
         answers = generate_answers(base.model, base.tokenizer, [p.prompt for p in prompts], max_new_tokens=budget, batch_size=16) if prompts else []
         facts = [item["text"] for item in forget_set.items if item["source"] == "fact"]
-        findings, details = forget_sets.read_model_check(prompts, answers, facts=facts, name=subjects.get("name", ""), corpus_documents=forget_set.sources.get("corpus_documents", 0))
+        findings, details = forget_sets.read_model_check(
+            prompts, answers, facts=facts, name=subjects.get("name", ""), corpus_documents=forget_set.sources.get("corpus_documents", 0)
+        )
         services.forget_set_record_check(forget_set_id=forget_set.pk, findings=findings, details=details)
         return findings
 
@@ -372,7 +385,9 @@ class _JobRun:
         names = list(subjects.get("people") or []) or ([subjects["name"]] if subjects.get("name") else [])
         records = forget_sets.engine_records(forget_set.items)
         engine_set = EngineForgetSet.from_records(records, subjects=names, source=f"forget set of {self.job.request.reference}")
-        engine_set = EngineForgetSet(engine_set.items, engine_set.subjects, engine_set.identifiers, engine_set.source, values=tuple(subjects.get("values") or ()))
+        engine_set = EngineForgetSet(
+            engine_set.items, engine_set.subjects, engine_set.identifiers, engine_set.source, values=tuple(subjects.get("values") or ())
+        )
         if engine_set.hash != forget_set.content_hash:
             raise PipelineError("The frozen forget set does not match its recorded hash.")
         return engine_set
@@ -454,7 +469,10 @@ class _JobRun:
             if check.get("revealed") and engine_set.subjects:
                 facts.append(Fact(engine_set.subjects[0], classify_attribute(check["prompt"]), check["revealed"], check["prompt"]))
         if not facts:
-            raise PipelineError("No forget fact with a known answer: the certificate cannot be computed. Add evidence prompts that reveal the data, or load the training corpus.")
+            raise PipelineError(
+                "No forget fact with a known answer: the certificate cannot be computed. "
+                "Add evidence prompts that reveal the data, or load the training corpus."
+            )
         parts = {part.lower() for name in engine_set.subjects for part in name.split() if len(part) > 2}
         others, neighbours = [], []
         for question, answer, name in selectors.corpus_negatives():

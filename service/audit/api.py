@@ -71,8 +71,16 @@ EXAMPLE_EVENT = {
 
 class AuditEventListApi(APIView):
     class FilterSerializer(StrictSerializer):
-        q = StrictCharField(required=False, allow_blank=True, max_length=MAX_SEARCH_LENGTH, help_text='Full-text search over action codes and the strings in `data` (reasons, ...): words, `"a phrase"`, `or`, `-word`; an action code such as `request.rejected` matches as a phrase.')
-        request = StrictCharField(required=False, allow_blank=True, max_length=64, help_text="A request's reference (RTBF-..., any case) or id, or any target id.")
+        q = StrictCharField(
+            required=False,
+            allow_blank=True,
+            max_length=MAX_SEARCH_LENGTH,
+            help_text='Full-text search over action codes and the strings in `data` (reasons, ...): words, `"a phrase"`, `or`, `-word`; '
+            "an action code such as `request.rejected` matches as a phrase.",
+        )
+        request = StrictCharField(
+            required=False, allow_blank=True, max_length=64, help_text="A request's reference (RTBF-..., any case) or id, or any target id."
+        )
         actor = StrictCharField(required=False, allow_blank=True, max_length=150, help_text="Part of the actor's label (a username, an API client name).")
         action = StrictCharField(required=False, allow_blank=True, max_length=64, help_text="An action code or its start: `request.` or `request.approved`.")
         since = serializers.DateField(required=False, help_text="First day (UTC), included.")
@@ -107,12 +115,42 @@ class AuditEventListApi(APIView):
         responses={
             200: OutputSerializer,
             **problem_responses(
-                400, 401, 403,
+                400,
+                401,
+                403,
                 descriptions={400: "`validation_error` (a bad filter, e.g. an end date before the start) or `invalid_cursor`."},
-                examples={400: [OpenApiExample("invalid_cursor", value=problem_example(400, "invalid_cursor", "Invalid cursor", "The cursor is not valid: use the next or previous cursor from a listing, or leave it out to start at the first event."), media_type="application/problem+json", status_codes=["400"], response_only=True)]},
+                examples={
+                    400: [
+                        OpenApiExample(
+                            "invalid_cursor",
+                            value=problem_example(
+                                400,
+                                "invalid_cursor",
+                                "Invalid cursor",
+                                "The cursor is not valid: use the next or previous cursor from a listing, or leave it out to start at the first event.",
+                            ),
+                            media_type="application/problem+json",
+                            status_codes=["400"],
+                            response_only=True,
+                        )
+                    ]
+                },
             ),
         },
-        examples=[OpenApiExample("A page", value={"results": [EXAMPLE_EVENT], "next_cursor": "eyJkIjoiYSIsInMiOjQyfQ", "previous_cursor": None, "next": "https://forget.example/api/v1/audit/events?q=duplicate&cursor=eyJkIjoiYSIsInMiOjQyfQ", "previous": None}, response_only=True, status_codes=["200"])],
+        examples=[
+            OpenApiExample(
+                "A page",
+                value={
+                    "results": [EXAMPLE_EVENT],
+                    "next_cursor": "eyJkIjoiYSIsInMiOjQyfQ",
+                    "previous_cursor": None,
+                    "next": "https://forget.example/api/v1/audit/events?q=duplicate&cursor=eyJkIjoiYSIsInMiOjQyfQ",
+                    "previous": None,
+                },
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
     )
     def get(self, request):
         actor = actor_for_request(request)

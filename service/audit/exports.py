@@ -16,7 +16,21 @@ from service.common.hashing import canonical_json
 from .models import AuditEvent
 from .selectors import ChainReport
 
-CSV_COLUMNS = ["seq", "created_at", "actor_kind", "actor_id", "actor_label", "action", "target_type", "target_id", "description", "data", "request_id", "prev_hash", "hash"]
+CSV_COLUMNS = [
+    "seq",
+    "created_at",
+    "actor_kind",
+    "actor_id",
+    "actor_label",
+    "action",
+    "target_type",
+    "target_id",
+    "description",
+    "data",
+    "request_id",
+    "prev_hash",
+    "hash",
+]
 JSON_FORMAT = "forget-service/audit-export"
 JSON_VERSION = 1
 CHUNK = 2000
@@ -95,7 +109,11 @@ def json_chunks(events: QuerySet[AuditEvent], *, export: AuditEvent, criteria: d
         "exported_by": export.actor_label,
         "criteria": criteria,
         "chain_status": chain.as_dict(),
-        "export_event": {"seq": export.seq, "hash": export.hash, "note": "The audit.exported event recording this export; the export holds the matching events before it."},
+        "export_event": {
+            "seq": export.seq,
+            "hash": export.hash,
+            "note": "The audit.exported event recording this export; the export holds the matching events before it.",
+        },
         "count": export.data["rows"],
         "how_to_verify": HOW_TO_VERIFY,
     }

@@ -25,8 +25,7 @@ from .events import EVENTS
 # The indexed expression, word for word as migration 0003 creates it: PostgreSQL uses the index only
 # for this exact expression, so change both together (test_search.py checks that the index is used).
 SEARCH_DOCUMENT_SQL = (
-    "(to_tsvector('english'::regconfig, translate({action}, '._', '  '))"
-    " || jsonb_to_tsvector('english'::regconfig, {data}, '[\"string\"]'::jsonb))"
+    "(to_tsvector('english'::regconfig, translate({action}, '._', '  ')) || jsonb_to_tsvector('english'::regconfig, {data}, '[\"string\"]'::jsonb))"
 )
 SEARCH_INDEX_NAME = "audit_event_search_idx"
 MAX_SEARCH_LENGTH = 200

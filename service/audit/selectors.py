@@ -32,7 +32,19 @@ class ChainStatus:
     reason: str = ""
 
 
-def audit_events(*, actor: Actor, target_type: str = "", target_id: str = "", action: str = "", actor_label: str = "", since: datetime | None = None, until: datetime | None = None, from_seq: int | None = None, before_seq: int | None = None, search: str = "") -> QuerySet[AuditEvent]:
+def audit_events(
+    *,
+    actor: Actor,
+    target_type: str = "",
+    target_id: str = "",
+    action: str = "",
+    actor_label: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    from_seq: int | None = None,
+    before_seq: int | None = None,
+    search: str = "",
+) -> QuerySet[AuditEvent]:
     """The events matching every given filter, in chain order. `search` is full text over action
     codes and the strings in `data` (service/audit/search.py); `until` is exclusive."""
     actor.require(Capability.READ_AUDIT)
@@ -58,7 +70,17 @@ def audit_events(*, actor: Actor, target_type: str = "", target_id: str = "", ac
     return events.order_by("seq")
 
 
-def audit_filter_criteria(*, actor: Actor, request: str = "", actor_contains: str = "", action: str = "", since: date | None = None, until: date | None = None, from_seq: int | None = None, search: str = "") -> dict[str, Any]:
+def audit_filter_criteria(
+    *,
+    actor: Actor,
+    request: str = "",
+    actor_contains: str = "",
+    action: str = "",
+    since: date | None = None,
+    until: date | None = None,
+    from_seq: int | None = None,
+    search: str = "",
+) -> dict[str, Any]:
     """audit_events() keyword filters from what an auditor types (the page's form, the API's query):
     `request` is a reference (any case), a request's id or any target id; `since` and `until` are
     days in UTC, both included."""
@@ -78,8 +100,14 @@ def audit_filter_criteria_from(*, actor: Actor, fields: dict[str, Any]) -> dict[
     """audit_filter_criteria() from the filter fields of the page's form or the API's query (both
     name them alike: q, request, actor, action, since, until, from_seq; missing ones are unset)."""
     return audit_filter_criteria(
-        actor=actor, request=fields.get("request") or "", actor_contains=fields.get("actor") or "", action=fields.get("action") or "",
-        since=fields.get("since"), until=fields.get("until"), from_seq=fields.get("from_seq"), search=fields.get("q") or "",
+        actor=actor,
+        request=fields.get("request") or "",
+        actor_contains=fields.get("actor") or "",
+        action=fields.get("action") or "",
+        since=fields.get("since"),
+        until=fields.get("until"),
+        from_seq=fields.get("from_seq"),
+        search=fields.get("q") or "",
     )
 
 
@@ -124,9 +152,17 @@ def _iter_chain(batch: int = 2000, after: int = 0) -> Iterator[AuditEvent]:
 def _recomputed_hash(event: AuditEvent) -> str:
     return sha256_hex(
         event_hash_payload(
-            seq=event.seq, created_at=event.created_at, actor_kind=event.actor_kind, actor_id=event.actor_id,
-            actor_label=event.actor_label, action=event.action, target_type=event.target_type,
-            target_id=event.target_id, data=event.data, request_id=event.request_id, prev_hash=event.prev_hash,
+            seq=event.seq,
+            created_at=event.created_at,
+            actor_kind=event.actor_kind,
+            actor_id=event.actor_id,
+            actor_label=event.actor_label,
+            action=event.action,
+            target_type=event.target_type,
+            target_id=event.target_id,
+            data=event.data,
+            request_id=event.request_id,
+            prev_hash=event.prev_hash,
         )
     )
 

@@ -29,7 +29,20 @@ GENESIS_HASH = "0" * 64
 _CHAIN_LOCK_KEY = 7_301_964_211
 
 
-def event_hash_payload(*, seq: int, created_at, actor_kind: str, actor_id: str, actor_label: str, action: str, target_type: str, target_id: str, data: Any, request_id: str, prev_hash: str) -> str:
+def event_hash_payload(
+    *,
+    seq: int,
+    created_at,
+    actor_kind: str,
+    actor_id: str,
+    actor_label: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    data: Any,
+    request_id: str,
+    prev_hash: str,
+) -> str:
     return canonical_json(
         {
             "seq": seq,
@@ -142,7 +155,10 @@ def _wait_until_durable() -> None:
             raise ServiceUnavailable("The database lost this change when it went away; nothing was kept. Retry (with the same Idempotency-Key).")
         except (OperationalError, InterfaceError):
             time.sleep(pause)
-    raise ServiceUnavailable("The database went away just after this change was committed, and it could not be confirmed. Retry (with the same Idempotency-Key: a request that was kept is returned, not filed twice).")
+    raise ServiceUnavailable(
+        "The database went away just after this change was committed, and it could not be confirmed. "
+        "Retry (with the same Idempotency-Key: a request that was kept is returned, not filed twice)."
+    )
 
 
 def audit_record(*, action: str, actor: Actor, target_type: str = "", target_id: str | int = "", data: dict[str, Any] | None = None) -> AuditEvent:

@@ -31,10 +31,21 @@ PAGE_SIZE = 50
 
 
 class AuditFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=MAX_SEARCH_LENGTH, label="Search", help_text='Words in action codes and reasons: duplicate, request.rejected, "wrong person", -api.')
+    q = forms.CharField(
+        required=False,
+        max_length=MAX_SEARCH_LENGTH,
+        label="Search",
+        help_text='Words in action codes and reasons: duplicate, request.rejected, "wrong person", -api.',
+    )
     request = forms.CharField(required=False, max_length=64, label="Request", help_text="Reference (RTBF-…), request id, or any target id.")
     actor = forms.CharField(required=False, max_length=150, label="Actor contains", help_text="Part of a username or API client name.")
-    action = forms.CharField(required=False, max_length=64, label="Action", help_text="A code or its start, e.g. request. or request.approved", widget=forms.TextInput(attrs={"list": "action-codes"}))
+    action = forms.CharField(
+        required=False,
+        max_length=64,
+        label="Action",
+        help_text="A code or its start, e.g. request. or request.approved",
+        widget=forms.TextInput(attrs={"list": "action-codes"}),
+    )
     since = forms.DateField(required=False, label="From date", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To date (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
     from_seq = forms.IntegerField(required=False, min_value=1, label="From event #")
@@ -120,7 +131,9 @@ def _export(request, actor: Actor, export_format: str) -> StreamingHttpResponse:
     if export_format == "csv":
         response = StreamingHttpResponse(csv_lines(events), content_type="text/csv; charset=utf-8")
     else:
-        response = StreamingHttpResponse(json_chunks(events, export=export, criteria=_criteria_shown(form, criteria), chain=chain), content_type="application/json")
+        response = StreamingHttpResponse(
+            json_chunks(events, export=export, criteria=_criteria_shown(form, criteria), chain=chain), content_type="application/json"
+        )
     response["Content-Disposition"] = f'attachment; filename="audit-log-{export.created_at:%Y%m%dT%H%M%SZ}-to-{export.seq - 1}.{export_format}"'
     response["X-Audit-Export-Event"] = str(export.seq)
     return response

@@ -9,7 +9,15 @@ from __future__ import annotations
 from django.http import HttpResponse
 from django.template.loader import render_to_string
 
-_TITLES = {400: "Bad request", 403: "Forbidden", 404: "Page not found", 414: "Address too long", 429: "Too many requests", 500: "Something went wrong", 503: "Down for maintenance"}
+_TITLES = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Page not found",
+    414: "Address too long",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Down for maintenance",
+}
 
 
 def is_api_path(path: str) -> bool:

@@ -154,7 +154,9 @@ class RequestSanityMiddleware(_BothModes):
         query = meta.get("QUERY_STRING", "")
         limit = settings.FORGET["MAX_URL_BYTES"]
         if len(path) + len(query) > limit:
-            return _refuse(request, status=414, code="uri_too_long", title="URI too long", detail=f"The URL has {len(path) + len(query)} bytes; the limit is {limit}.")
+            return _refuse(
+                request, status=414, code="uri_too_long", title="URI too long", detail=f"The URL has {len(path) + len(query)} bytes; the limit is {limit}."
+            )
         where = None
         # The path as the server decoded it, and decoded once more: some clients and servers
         # leave percent escapes in PATH_INFO (a literal "%00" in a path is refused too: no route
@@ -165,7 +167,11 @@ class RequestSanityMiddleware(_BothModes):
             where = "the query string"
         else:
             for key, value in meta.items():
-                if (key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str) and _FORBIDDEN_IN_HEADER.search(_wsgi_bytes(value)):
+                if (
+                    (key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH"))
+                    and isinstance(value, str)
+                    and _FORBIDDEN_IN_HEADER.search(_wsgi_bytes(value))
+                ):
                     where = f"the {key.removeprefix('HTTP_').replace('_', '-').title()} header"
                     break
         if where:

@@ -38,4 +38,6 @@ def retry_after_seconds() -> int:
     return settings.FORGET["OUTAGE_RETRY_AFTER_SECONDS"]
 
 
-OUTAGE_DETAIL = "A service this request needs (the database, or the broker and cache) cannot be reached just now; nothing was changed. Retry after the time in Retry-After."
+OUTAGE_DETAIL = (
+    "A service this request needs (the database, or the broker and cache) cannot be reached just now; nothing was changed. Retry after the time in Retry-After."
+)

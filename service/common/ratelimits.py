@@ -92,7 +92,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """"600/m" -> (600, 60); "100/5m" -> (100, 300)."""
+    """ "600/m" -> (600, 60); "100/5m" -> (100, 300)."""
     match = _RATE.fullmatch(rate.strip())
     if match is None:
         raise ValueError(f"not a rate: {rate!r} (600/m, 10000/h, 100/5m)")

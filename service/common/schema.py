@@ -100,19 +100,37 @@ _DEFAULT_DESCRIPTIONS = {
 }
 
 _EXAMPLE_PROBLEMS = {
-    400: ("validation_error", "Invalid input", "The request has invalid fields; see errors.", {"errors": [{"field": "facts", "message": "This field is required.", "code": "required"}]}),
+    400: (
+        "validation_error",
+        "Invalid input",
+        "The request has invalid fields; see errors.",
+        {"errors": [{"field": "facts", "message": "This field is required.", "code": "required"}]},
+    ),
     401: ("not_authenticated", "Authentication required", "Authentication credentials were not provided.", {}),
     403: ("forbidden", "Forbidden", "This API client lacks the 'create' scope.", {}),
     404: ("not_found", "Not found", "No such request.", {}),
     405: ("method_not_allowed", "Method not allowed", 'Method "PUT" not allowed.', {}),
-    409: ("invalid_transition", "Invalid state transition", "Request RTBF-7K3M9Q is rejected; it cannot become cancelled.", {"current_status": "rejected", "requested_status": "cancelled"}),
+    409: (
+        "invalid_transition",
+        "Invalid state transition",
+        "Request RTBF-7K3M9Q is rejected; it cannot become cancelled.",
+        {"current_status": "rejected", "requested_status": "cancelled"},
+    ),
     413: ("body_too_large", "Request body too large", "The body has 300000 bytes; the limit is 262144.", {}),
     415: ("unsupported_media_type", "Unsupported media type", 'Unsupported media type "text/plain" in request.', {}),
 }
 
 
 def problem_example(status: int, code: str, title: str, detail: str, **extra) -> dict:
-    return {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "detail": detail, "code": code, "request_id": "6f1c0c3e9a2b4d0f8e7a5b3c1d9e2f40", **extra}
+    return {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": "6f1c0c3e9a2b4d0f8e7a5b3c1d9e2f40",
+        **extra,
+    }
 
 
 def problem_responses(*statuses: int, descriptions: dict[int, str] | None = None, examples: dict[int, list[OpenApiExample]] | None = None) -> dict:
@@ -124,7 +142,15 @@ def problem_responses(*statuses: int, descriptions: dict[int, str] | None = None
         default_examples = []
         if status in _EXAMPLE_PROBLEMS:
             code, title, detail, extra = _EXAMPLE_PROBLEMS[status]
-            default_examples = [OpenApiExample(code, value=problem_example(status, code, title, detail, **extra), media_type=PROBLEM_CONTENT_TYPE, status_codes=[str(status)], response_only=True)]
+            default_examples = [
+                OpenApiExample(
+                    code,
+                    value=problem_example(status, code, title, detail, **extra),
+                    media_type=PROBLEM_CONTENT_TYPE,
+                    status_codes=[str(status)],
+                    response_only=True,
+                )
+            ]
         responses[(status, PROBLEM_CONTENT_TYPE)] = OpenApiResponse(
             response=ProblemSerializer,
             description=descriptions.get(status, _DEFAULT_DESCRIPTIONS.get(status, "Error.")),

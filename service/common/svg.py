@@ -63,6 +63,7 @@ def document(width: float, height: float, body: list[str], *, title: str, descri
     """The <svg> element: scales to its container's width, announced to screen readers as an image."""
     desc = f"<desc>{esc(description)}</desc>" if description else ""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img"{attrs(class_=css_class, viewBox=f"0 0 {num(width)} {num(height)}", width="100%", font_family=FONT, font_size=12)}'
+        '<svg xmlns="http://www.w3.org/2000/svg" '
+        f'role="img"{attrs(class_=css_class, viewBox=f"0 0 {num(width)} {num(height)}", width="100%", font_family=FONT, font_size=12)}'
         f' preserveAspectRatio="xMinYMin meet"><title>{esc(title)}</title>{desc}{"".join(body)}</svg>'
     )

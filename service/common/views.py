@@ -52,7 +52,9 @@ def server_error(request):
     if is_outage(sys.exc_info()[1]):
         return service_unavailable(request)
     if is_api_path(request.path_info):
-        return problem_response(request, status=500, code="internal_error", title="Internal server error", detail="An unexpected error occurred; quote the request id.")
+        return problem_response(
+            request, status=500, code="internal_error", title="Internal server error", detail="An unexpected error occurred; quote the request id."
+        )
     return static_error_page(500)
 
 

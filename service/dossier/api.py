@@ -23,7 +23,9 @@ from .services import CertificateFormat
 class SignatureSerializer(serializers.Serializer):
     alg = serializers.CharField(help_text="Always `Ed25519`.")
     key_id = serializers.CharField(help_text="SHA-256 (hex) of the raw 32-byte public key that signed it.")
-    public_key = serializers.CharField(help_text="That public key, base64 of its raw 32 bytes. Verify with the key you trust (GET /api/v1/certificates/public-key), not with this one.")
+    public_key = serializers.CharField(
+        help_text="That public key, base64 of its raw 32 bytes. Verify with the key you trust (GET /api/v1/certificates/public-key), not with this one."
+    )
     value = serializers.CharField(help_text="Base64 Ed25519 signature of the canonical JSON of `payload` (sorted keys, no whitespace, UTF-8).")
 
 

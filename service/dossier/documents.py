@@ -44,7 +44,9 @@ def _truth_ratio_summary(truth: dict[str, Any] | None) -> dict[str, Any] | None:
     return summary
 
 
-def certificate_payload(*, erasure: ErasureRequest, certificate: CertificateView, compliance: DeadlineCompliance, forget_set: ForgetSet | None, issued_at: datetime) -> dict[str, Any]:
+def certificate_payload(
+    *, erasure: ErasureRequest, certificate: CertificateView, compliance: DeadlineCompliance, forget_set: ForgetSet | None, issued_at: datetime
+) -> dict[str, Any]:
     """What is signed: everything an auditor needs to check the erasure, no personal data."""
     cert = certificate.job.certificate or {}
     certified = next((unit for unit in certificate.units if unit.certified), None)
@@ -79,7 +81,12 @@ def certificate_payload(*, erasure: ErasureRequest, certificate: CertificateView
             "membership": cert.get("membership") or {},
             "truth_ratio": _truth_ratio_summary(cert.get("truth_ratio")),
         },
-        "evaluated": {"started_at": certificate.started_at, "finished_at": certificate.finished_at, "certificate_format": cert.get("format"), "certificate_version": cert.get("version")},
+        "evaluated": {
+            "started_at": certificate.started_at,
+            "finished_at": certificate.finished_at,
+            "certificate_format": cert.get("format"),
+            "certificate_version": cert.get("version"),
+        },
     }
 
 

@@ -53,7 +53,12 @@ def _draw(histogram: dict[str, Any]) -> bytes:
     any_vetoed = any(vetoed.values())
 
     figure, axes = plt.subplots(
-        1, 2 if any_vetoed else 1, figsize=(9, 4.2), dpi=110, sharey=True, squeeze=False,
+        1,
+        2 if any_vetoed else 1,
+        figsize=(9, 4.2),
+        dpi=110,
+        sharey=True,
+        squeeze=False,
         gridspec_kw={"width_ratios": [1, 7]} if any_vetoed else None,
     )
     axis = axes[0, -1]
@@ -81,7 +86,14 @@ def _draw(histogram: dict[str, Any]) -> bytes:
         width = 0.8 / max(len(shown), 1)
         for index, name in enumerate(shown):
             total = sum(counts[name]) + vetoed.get(name, 0)
-            left.bar(index * width, vetoed.get(name, 0) / total, width=width, color=COLOURS.get(name, "#333333"), alpha=0.8 if name not in positive else 1.0, hatch=None if name in positive else "//")
+            left.bar(
+                index * width,
+                vetoed.get(name, 0) / total,
+                width=width,
+                color=COLOURS.get(name, "#333333"),
+                alpha=0.8 if name not in positive else 1.0,
+                hatch=None if name in positive else "//",
+            )
         left.set_xticks([(len(shown) - 1) * width / 2])
         left.set_xticklabels(["vetoed\n(u = -inf)"], fontsize=8)
         left.grid(axis="y", alpha=0.3)

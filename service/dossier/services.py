@@ -63,7 +63,13 @@ def certificate_issue(*, actor: Actor, request_id, document_format: CertificateF
             actor=actor,
             target_type="request",
             target_id=erasure.reference,
-            data={"format": document_format.value, "attempt": job.attempt, "unit_id": job.unit_id, "key_id": key_id, "payload_sha256": sha256_hex(signing.canonical_bytes(payload))},
+            data={
+                "format": document_format.value,
+                "attempt": job.attempt,
+                "unit_id": job.unit_id,
+                "key_id": key_id,
+                "payload_sha256": sha256_hex(signing.canonical_bytes(payload)),
+            },
         )
     return IssuedCertificate(
         content=content,

@@ -124,16 +124,24 @@ def private_key_from_text(text: str, *, source: str) -> Ed25519PrivateKey:
     if "change-me" in text:
         raise SigningKeyError(f"{source} still holds the placeholder of docker/.env.example: generate a key (docs/dossier.md)")
     return _key_from_text(
-        text, source=source, kind="private", key_type=Ed25519PrivateKey,
-        from_pem=lambda pem: serialization.load_pem_private_key(pem, password=None), from_raw=Ed25519PrivateKey.from_private_bytes,
+        text,
+        source=source,
+        kind="private",
+        key_type=Ed25519PrivateKey,
+        from_pem=lambda pem: serialization.load_pem_private_key(pem, password=None),
+        from_raw=Ed25519PrivateKey.from_private_bytes,
     )
 
 
 def public_key_from_text(text: str, *, source: str) -> Ed25519PublicKey:
     """A PEM Ed25519 public key, or the base64 of its 32 raw bytes (a document's `public_key`)."""
     return _key_from_text(
-        text, source=source, kind="public", key_type=Ed25519PublicKey,
-        from_pem=serialization.load_pem_public_key, from_raw=Ed25519PublicKey.from_public_bytes,
+        text,
+        source=source,
+        kind="public",
+        key_type=Ed25519PublicKey,
+        from_pem=serialization.load_pem_public_key,
+        from_raw=Ed25519PublicKey.from_public_bytes,
     )
 
 
@@ -178,7 +186,8 @@ def _generate_key_file(path: Path) -> None:
     logger.warning(
         "generated the certificate signing key %s (key id %s): set FORGET_SIGNING_KEY or FORGET_SIGNING_KEY_FILE "
         "in production and keep the key safe (docs/dossier.md)",
-        path, key_id(key.public_key()),
+        path,
+        key_id(key.public_key()),
     )
 
 

@@ -79,7 +79,14 @@ class Index(PublicGatewayView):
             {
                 "service": "forget inference gateway",
                 "model": gateway.model,
-                "endpoints": ["GET /healthz", "GET /v1/models", "GET /v1/models/{id}", "POST /v1/chat/completions", "POST /v1/completions", "POST /api/v1/generate"],
+                "endpoints": [
+                    "GET /healthz",
+                    "GET /v1/models",
+                    "GET /v1/models/{id}",
+                    "POST /v1/chat/completions",
+                    "POST /v1/completions",
+                    "POST /api/v1/generate",
+                ],
                 "docs": "docs/gateway.md",
             }
         )

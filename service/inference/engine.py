@@ -33,9 +33,7 @@ class ContextLengthExceeded(ValueError):
     """A prompt plus the tokens asked for do not fit in the model's context."""
 
     def __init__(self, prompt_tokens: int, max_tokens: int, limit: int):
-        super().__init__(
-            f"The prompt has {prompt_tokens} tokens; with max_tokens={max_tokens} that is more than the model's context of {limit} tokens."
-        )
+        super().__init__(f"The prompt has {prompt_tokens} tokens; with max_tokens={max_tokens} that is more than the model's context of {limit} tokens.")
         self.prompt_tokens, self.max_tokens, self.limit = prompt_tokens, max_tokens, limit
 
 
@@ -300,4 +298,3 @@ class GatewayEngine:
             )
             row.channel.push(row.row, "end", results[i])
         return results
-

@@ -70,7 +70,13 @@ class Gateway:
 
     def model_object(self) -> dict[str, Any]:
         """The served model as OpenAI's model object (GET /v1/models, /v1/models/{id}), with its context length."""
-        return {"id": self.model, "object": "model", "created": int(self.started_at.timestamp()), "owned_by": "forget-service", "context_length": self.context_length}
+        return {
+            "id": self.model,
+            "object": "model",
+            "created": int(self.started_at.timestamp()),
+            "owned_by": "forget-service",
+            "context_length": self.context_length,
+        }
 
     def check_model(self, model: str | None) -> None:
         if model is not None and model != self.model:

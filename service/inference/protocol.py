@@ -345,8 +345,13 @@ def parse_chat_completion(data: Any, *, max_tokens_limit: int = MAX_TOKENS_LIMIT
     last_user = next(content for role, content in reversed(messages) if role == "user")
     given = body.get("max_completion_tokens") or body.get("max_tokens")
     return GenerationRequest(
-        (Prompt("chat", last_user, messages),), given or DEFAULT_MAX_TOKENS, body["model"], tuple(body.get("stop") or ()),
-        param="messages", max_tokens_given=bool(given), **_stream_flags(body),
+        (Prompt("chat", last_user, messages),),
+        given or DEFAULT_MAX_TOKENS,
+        body["model"],
+        tuple(body.get("stop") or ()),
+        param="messages",
+        max_tokens_given=bool(given),
+        **_stream_flags(body),
     )
 
 

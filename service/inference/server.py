@@ -108,7 +108,16 @@ def make_server(host: str, port: int) -> GatewayServer:
 # --- uvicorn ---------------------------------------------------------------------------------------
 
 
-def make_uvicorn_server(host: str, port: int, *, keep_alive: float = 5.0, graceful_timeout: float = 30.0, limit_concurrency: int | None = 1024, access_log: bool = True, on_started=None):
+def make_uvicorn_server(
+    host: str,
+    port: int,
+    *,
+    keep_alive: float = 5.0,
+    graceful_timeout: float = 30.0,
+    limit_concurrency: int | None = 1024,
+    access_log: bool = True,
+    on_started=None,
+):
     """A uvicorn server for the gateway's ASGI handler. Call .run() on the main thread: it handles
     SIGTERM and SIGINT itself (graceful shutdown), then re-raises them to the previous handlers.
     `on_started()` is called once it listens."""

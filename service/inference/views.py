@@ -78,5 +78,12 @@ def playground(request, actor: Actor):
             health = gateway_health()
         except (GatewayUnreachable, GatewayError) as exc:
             health_error = f"{exc} {START_HINT}" if isinstance(exc, GatewayUnreachable) else str(exc)
-    context = {"form": form, "result": result, "error": error, "health": health, "health_error": health_error or ("" if reachable else error), "gateway_url": gateway_url()}
+    context = {
+        "form": form,
+        "result": result,
+        "error": error,
+        "health": health,
+        "health_error": health_error or ("" if reachable else error),
+        "gateway_url": gateway_url(),
+    }
     return render(request, "inference/playground.html", context, status=status)

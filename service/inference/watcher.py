@@ -195,7 +195,9 @@ class RegistryWatcher:
     def _load(self, version) -> bool:
         unit_id = version.unit_id
         if version.base_fingerprint and version.base_fingerprint != self.engine.fingerprint:
-            self._refuse(unit_id, "incompatible", f"trained against base model {version.base_fingerprint[:12]}, this gateway serves {self.engine.fingerprint[:12]}")
+            self._refuse(
+                unit_id, "incompatible", f"trained against base model {version.base_fingerprint[:12]}, this gateway serves {self.engine.fingerprint[:12]}"
+            )
             return False
         local = self.cache_dir / f"{unit_id}-{version.manifest_sha256[:12]}"
         _remove_tree(local)
@@ -228,7 +230,9 @@ class RegistryWatcher:
             _remove_tree(local)
             self._refuse(unit_id, "incompatible", f"{type(exc).__name__}: {exc}")
             return False
-        served = ServedUnit(unit_id, version.manifest_sha256, version.request_id, version.request.reference if version.request_id else None, local, timezone.now())
+        served = ServedUnit(
+            unit_id, version.manifest_sha256, version.request_id, version.request.reference if version.request_id else None, local, timezone.now()
+        )
         with self._state:
             self._served[unit_id] = served
         logger.info("loaded unit %s%s", unit_id, f" (request {served.reference})" if served.reference else "")

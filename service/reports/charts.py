@@ -109,7 +109,9 @@ def grouped_bar_chart(*, title: str, rows: list[RequestFigures], series: list[Se
 def report_charts(report: RequestReport) -> dict[str, str]:
     """The report's two charts: outcomes per regulation, and days to completion (with the total)."""
     return {
-        "outcomes": grouped_bar_chart(title=f"Requests received {report.period}, by outcome and regulation", rows=report.rows, series=OUTCOMES, unit="requests", whole=True),
+        "outcomes": grouped_bar_chart(
+            title=f"Requests received {report.period}, by outcome and regulation", rows=report.rows, series=OUTCOMES, unit="requests", whole=True
+        ),
         "durations": _durations_chart(report),
     }
 
@@ -119,4 +121,6 @@ def _durations_chart(report: RequestReport) -> str:
     top = max([v for row in rows for item in DURATIONS if (v := item.value(row)) is not None] or [0])
     unit, factor = duration_unit(top)
     title = f"Time from receipt to completion ({unit}), requests received {report.period}"
-    return grouped_bar_chart(title=title, rows=rows, series=[Series(item.name.replace("days", unit), item.color, item.value) for item in DURATIONS], unit=unit, scale=factor)
+    return grouped_bar_chart(
+        title=title, rows=rows, series=[Series(item.name.replace("days", unit), item.color, item.value) for item in DURATIONS], unit=unit, scale=factor
+    )

@@ -220,7 +220,9 @@ def request_report(*, actor: Actor, period: Period, as_of: datetime | None = Non
     rows = []
     for regulation in Regulation:
         row = counts.get(regulation.value, {})
-        rows.append(RequestFigures(regulation.value, regulation.label, **{name: row.get(name, 0) for name in fields}, **_summary(durations.get(regulation.value, []))))
+        rows.append(
+            RequestFigures(regulation.value, regulation.label, **{name: row.get(name, 0) for name in fields}, **_summary(durations.get(regulation.value, [])))
+        )
     everything = [value for values in durations.values() for value in values]
     total = RequestFigures("total", "All regulations", **{name: sum(getattr(row, name) for row in rows) for name in fields}, **_summary(everything))
     return RequestReport(period=period, as_of=as_of, rows=rows, total=total)

@@ -49,7 +49,11 @@ CSV_COLUMNS = [
 class PeriodForm(forms.Form):
     """`preset`, or `from` / `to` (dates, both included); explicit dates win over the preset."""
 
-    preset = forms.ChoiceField(required=False, label="Period", choices=[("", "Default (the last calendar year, or the latest period with requests)")] + [(p.value, label) for p, label in PRESET_LABELS.items()])
+    preset = forms.ChoiceField(
+        required=False,
+        label="Period",
+        choices=[("", "Default (the last calendar year, or the latest period with requests)")] + [(p.value, label) for p, label in PRESET_LABELS.items()],
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

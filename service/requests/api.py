@@ -104,7 +104,9 @@ class RequestRepresentationSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices)
     received_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField(help_text="The legal deadline (GDPR: one calendar month; CCPA: 45 days).")
-    days_left = serializers.IntegerField(allow_null=True, help_text="Whole days until the deadline, negative when overdue; null once the request is closed or done.")
+    days_left = serializers.IntegerField(
+        allow_null=True, help_text="Whole days until the deadline, negative when overdue; null once the request is closed or done."
+    )
     deadline_extended = serializers.BooleanField()
     verified_at = serializers.DateTimeField(allow_null=True)
     decided_at = serializers.DateTimeField(allow_null=True)
@@ -113,7 +115,9 @@ class RequestRepresentationSerializer(serializers.Serializer):
     subject_email_hash = serializers.CharField(help_text="Keyed hash of the subject's email: equal for the same address, not reversible.")
     facts_count = serializers.SerializerMethodField()
     evidence_prompts_count = serializers.SerializerMethodField()
-    progress = serializers.SerializerMethodField(help_text="The latest unlearning job (docs/pipeline.md): a progress bar's figures; null before the request is queued.")
+    progress = serializers.SerializerMethodField(
+        help_text="The latest unlearning job (docs/pipeline.md): a progress bar's figures; null before the request is queued."
+    )
     links = serializers.SerializerMethodField()
 
     def get_decision_reason(self, erasure: ErasureRequest) -> str | None:
@@ -139,7 +143,9 @@ class RequestRepresentationSerializer(serializers.Serializer):
         {
             "type": "object",
             "description": "Absolute URLs of this request and of the operations the caller may apply to it now.",
-            "properties": {name: {"type": "string", "format": "uri"} for name in ("self", "cancel", "approve", "reject", "extend_deadline", "certificate", "retry")},
+            "properties": {
+                name: {"type": "string", "format": "uri"} for name in ("self", "cancel", "approve", "reject", "extend_deadline", "certificate", "retry")
+            },
             "required": ["self"],
         }
     )
@@ -308,9 +314,13 @@ class RequestListApi(APIView):
         status = StatusListField(statuses=Status.values, required=False, help_text="One status or several, comma-separated: `verified,approved`.")
         regulation = serializers.ChoiceField(choices=Regulation.choices, required=False)
         overdue = serializers.BooleanField(required=False, default=False, help_text="Only open requests past their deadline.")
-        due_within_days = serializers.IntegerField(required=False, min_value=0, max_value=3650, help_text="Only open requests due within this many days (overdue ones included).")
+        due_within_days = serializers.IntegerField(
+            required=False, min_value=0, max_value=3650, help_text="Only open requests due within this many days (overdue ones included)."
+        )
         page = serializers.IntegerField(required=False, min_value=1, help_text="Page number, from 1.")
-        page_size = serializers.IntegerField(required=False, min_value=1, max_value=PageNumberPagination.max_page_size, help_text="Results per page (default 50).")
+        page_size = serializers.IntegerField(
+            required=False, min_value=1, max_value=PageNumberPagination.max_page_size, help_text="Results per page (default 50)."
+        )
 
     @extend_schema(
         operation_id="requests_list",
@@ -389,10 +399,7 @@ class RequestCancelApi(RequestActionApi):
 
 # --- reviewers (session login; auditors read only) ------------------------------------------------
 
-_STAFF_NOTE = (
-    "Staff only: a logged-in reviewer or admin (session cookie; writes need the `X-CSRFToken` header). "
-    "Auditors and API clients are refused with 403."
-)
+_STAFF_NOTE = "Staff only: a logged-in reviewer or admin (session cookie; writes need the `X-CSRFToken` header). Auditors and API clients are refused with 403."
 
 
 class RequestApproveApi(RequestActionApi):
@@ -441,7 +448,10 @@ class RequestExtendDeadlineApi(RequestActionApi):
         summary="Extend the legal deadline once (GDPR: +2 months; CCPA: +45 days)",
         description=_STAFF_NOTE + " A second extension answers 409 `already_extended`.",
         request=InputSerializer,
-        responses={200: RequestRepresentationSerializer, **problem_responses(400, 401, 403, 404, 409, 415, descriptions={409: "`already_extended`, or `invalid_transition` for a closed request."})},
+        responses={
+            200: RequestRepresentationSerializer,
+            **problem_responses(400, 401, 403, 404, 409, 415, descriptions={409: "`already_extended`, or `invalid_transition` for a closed request."}),
+        },
         examples=[OpenApiExample("Reason", value={"reason": "Complex request: the data appears in several corpora."}, request_only=True)],
     )
     def post(self, request, request_id):
@@ -451,7 +461,13 @@ class RequestExtendDeadlineApi(RequestActionApi):
         return services.request_extend_deadline(actor=actor, request_id=request_id, reason=data["reason"])
 
 
-_BULK_IDS = {"type": "array", "items": {"type": "string", "format": "uuid"}, "minItems": 1, "maxItems": MAX_BULK_IDS, "description": f"1 to {MAX_BULK_IDS} request ids."}
+_BULK_IDS = {
+    "type": "array",
+    "items": {"type": "string", "format": "uuid"},
+    "minItems": 1,
+    "maxItems": MAX_BULK_IDS,
+    "description": f"1 to {MAX_BULK_IDS} request ids.",
+}
 # The rule InputSerializer.validate enforces, in the schema: approve takes an optional reason,
 # reject requires one that holds more than whitespace.
 BULK_DECIDE_BODY = {
@@ -461,14 +477,22 @@ BULK_DECIDE_BODY = {
             "title": "approve",
             "additionalProperties": False,
             "required": ["ids", "decision"],
-            "properties": {"ids": _BULK_IDS, "decision": {"type": "string", "enum": ["approve"]}, "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": NO_NUL_TEXT}},
+            "properties": {
+                "ids": _BULK_IDS,
+                "decision": {"type": "string", "enum": ["approve"]},
+                "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": NO_NUL_TEXT},
+            },
         },
         {
             "type": "object",
             "title": "reject",
             "additionalProperties": False,
             "required": ["ids", "decision", "reason"],
-            "properties": {"ids": _BULK_IDS, "decision": {"type": "string", "enum": ["reject"]}, "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": NON_BLANK_TEXT, "description": "Required; sent to each subject."}},
+            "properties": {
+                "ids": _BULK_IDS,
+                "decision": {"type": "string", "enum": ["reject"]},
+                "reason": {"type": "string", "maxLength": MAX_REASON, "pattern": NON_BLANK_TEXT, "description": "Required; sent to each subject."},
+            },
         },
     ]
 }
@@ -493,12 +517,25 @@ class RequestsBulkDecideApi(APIView):
         operation_id="requests_bulk_decide",
         tags=[REVIEW_TAG],
         summary="Approve or reject many requests",
-        description=_STAFF_NOTE + " Each request is decided on its own: one that cannot be (wrong status, unknown id) is listed under `failed` and does not stop the others. `reject` needs a `reason` with more than spaces in it.",
+        description=_STAFF_NOTE
+        + (
+            " Each request is decided on its own: one that cannot be (wrong status, unknown id) is listed under `failed` and does not stop the others. "
+            "`reject` needs a `reason` with more than spaces in it."
+        ),
         request={"application/json": BULK_DECIDE_BODY},
         responses={200: OutputSerializer, **problem_responses(400, 401, 403, 415)},
         examples=[
-            OpenApiExample("Reject two", value={"ids": [EXAMPLE_ID, "9d2c7a4b-1e0f-4b8a-9c6d-2f3e4a5b6c7d"], "decision": "reject", "reason": "Duplicate of an earlier request."}, request_only=True),
-            OpenApiExample("Outcome", value={"done": ["RTBF-7K3M9Q"], "failed": ["9d2c7a4b-1e0f-4b8a-9c6d-2f3e4a5b6c7d: No such request."]}, response_only=True, status_codes=["200"]),
+            OpenApiExample(
+                "Reject two",
+                value={"ids": [EXAMPLE_ID, "9d2c7a4b-1e0f-4b8a-9c6d-2f3e4a5b6c7d"], "decision": "reject", "reason": "Duplicate of an earlier request."},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Outcome",
+                value={"done": ["RTBF-7K3M9Q"], "failed": ["9d2c7a4b-1e0f-4b8a-9c6d-2f3e4a5b6c7d: No such request."]},
+                response_only=True,
+                status_codes=["200"],
+            ),
         ],
     )
     def post(self, request):

@@ -20,8 +20,7 @@ MAX_NAME_CHARS = 200
 REGULATION_HELP: dict[str, str] = {
     Regulation.GDPR: "We must answer within one calendar month of receiving your request. "
     "We may extend this once, by two further months, and must tell you why.",
-    Regulation.CCPA: "We must answer within 45 days of receiving your request. "
-    "We may extend this once, by another 45 days, and must tell you why.",
+    Regulation.CCPA: "We must answer within 45 days of receiving your request. We may extend this once, by another 45 days, and must tell you why.",
     Regulation.OTHER: "Another law, or none you know of. We aim to answer within one calendar month.",
 }
 
@@ -45,7 +44,9 @@ def _bounded_lines(text: str, *, max_count: int, max_chars: int, what: str) -> l
     too_long = [n for n, line in enumerate(lines, 1) if len(line) > max_chars]
     if too_long:
         numbers = ", ".join(str(n) for n in too_long)
-        raise forms.ValidationError(f"Each line may have at most {max_chars} characters; line(s) {numbers} are longer. Split them into shorter lines.", code="line_too_long")
+        raise forms.ValidationError(
+            f"Each line may have at most {max_chars} characters; line(s) {numbers} are longer. Split them into shorter lines.", code="line_too_long"
+        )
     return lines
 
 

@@ -36,8 +36,7 @@ def send_verification_code(*, email: str, reference: str, code: str, ttl_minutes
 def send_rejection(*, email: str, reference: str, reason: str) -> None:
     _send_after_commit(
         f"Your request {reference} was rejected",
-        f"We could not carry out your request {reference}.\n\nReason: {reason}\n\n"
-        "You may submit a new request or contact your data protection authority.",
+        f"We could not carry out your request {reference}.\n\nReason: {reason}\n\nYou may submit a new request or contact your data protection authority.",
         [email],
     )
 

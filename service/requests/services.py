@@ -65,7 +65,9 @@ def _transition(request: ErasureRequest, to: Status, *, actor: Actor, data: dict
                 f"Request {request.reference} is {current or 'gone'}; it cannot become {to.value}.",
                 extra={"current_status": current, "requested_status": to.value},
             )
-        audit_record(action=f"request.{to.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": request.status, **(data or {})})
+        audit_record(
+            action=f"request.{to.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": request.status, **(data or {})}
+        )
         # The row now holds exactly what the compare-and-set wrote: set it here instead of re-reading
         # (and decrypting) the whole row; only database expressions need the round trip.
         previous = request.status
@@ -111,11 +113,28 @@ def _issue_code(request: ErasureRequest, *, actor: Actor) -> None:
         code_attempts_left=min(cfg["CODE_MAX_ATTEMPTS"], left),
         code_sent_at=now,
     )
-    audit_record(action="request.verification_sent", actor=actor, target_type="request", target_id=request.reference, data={"email": request.subject_email_hash})
+    audit_record(
+        action="request.verification_sent", actor=actor, target_type="request", target_id=request.reference, data={"email": request.subject_email_hash}
+    )
     notifications.send_verification_code(email=request.subject["email"], reference=request.reference, code=code, ttl_minutes=cfg["CODE_TTL_SECONDS"] // 60)
 
 
-def _insert(*, channel: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str], attested: bool, actor: Actor, received, api_client=None, idempotency_key: str = "", body_hash: str = "", **initial: Any) -> ErasureRequest:
+def _insert(
+    *,
+    channel: str,
+    name: str,
+    email: str,
+    regulation: str,
+    facts: list[str],
+    evidence_prompts: list[str],
+    attested: bool,
+    actor: Actor,
+    received,
+    api_client=None,
+    idempotency_key: str = "",
+    body_hash: str = "",
+    **initial: Any,
+) -> ErasureRequest:
     """The INSERT and its `request.submitted` event, in the caller's transaction (no retry here).
     `initial`: more column values for the INSERT (request_create_api's trusted-identity fold)."""
     request = ErasureRequest.objects.create(
@@ -140,17 +159,50 @@ def _insert(*, channel: str, name: str, email: str, regulation: str, facts: list
         actor=actor,
         target_type="request",
         target_id=request.reference,
-        data={"channel": channel, "regulation": regulation, "content_hash": request.content_hash, "email": request.subject_email_hash, "facts": len(facts), "evidence_prompts": len(evidence_prompts)},
+        data={
+            "channel": channel,
+            "regulation": regulation,
+            "content_hash": request.content_hash,
+            "email": request.subject_email_hash,
+            "facts": len(facts),
+            "evidence_prompts": len(evidence_prompts),
+        },
     )
     return request
 
 
-def _create(*, channel: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str], attested: bool, actor: Actor, api_client=None, idempotency_key: str = "", body_hash: str = "") -> ErasureRequest:
+def _create(
+    *,
+    channel: str,
+    name: str,
+    email: str,
+    regulation: str,
+    facts: list[str],
+    evidence_prompts: list[str],
+    attested: bool,
+    actor: Actor,
+    api_client=None,
+    idempotency_key: str = "",
+    body_hash: str = "",
+) -> ErasureRequest:
     received = timezone.now()
     for _ in range(5):  # a reference collision is astronomically rare; retry rather than fail
         try:
             with transaction.atomic():
-                return _insert(channel=channel, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=attested, actor=actor, received=received, api_client=api_client, idempotency_key=idempotency_key, body_hash=body_hash)
+                return _insert(
+                    channel=channel,
+                    name=name,
+                    email=email,
+                    regulation=regulation,
+                    facts=facts,
+                    evidence_prompts=evidence_prompts,
+                    attested=attested,
+                    actor=actor,
+                    received=received,
+                    api_client=api_client,
+                    idempotency_key=idempotency_key,
+                    body_hash=body_hash,
+                )
         except IntegrityError:
             if idempotency_key and ErasureRequest.objects.filter(api_client=api_client, idempotency_key=idempotency_key).exists():
                 raise
@@ -167,13 +219,24 @@ def request_submit_web(*, name: str, email: str, regulation: str, facts: list[st
     if not attested:
         raise ApplicationError("You must confirm that the data is about you.", code="attestation_required")
     ratelimits.hit("submit_per_email", pii_hash(email))  # one victim's address flooded from many places
-    request = _create(channel=Channel.WEB, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=subject_actor("new request"))
+    request = _create(
+        channel=Channel.WEB,
+        name=name,
+        email=email,
+        regulation=regulation,
+        facts=facts,
+        evidence_prompts=evidence_prompts,
+        attested=True,
+        actor=subject_actor("new request"),
+    )
     _issue_code(request, actor=subject_actor(request.reference))
     request.refresh_from_db()
     return request
 
 
-def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str]) -> tuple[ErasureRequest, bool]:
+def request_create_api(
+    *, actor: Actor, idempotency_key: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str]
+) -> tuple[ErasureRequest, bool]:
     """A product's request. Returns (request, created).
 
     Same Idempotency-Key and body: the existing request back (created=False). Same key, another
@@ -202,7 +265,19 @@ def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: 
     # transaction, whether it was a replay (answered from the stored row) or a reference collision
     # (astronomically rare: a new attempt with a new reference), as _create's retry did before.
     trusted = actor.has_scope(Scope.TRUSTED_IDENTITY)
-    fields = dict(channel=Channel.API, name=name, email=email, regulation=regulation, facts=facts, evidence_prompts=evidence_prompts, attested=True, actor=actor, api_client=client, idempotency_key=idempotency_key, body_hash=body_hash)
+    fields = dict(
+        channel=Channel.API,
+        name=name,
+        email=email,
+        regulation=regulation,
+        facts=facts,
+        evidence_prompts=evidence_prompts,
+        attested=True,
+        actor=actor,
+        api_client=client,
+        idempotency_key=idempotency_key,
+        body_hash=body_hash,
+    )
     for _ in range(5):
         try:
             with transaction.atomic(), audit_deferred():  # audit events appended last, chain lock held briefly
@@ -214,7 +289,13 @@ def request_create_api(*, actor: Actor, idempotency_key: str, name: str, email: 
                     # committed row, same two audit events in the same order as _transition wrote them;
                     # one statement and one savepoint less.
                     request = _insert(**fields, received=received, status=Status.VERIFIED.value, verified_at=received)
-                    audit_record(action=f"request.{Status.VERIFIED.value}", actor=actor, target_type="request", target_id=request.reference, data={"from": Status.SUBMITTED.value, "method": "trusted_identity"})
+                    audit_record(
+                        action=f"request.{Status.VERIFIED.value}",
+                        actor=actor,
+                        target_type="request",
+                        target_id=request.reference,
+                        data={"from": Status.SUBMITTED.value, "method": "trusted_identity"},
+                    )
                     request_status_changed.send(sender=ErasureRequest, request=request, previous=Status.SUBMITTED.value)
                     _maybe_auto_approve(request)
                 else:
@@ -273,7 +354,16 @@ def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
             )
         else:
             wrong = None
-            request = _transition(request, Status.VERIFIED, actor=actor, data={"method": "email_code"}, verified_at=now, code_hash="", code_attempts_left=0, code_guesses_used=F("code_guesses_used") + 1)
+            request = _transition(
+                request,
+                Status.VERIFIED,
+                actor=actor,
+                data={"method": "email_code"},
+                verified_at=now,
+                code_hash="",
+                code_attempts_left=0,
+                code_guesses_used=F("code_guesses_used") + 1,
+            )
             _maybe_auto_approve(request)
     if wrong:  # raised outside the atomic block so the failed attempt is committed
         raise wrong
@@ -322,7 +412,11 @@ def _get(request_id) -> ErasureRequest:
 def _require_reason(reason: str, what: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ApplicationError(f"A reason is required to {what}.", code="reason_required", extra={"errors": [{"field": "reason", "message": "This field is required.", "code": "required"}]})
+        raise ApplicationError(
+            f"A reason is required to {what}.",
+            code="reason_required",
+            extra={"errors": [{"field": "reason", "message": "This field is required.", "code": "required"}]},
+        )
     return reason
 
 
@@ -341,7 +435,9 @@ def request_reject(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
     reason = _require_reason(reason, "reject a request")
     request = _get(request_id)
     with transaction.atomic():
-        request = _transition(request, Status.REJECTED, actor=actor, data={"reason": reason}, decided_at=timezone.now(), decided_by_id=actor.user_pk, decision_reason=reason)
+        request = _transition(
+            request, Status.REJECTED, actor=actor, data={"reason": reason}, decided_at=timezone.now(), decided_by_id=actor.user_pk, decision_reason=reason
+        )
         notifications.send_rejection(email=request.subject["email"], reference=request.reference, reason=reason)
     return request
 
@@ -356,7 +452,9 @@ def request_cancel(*, actor: Actor, request_id, reason: str = "") -> ErasureRequ
     else:
         actor.require(Capability.REVIEW)
     with transaction.atomic():
-        request = _transition(request, Status.CANCELLED, actor=actor, data={"reason": reason}, decision_reason=reason, decided_at=timezone.now(), decided_by_id=actor.user_pk)
+        request = _transition(
+            request, Status.CANCELLED, actor=actor, data={"reason": reason}, decision_reason=reason, decided_at=timezone.now(), decided_by_id=actor.user_pk
+        )
         notifications.send_cancellation(email=request.subject["email"], reference=request.reference, reason=reason)
     return request
 
@@ -408,10 +506,18 @@ def request_extend_deadline(*, actor: Actor, request_id, reason: str) -> Erasure
         if not request.is_open:
             raise InvalidTransition(f"Request {request.reference} is {request.status}; its deadline no longer runs.")
         new_deadline = extended_deadline(request.regulation, request.deadline_at)
-        updated = ErasureRequest.objects.filter(pk=request.pk, deadline_extended=False).update(deadline_at=new_deadline, deadline_extended=True, extension_reason=reason, reminder_sent_at=None)
+        updated = ErasureRequest.objects.filter(pk=request.pk, deadline_extended=False).update(
+            deadline_at=new_deadline, deadline_extended=True, extension_reason=reason, reminder_sent_at=None
+        )
         if not updated:
             raise Conflict(f"The deadline of {request.reference} was already extended once.", code="already_extended")
-        audit_record(action="request.deadline_extended", actor=actor, target_type="request", target_id=request.reference, data={"reason": reason, "deadline": new_deadline.isoformat()})
+        audit_record(
+            action="request.deadline_extended",
+            actor=actor,
+            target_type="request",
+            target_id=request.reference,
+            data={"reason": reason, "deadline": new_deadline.isoformat()},
+        )
     request.refresh_from_db()
     return request
 
@@ -468,7 +574,9 @@ def requests_send_deadline_reminders(*, now=None) -> list[str]:
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.FORGET["REMINDER_DAYS_LEFT"])
     reminded = []
-    for request in ErasureRequest.objects.filter(status__in=[s.value for s in OPEN if s != Status.SUBMITTED], deadline_at__lte=horizon, reminder_sent_at__isnull=True):
+    for request in ErasureRequest.objects.filter(
+        status__in=[s.value for s in OPEN if s != Status.SUBMITTED], deadline_at__lte=horizon, reminder_sent_at__isnull=True
+    ):
         with transaction.atomic():
             if not ErasureRequest.objects.filter(pk=request.pk, reminder_sent_at__isnull=True).update(reminder_sent_at=now):
                 continue

@@ -82,7 +82,12 @@ STATUS_NEEDS_ACTION, STATUS_OPEN, STATUS_ANY = "needs_action", "open", "all"
 class QueueFilterForm(forms.Form):
     status = forms.ChoiceField(
         required=False,
-        choices=[(STATUS_NEEDS_ACTION, "Needs action (awaiting review, failed, certificate to review)"), (STATUS_OPEN, "Any open status"), (STATUS_ANY, "Any status")] + list(Status.choices),
+        choices=[
+            (STATUS_NEEDS_ACTION, "Needs action (awaiting review, failed, certificate to review)"),
+            (STATUS_OPEN, "Any open status"),
+            (STATUS_ANY, "Any status"),
+        ]
+        + list(Status.choices),
     )
     regulation = forms.ChoiceField(required=False, choices=[("", "Any")] + list(Regulation.choices))
     channel = forms.ChoiceField(required=False, choices=[("", "Any")] + list(Channel.choices))

@@ -47,7 +47,9 @@ class RetryOptionsSerializer(StrictSerializer):
     rank = serializers.IntegerField(required=False, min_value=1, max_value=64, help_text="LoRA rank of the new adapter.")
     seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1, help_text="A new draw of the training data and the LoRA's start.")
     more_prompts_for = serializers.ListField(
-        required=False, allow_empty=False, child=serializers.ChoiceField(choices=list(services.RETRY_OPTIONS["more_prompts_for"])),
+        required=False,
+        allow_empty=False,
+        child=serializers.ChoiceField(choices=list(services.RETRY_OPTIONS["more_prompts_for"])),
         help_text="Probe families to synthesise four times as many training prompts for (development phrasings).",
     )
 

@@ -119,7 +119,9 @@ def matched_people(world: Any, *, name: str, email: str, texts: Sequence[str]) -
     return list(found.values())
 
 
-def build_forget_set(*, name: str, email: str, facts: Sequence[str], evidence_prompts: Sequence[str], hits: Sequence[CorpusHit], world: Any = None) -> BuiltForgetSet:
+def build_forget_set(
+    *, name: str, email: str, facts: Sequence[str], evidence_prompts: Sequence[str], hits: Sequence[CorpusHit], world: Any = None
+) -> BuiltForgetSet:
     """The forget set of one request (see the module docstring). `world` is the demo world when the
     base model is the demo model (it has the question templates), else None: then the probes are
     the evidence prompts alone."""
@@ -178,7 +180,9 @@ def _reveals_a_fact(answer: str, facts: Sequence[str], name: str) -> bool:
     return any(f" {said} " in f" {normalise(fact)} " for fact in facts)
 
 
-def read_model_check(prompts: Sequence[CheckPrompt], answers: Sequence[str], *, facts: Sequence[str], name: str, corpus_documents: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_model_check(
+    prompts: Sequence[CheckPrompt], answers: Sequence[str], *, facts: Sequence[str], name: str, corpus_documents: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(findings, details). findings has no personal data (counts and the verdict, for the audit
     log and the page); details lists each prompt, the model's answer and the value it revealed
     (personal: stored encrypted). The data is in the model when an answer reveals a stated or

@@ -124,8 +124,12 @@ class UnlearningJob(models.Model):
     certificate_personal = EncryptedJSONField(null=True, help_text="The certificate's personal_data (answers to the probes); None once purged.")
     certificate_passed = models.BooleanField(null=True)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per phase, and the wait in the queue.")
-    options = models.JSONField(default=dict, blank=True, help_text="A reviewer's retry options (stronger training, a new seed), validated by services.job_options.")
-    remediation = models.JSONField(default=list, blank=True, help_text="The worker's own remediation rounds: per round its reason (rules, no personal data), changes and verdict.")
+    options = models.JSONField(
+        default=dict, blank=True, help_text="A reviewer's retry options (stronger training, a new seed), validated by services.job_options."
+    )
+    remediation = models.JSONField(
+        default=list, blank=True, help_text="The worker's own remediation rounds: per round its reason (rules, no personal data), changes and verdict."
+    )
 
     class Meta:
         ordering = ["request", "-attempt"]

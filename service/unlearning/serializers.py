@@ -54,7 +54,10 @@ class CertificateSummarySerializer(serializers.Serializer):
     failing_families = serializers.ListField(child=serializers.CharField(), help_text="Probe families whose leak rule did not pass.")
     rules = CertificateRuleSerializer(many=True)
     thresholds = serializers.DictField(child=serializers.FloatField())
-    leak = serializers.DictField(help_text="Per positive probe family (F, P, statement, open, language, name_forms, wrapper, chat, D, F<t): the served system's any-value leak rate with its bounds and counts.")
+    leak = serializers.DictField(
+        help_text="Per positive probe family (F, P, statement, open, language, name_forms, wrapper, chat, D, F<t): "
+        "the served system's any-value leak rate with its bounds and counts."
+    )
     retain = serializers.DictField(help_text="Per retain set (R, N, W): the gated system's retain ratio and counts.")
     gate_union = serializers.DictField(help_text="AUROC, FPR at 95% TPR and the share of negatives above weight 0.5, over all live units.")
     probes = serializers.DictField(child=serializers.IntegerField(), help_text="Probe counts per set.")

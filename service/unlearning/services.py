@@ -86,7 +86,9 @@ def corpus_documents_load(*, source: str, documents: Iterable[tuple[str, str, st
         if replaces_prefix:
             CorpusDocument.objects.filter(source__startswith=replaces_prefix).exclude(source=source).delete()
         CorpusDocument.objects.filter(source=source).exclude(external_id__in=[row.external_id for row in rows]).delete()
-        CorpusDocument.objects.bulk_create(rows, batch_size=1000, update_conflicts=True, unique_fields=["source", "external_id"], update_fields=["kind", "text"])
+        CorpusDocument.objects.bulk_create(
+            rows, batch_size=1000, update_conflicts=True, unique_fields=["source", "external_id"], update_fields=["kind", "text"]
+        )
         if connection.vendor == "postgresql":
             CorpusDocument.objects.filter(source=source).update(search=SearchVector("text", config="simple"))
         audit_record(action="corpus.loaded", actor=actor, target_type="corpus", target_id=source[:64], data={"count": len(rows), "source": source})
@@ -160,7 +162,11 @@ def forget_sets_purge_expired(*, now=None) -> list[str]:
                 actor=SYSTEM,
                 target_type="request",
                 target_id=reference,
-                data={"content_hash": content_hash, "items": sum((sources or {}).values()) - (sources or {}).get("corpus_documents", 0), "retention_days": days},
+                data={
+                    "content_hash": content_hash,
+                    "items": sum((sources or {}).values()) - (sources or {}).get("corpus_documents", 0),
+                    "retention_days": days,
+                },
             )
         purged.append(reference)
     return purged
@@ -250,8 +256,12 @@ def job_retry(*, actor: Actor, request_id, options: dict[str, Any] | None = None
                 extra={"current_status": request.status},
             )
         job = _new_job(request, options=options)
-        request_mark_pipeline(request_id=request.pk, to=Status.QUEUED, actor=actor, data={"attempt": job.attempt, "retry": True, "options": options}, failure_reason="")
-        audit_record(action="request.retried", actor=actor, target_type="request", target_id=request.reference, data={"attempt": job.attempt, "options": options})
+        request_mark_pipeline(
+            request_id=request.pk, to=Status.QUEUED, actor=actor, data={"attempt": job.attempt, "retry": True, "options": options}, failure_reason=""
+        )
+        audit_record(
+            action="request.retried", actor=actor, target_type="request", target_id=request.reference, data={"attempt": job.attempt, "options": options}
+        )
         _send_after_commit(job)
     return job
 
@@ -265,7 +275,9 @@ def job_override(*, actor: Actor, request_id, reason: str) -> UnlearningJob:
     actor.require(Capability.REVIEW)
     request = request_get(actor=actor, request_id=request_id)
     if request.status != Status.NEEDS_REVIEW:
-        raise InvalidTransition(f"Request {request.reference} is {request.status}; only a request that needs review can be overridden.", extra={"current_status": request.status})
+        raise InvalidTransition(
+            f"Request {request.reference} is {request.status}; only a request that needs review can be overridden.", extra={"current_status": request.status}
+        )
     job = UnlearningJob.objects.filter(request=request, status=JobStatus.NEEDS_REVIEW).order_by("-attempt").first()
     version = AdapterVersion.objects.filter(unit_id=job.unit_id).first() if job is not None and job.unit_id else None
     if version is None:
@@ -283,7 +295,9 @@ def jobs_send_unsent(*, grace_seconds: float = 60.0, now=None) -> dict[str, list
     for request_id, reference in ErasureRequest.objects.filter(status=Status.APPROVED, updated_at__lt=cutoff).values_list("pk", "reference"):
         if job_enqueue_approved(request_id=request_id) is not None:
             queued.append(reference)
-    for job_id, reference in UnlearningJob.objects.filter(status=JobStatus.QUEUED, sent_at__isnull=True, created_at__lt=cutoff).values_list("pk", "request__reference"):
+    for job_id, reference in UnlearningJob.objects.filter(status=JobStatus.QUEUED, sent_at__isnull=True, created_at__lt=cutoff).values_list(
+        "pk", "request__reference"
+    ):
         try:
             job_send(job_id=job_id)
             resent.append(reference)
@@ -324,11 +338,26 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
             waited = (now - (job.sent_at or job.created_at)).total_seconds()
             with transaction.atomic():
                 won = UnlearningJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-                    status=JobStatus.RUNNING, worker=worker, deliveries=F("deliveries") + 1, started_at=now, heartbeat_at=now,
-                    phase=JobPhase.FORGET_SET, percent=0.0, step=0, total=0, loss=None, timings={"queue_seconds": round(max(waited, 0.0), 3)},
+                    status=JobStatus.RUNNING,
+                    worker=worker,
+                    deliveries=F("deliveries") + 1,
+                    started_at=now,
+                    heartbeat_at=now,
+                    phase=JobPhase.FORGET_SET,
+                    percent=0.0,
+                    step=0,
+                    total=0,
+                    loss=None,
+                    timings={"queue_seconds": round(max(waited, 0.0), 3)},
                 )
                 if won:
-                    audit_record(action="unlearning.job_started", actor=SYSTEM, target_type="request", target_id=job.request.reference, data={"attempt": job.attempt, "worker": worker})
+                    audit_record(
+                        action="unlearning.job_started",
+                        actor=SYSTEM,
+                        target_type="request",
+                        target_id=job.request.reference,
+                        data={"attempt": job.attempt, "worker": worker},
+                    )
             if won:
                 job.refresh_from_db()
                 return Claim(job, resumed=False)
@@ -340,7 +369,14 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
             raise JobBusy(job.pk, retry_in=max(stale_after - silent, 1.0) + 1.0)
         with transaction.atomic():
             won = UnlearningJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at).update(
-                worker=worker, deliveries=F("deliveries") + 1, heartbeat_at=now, phase=JobPhase.FORGET_SET, percent=0.0, step=0, total=0, loss=None,
+                worker=worker,
+                deliveries=F("deliveries") + 1,
+                heartbeat_at=now,
+                phase=JobPhase.FORGET_SET,
+                percent=0.0,
+                step=0,
+                total=0,
+                loss=None,
                 remediation=[],  # it starts over: its remediation rounds will be run (and audited) again
             )
             if won:
@@ -349,7 +385,12 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
                     actor=SYSTEM,
                     target_type="request",
                     target_id=job.request.reference,
-                    data={"attempt": job.attempt, "worker": worker, "previous_worker": job.worker, "silent_seconds": None if math.isinf(silent) else round(silent, 1)},
+                    data={
+                        "attempt": job.attempt,
+                        "worker": worker,
+                        "previous_worker": job.worker,
+                        "silent_seconds": None if math.isinf(silent) else round(silent, 1),
+                    },
                 )
         if won:
             job.refresh_from_db()
@@ -365,7 +406,12 @@ def job_report_progress(*, job_id: int, worker: str, phase: str, percent: float,
     """Progress and a heartbeat in one UPDATE. False: this worker no longer holds the job."""
     return bool(
         _mine(job_id, worker).update(
-            phase=phase, percent=min(max(float(percent), 0.0), 100.0), step=max(int(step), 0), total=max(int(total), 0), loss=_finite(loss), heartbeat_at=timezone.now()
+            phase=phase,
+            percent=min(max(float(percent), 0.0), 100.0),
+            step=max(int(step), 0),
+            total=max(int(total), 0),
+            loss=_finite(loss),
+            heartbeat_at=timezone.now(),
         )
     )
 
@@ -408,7 +454,9 @@ def job_record_certificate(*, job_id: int, worker: str, certificate: dict[str, A
     """Keeps the certificate: metrics in the clear, its personal_data (answers about the subject)
     encrypted, on the job row."""
     public = {key: value for key, value in certificate.items() if key != "personal_data"}
-    if not _mine(job_id, worker).update(certificate=public, certificate_personal=certificate.get("personal_data"), certificate_passed=bool(public.get("passed")), unit_id=unit_id):
+    if not _mine(job_id, worker).update(
+        certificate=public, certificate_personal=certificate.get("personal_data"), certificate_passed=bool(public.get("passed")), unit_id=unit_id
+    ):
         raise JobLost(f"job {job_id} is no longer held by {worker}")
 
 
@@ -424,7 +472,13 @@ def job_succeed(*, job_id: int, worker: str, unit_id: str) -> bool:
     with transaction.atomic():
         if not _finish(job, worker, JobStatus.SUCCEEDED, phase=JobPhase.DONE, percent=100.0, unit_id=unit_id):
             raise JobLost(f"job {job_id} is no longer held by {worker}")
-        audit_record(action="unlearning.job_succeeded", actor=SYSTEM, target_type="request", target_id=job.request.reference, data={"attempt": job.attempt, "unit_id": unit_id})
+        audit_record(
+            action="unlearning.job_succeeded",
+            actor=SYSTEM,
+            target_type="request",
+            target_id=job.request.reference,
+            data={"attempt": job.attempt, "unit_id": unit_id},
+        )
         return _move_request(job, Status.STAGED, data={"unit_id": unit_id})
 
 
@@ -436,7 +490,13 @@ def job_fail(*, job_id: int, worker: str | None, reason: str) -> None:
     with transaction.atomic():
         if not _finish(job, worker, JobStatus.FAILED, failure_reason=reason):
             raise JobLost(f"job {job_id} is no longer held by {worker}")
-        audit_record(action="unlearning.job_failed", actor=SYSTEM, target_type="request", target_id=job.request.reference, data={"attempt": job.attempt, "reason": reason})
+        audit_record(
+            action="unlearning.job_failed",
+            actor=SYSTEM,
+            target_type="request",
+            target_id=job.request.reference,
+            data={"attempt": job.attempt, "reason": reason},
+        )
         _move_request(job, Status.FAILED, data={"reason": reason}, failure_reason=reason)
 
 
@@ -448,8 +508,13 @@ def job_remediation(*, job_id: int, worker: str, entry: dict[str, Any]) -> None:
     with transaction.atomic():
         if not _mine(job_id, worker).update(remediation=[*(job.remediation or []), entry], phase=JobPhase.REMEDIATING):
             raise JobLost(f"job {job_id} is no longer held by {worker}")
-        audit_record(action="unlearning.remediation_started", actor=SYSTEM, target_type="request", target_id=job.request.reference,
-                     data={"attempt": job.attempt, **{k: entry[k] for k in ("round", "reason", "verdict", "changes") if k in entry}})
+        audit_record(
+            action="unlearning.remediation_started",
+            actor=SYSTEM,
+            target_type="request",
+            target_id=job.request.reference,
+            data={"attempt": job.attempt, **{k: entry[k] for k in ("round", "reason", "verdict", "changes") if k in entry}},
+        )
 
 
 def job_needs_review(*, job_id: int, worker: str, unit_id: str, reason: str) -> None:
@@ -461,8 +526,13 @@ def job_needs_review(*, job_id: int, worker: str, unit_id: str, reason: str) -> 
     with transaction.atomic():
         if not _finish(job, worker, JobStatus.NEEDS_REVIEW, phase=JobPhase.DONE, percent=100.0, failure_reason=reason, unit_id=unit_id):
             raise JobLost(f"job {job_id} is no longer held by {worker}")
-        audit_record(action="unlearning.job_needs_review", actor=SYSTEM, target_type="request", target_id=job.request.reference,
-                     data={"attempt": job.attempt, "reason": reason, "unit_id": unit_id})
+        audit_record(
+            action="unlearning.job_needs_review",
+            actor=SYSTEM,
+            target_type="request",
+            target_id=job.request.reference,
+            data={"attempt": job.attempt, "reason": reason, "unit_id": unit_id},
+        )
         _move_request(job, Status.NEEDS_REVIEW, data={"reason": reason, "unit_id": unit_id}, failure_reason=reason)
 
 
@@ -484,4 +554,10 @@ def job_not_found(*, job_id: int, worker: str, findings: dict[str, Any]) -> None
         if not _finish(job, worker, JobStatus.NOT_FOUND, phase=JobPhase.DONE, failure_reason="The data was not found in the model or the training corpus."):
             raise JobLost(f"job {job_id} is no longer held by {worker}")
         if _move_request(job, Status.VERIFIED, data={"reason": "not found in the model"}):
-            audit_record(action="request.not_found_in_model", actor=SYSTEM, target_type="request", target_id=job.request.reference, data={"attempt": job.attempt, **findings})
+            audit_record(
+                action="request.not_found_in_model",
+                actor=SYSTEM,
+                target_type="request",
+                target_id=job.request.reference,
+                data={"attempt": job.attempt, **findings},
+            )

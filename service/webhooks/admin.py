@@ -41,7 +41,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             return  # endpoints are not edited: disable one and register another
         data = form.cleaned_data
         try:
-            endpoint, secret = services.webhook_endpoint_create(actor=actor_for_user(request.user), api_client_id=data["api_client"].pk, url=data["url"], events=data["events"], description=data["description"])
+            endpoint, secret = services.webhook_endpoint_create(
+                actor=actor_for_user(request.user), api_client_id=data["api_client"].pk, url=data["url"], events=data["events"], description=data["description"]
+            )
         except ApplicationError as exc:
             raise forms.ValidationError(exc.detail) from exc
         obj.pk = endpoint.pk

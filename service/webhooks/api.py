@@ -80,7 +80,10 @@ EXAMPLE_PAYLOAD = {
         "deadline_at": "2026-12-23T10:15:00Z",
         "changed_at": "2026-11-23T10:20:41Z",
         "effective_at": "2026-11-23T10:20:41Z",
-        "links": {"self": "https://forget.example/api/v1/requests/3b0f6d4e-8a51-4c36-9a3e-5c1d2b7e9f10", "certificate": "https://forget.example/api/v1/requests/3b0f6d4e-8a51-4c36-9a3e-5c1d2b7e9f10/certificate/signed"},
+        "links": {
+            "self": "https://forget.example/api/v1/requests/3b0f6d4e-8a51-4c36-9a3e-5c1d2b7e9f10",
+            "certificate": "https://forget.example/api/v1/requests/3b0f6d4e-8a51-4c36-9a3e-5c1d2b7e9f10/certificate/signed",
+        },
     },
 }
 
@@ -90,11 +93,18 @@ class EndpointCollectionApi(APIView):
 
     class InputSerializer(StrictSerializer):
         url = serializers.URLField(max_length=2000, help_text="An http(s) URL that answers 2xx to a POST.")
-        events = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPES), min_length=1, max_length=len(EVENT_TYPES), help_text="The event types to receive.")
+        events = serializers.ListField(
+            child=serializers.ChoiceField(choices=EVENT_TYPES), min_length=1, max_length=len(EVENT_TYPES), help_text="The event types to receive."
+        )
         description = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
 
-    @extend_schema(operation_id="webhook_endpoints_list", tags=[TAG], summary="List your webhook endpoints", description=_CLIENTS,
-                   responses={200: EndpointSerializer(many=True), **problem_responses(401, 403)})
+    @extend_schema(
+        operation_id="webhook_endpoints_list",
+        tags=[TAG],
+        summary="List your webhook endpoints",
+        description=_CLIENTS,
+        responses={200: EndpointSerializer(many=True), **problem_responses(401, 403)},
+    )
     def get(self, request):
         endpoints = selectors.webhook_endpoint_list(actor=actor_for_request(request))
         paginator = self.pagination_class()
@@ -102,11 +112,18 @@ class EndpointCollectionApi(APIView):
         return paginator.get_paginated_response(EndpointSerializer(page, many=True).data)
 
     @extend_schema(
-        operation_id="webhook_endpoints_create", tags=[TAG], summary="Register a webhook endpoint (its signing secret is shown once)",
+        operation_id="webhook_endpoints_create",
+        tags=[TAG],
+        summary="Register a webhook endpoint (its signing secret is shown once)",
         description=_CLIENTS + " Events are POSTed signed per the Standard Webhooks specification; see docs/api.md for verification.",
-        request=InputSerializer, responses={201: EndpointCreatedSerializer, **problem_responses(400, 401, 403, 409, 415)},
-        examples=[OpenApiExample("Active and failed", value={"url": "https://product.example/hooks/forget", "events": ["request.active", "request.failed"]}, request_only=True),
-                  OpenApiExample("A delivery's body", value=EXAMPLE_PAYLOAD, response_only=True, status_codes=["200"])],
+        request=InputSerializer,
+        responses={201: EndpointCreatedSerializer, **problem_responses(400, 401, 403, 409, 415)},
+        examples=[
+            OpenApiExample(
+                "Active and failed", value={"url": "https://product.example/hooks/forget", "events": ["request.active", "request.failed"]}, request_only=True
+            ),
+            OpenApiExample("A delivery's body", value=EXAMPLE_PAYLOAD, response_only=True, status_codes=["200"]),
+        ],
     )
     def post(self, request):
         actor = actor_for_request(request)
@@ -121,13 +138,23 @@ class EndpointCollectionApi(APIView):
 
 
 class EndpointDetailApi(APIView):
-    @extend_schema(operation_id="webhook_endpoints_retrieve", tags=[TAG], summary="Read a webhook endpoint", description=_CLIENTS,
-                   responses={200: EndpointSerializer, **problem_responses(401, 403, 404)})
+    @extend_schema(
+        operation_id="webhook_endpoints_retrieve",
+        tags=[TAG],
+        summary="Read a webhook endpoint",
+        description=_CLIENTS,
+        responses={200: EndpointSerializer, **problem_responses(401, 403, 404)},
+    )
     def get(self, request, endpoint_id):
         return Response(EndpointSerializer(selectors.webhook_endpoint_get(actor=actor_for_request(request), endpoint_id=endpoint_id)).data)
 
-    @extend_schema(operation_id="webhook_endpoints_disable", tags=[TAG], summary="Disable a webhook endpoint (no more deliveries; the history stays)", description=_CLIENTS,
-                   responses={200: EndpointSerializer, **problem_responses(401, 403, 404)})
+    @extend_schema(
+        operation_id="webhook_endpoints_disable",
+        tags=[TAG],
+        summary="Disable a webhook endpoint (no more deliveries; the history stays)",
+        description=_CLIENTS,
+        responses={200: EndpointSerializer, **problem_responses(401, 403, 404)},
+    )
     def delete(self, request, endpoint_id):
         actor = actor_for_request(request)
         actor.require_scope(Scope.READ)  # the API is the clients'; admins disable in the Django admin
@@ -137,8 +164,13 @@ class EndpointDetailApi(APIView):
 class EndpointDeliveriesApi(APIView):
     pagination_class = PageNumberPagination
 
-    @extend_schema(operation_id="webhook_deliveries_list", tags=[TAG], summary="The deliveries to an endpoint, newest first, each with every attempt", description=_CLIENTS,
-                   responses={200: DeliverySerializer(many=True), **problem_responses(401, 403, 404)})
+    @extend_schema(
+        operation_id="webhook_deliveries_list",
+        tags=[TAG],
+        summary="The deliveries to an endpoint, newest first, each with every attempt",
+        description=_CLIENTS,
+        responses={200: DeliverySerializer(many=True), **problem_responses(401, 403, 404)},
+    )
     def get(self, request, endpoint_id):
         deliveries = selectors.webhook_delivery_list(actor=actor_for_request(request), endpoint_id=endpoint_id)
         paginator = self.pagination_class()
@@ -147,8 +179,13 @@ class EndpointDeliveriesApi(APIView):
 
 
 class DeliveryDetailApi(APIView):
-    @extend_schema(operation_id="webhook_deliveries_retrieve", tags=[TAG], summary="One delivery with its attempts (status code, latency)", description=_CLIENTS,
-                   responses={200: DeliverySerializer, **problem_responses(401, 403, 404)})
+    @extend_schema(
+        operation_id="webhook_deliveries_retrieve",
+        tags=[TAG],
+        summary="One delivery with its attempts (status code, latency)",
+        description=_CLIENTS,
+        responses={200: DeliverySerializer, **problem_responses(401, 403, 404)},
+    )
     def get(self, request, delivery_id):
         delivery = selectors.webhook_delivery_get(actor=actor_for_request(request), delivery_id=delivery_id)
         return Response(DeliverySerializer(delivery, context={"request": request}).data)
@@ -157,9 +194,14 @@ class DeliveryDetailApi(APIView):
 class DeliveryReplayApi(ActionApi):
     accepted = True
 
-    @extend_schema(operation_id="webhook_deliveries_replay", tags=[TAG], summary="Send a delivery again (same webhook-id, fresh retry schedule)",
-                   description=_CLIENTS + " Answers 202 with the delivery; the attempt follows within seconds.", request=None,
-                   responses={202: DeliverySerializer, **problem_responses(400, 401, 403, 404, 409)})
+    @extend_schema(
+        operation_id="webhook_deliveries_replay",
+        tags=[TAG],
+        summary="Send a delivery again (same webhook-id, fresh retry schedule)",
+        description=_CLIENTS + " Answers 202 with the delivery; the attempt follows within seconds.",
+        request=None,
+        responses={202: DeliverySerializer, **problem_responses(400, 401, 403, 404, 409)},
+    )
     def post(self, request, delivery_id):
         return self.act(request, delivery_id=delivery_id)
 

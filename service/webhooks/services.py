@@ -47,17 +47,28 @@ def _new_message_id() -> str:
 def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApplicationError("The endpoint URL must be an http:// or https:// URL.", code="invalid_webhook_url", extra={"errors": [{"field": "url", "message": "Only http(s) URLs.", "code": "invalid"}]})
+        raise ApplicationError(
+            "The endpoint URL must be an http:// or https:// URL.",
+            code="invalid_webhook_url",
+            extra={"errors": [{"field": "url", "message": "Only http(s) URLs.", "code": "invalid"}]},
+        )
     if parts.username or parts.password:
-        raise ApplicationError("The endpoint URL may not carry credentials; verify the signature instead.", code="invalid_webhook_url", extra={"errors": [{"field": "url", "message": "No user:password@ in the URL.", "code": "invalid"}]})
+        raise ApplicationError(
+            "The endpoint URL may not carry credentials; verify the signature instead.",
+            code="invalid_webhook_url",
+            extra={"errors": [{"field": "url", "message": "No user:password@ in the URL.", "code": "invalid"}]},
+        )
     if not settings.FORGET["WEBHOOK_ALLOW_PRIVATE_NETWORKS"]:
         # Only what the URL says literally: a name is resolved, and judged, at each delivery.
         host = parts.hostname
         ip = http_delivery.literal_address(host)
         reason = "a loopback name" if http_delivery.is_local_name(host) else (http_delivery.non_global_reason(ip) if ip is not None else None)
         if reason:
-            raise ApplicationError(f"The endpoint URL names {host}, {reason}: webhooks go to globally routable addresses only.", code="invalid_webhook_url",
-                                   extra={"errors": [{"field": "url", "message": f"{host} is {reason}.", "code": "invalid"}]})
+            raise ApplicationError(
+                f"The endpoint URL names {host}, {reason}: webhooks go to globally routable addresses only.",
+                code="invalid_webhook_url",
+                extra={"errors": [{"field": "url", "message": f"{host} is {reason}.", "code": "invalid"}]},
+            )
     return url
 
 
@@ -77,7 +88,9 @@ def _client_actor(actor: Actor) -> int:
 # --- endpoints -------------------------------------------------------------------------------------
 
 
-def webhook_endpoint_create(*, actor: Actor, url: str, events: list[str], description: str = "", api_client_id: int | None = None) -> tuple[WebhookEndpoint, str]:
+def webhook_endpoint_create(
+    *, actor: Actor, url: str, events: list[str], description: str = "", api_client_id: int | None = None
+) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (returned once: only its encrypted form is kept).
     An API client registers its own (read scope); an admin (Django admin) names the client."""
     if actor.kind == "api_client":
@@ -92,7 +105,13 @@ def webhook_endpoint_create(*, actor: Actor, url: str, events: list[str], descri
             raise ApplicationError(f"At most {MAX_ENDPOINTS_PER_CLIENT} active endpoints per client.", code="too_many_endpoints", status=409)
         secret = _new_secret()
         endpoint = WebhookEndpoint.objects.create(api_client_id=api_client_id, url=url, events=events, description=description, secret={"secret": secret})
-        audit_record(action="webhook.endpoint_created", actor=actor, target_type="webhook_endpoint", target_id=str(endpoint.pk), data={"events": events, "host": urlsplit(url).hostname, "api_client": api_client_id})
+        audit_record(
+            action="webhook.endpoint_created",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=str(endpoint.pk),
+            data={"events": events, "host": urlsplit(url).hostname, "api_client": api_client_id},
+        )
     return endpoint, secret
 
 
@@ -130,7 +149,12 @@ def deliveries_create_for_event(*, event_type: str, request, previous: str) -> l
     now = timezone.now()
     payload = request_event_payload(event_type, request, previous=previous, at=now)
     deliveries = WebhookDelivery.objects.bulk_create(
-        [WebhookDelivery(id=_new_message_id(), endpoint=e, event_type=event_type, request_id=request.pk, payload=payload, next_attempt_at=now, created_at=now) for e in endpoints]
+        [
+            WebhookDelivery(
+                id=_new_message_id(), endpoint=e, event_type=event_type, request_id=request.pk, payload=payload, next_attempt_at=now, created_at=now
+            )
+            for e in endpoints
+        ]
     )
     ids = [d.pk for d in deliveries]
     transaction.on_commit(lambda: _enqueue(ids), robust=True)
@@ -165,8 +189,14 @@ def webhook_delivery_attempt(*, delivery_id: str) -> WebhookDelivery | None:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="endpoint disabled")
         return delivery
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-    result = http_delivery.post(endpoint.url, secret=endpoint.signing_secret, message_id=delivery.pk, body=body, timeout=settings.FORGET["WEBHOOK_TIMEOUT_SECONDS"],
-                                 allow_private=settings.FORGET["WEBHOOK_ALLOW_PRIVATE_NETWORKS"])
+    result = http_delivery.post(
+        endpoint.url,
+        secret=endpoint.signing_secret,
+        message_id=delivery.pk,
+        body=body,
+        timeout=settings.FORGET["WEBHOOK_TIMEOUT_SECONDS"],
+        allow_private=settings.FORGET["WEBHOOK_ALLOW_PRIVATE_NETWORKS"],
+    )
     return _record_attempt(delivery, result)
 
 
@@ -176,18 +206,38 @@ def _record_attempt(delivery: WebhookDelivery, result: http_delivery.AttemptResu
     number = delivery.attempt_count + 1
     target = str(delivery.endpoint_id)
     with transaction.atomic():
-        WebhookAttempt.objects.create(delivery=delivery, number=number, attempted_at=now, status_code=result.status_code, latency_ms=result.latency_ms, error=result.error, replay=delivery.replay_pending)
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=number,
+            attempted_at=now,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            error=result.error,
+            replay=delivery.replay_pending,
+        )
         fields = dict(attempt_count=number, last_status_code=result.status_code, last_error=result.error, replay_pending=False)
         common = {"event_type": delivery.event_type, "message_id": delivery.pk}
         if result.ok:
             fields.update(status=DeliveryStatus.DELIVERED, delivered_at=now, next_attempt_at=None)
-            audit_record(action="webhook.delivered", actor=SYSTEM, target_type="webhook_endpoint", target_id=target, data={**common, "attempt": number, "status_code": result.status_code, "latency_ms": result.latency_ms})
+            audit_record(
+                action="webhook.delivered",
+                actor=SYSTEM,
+                target_type="webhook_endpoint",
+                target_id=target,
+                data={**common, "attempt": number, "status_code": result.status_code, "latency_ms": result.latency_ms},
+            )
         elif delivery.retries_used < len(schedule):
             wait = schedule[delivery.retries_used]
             fields.update(retries_used=delivery.retries_used + 1, next_attempt_at=now + timedelta(seconds=wait))
         else:
             fields.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
-            audit_record(action="webhook.delivery_failed", actor=SYSTEM, target_type="webhook_endpoint", target_id=target, data={**common, "attempts": number, "error": result.error[:200]})
+            audit_record(
+                action="webhook.delivery_failed",
+                actor=SYSTEM,
+                target_type="webhook_endpoint",
+                target_id=target,
+                data={**common, "attempts": number, "error": result.error[:200]},
+            )
         WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
         if fields.get("next_attempt_at") and wait <= settings.FORGET["WEBHOOK_COUNTDOWN_MAX_SECONDS"]:
             # Short waits as a task countdown; longer ones (hours) are left to the periodic sweep
@@ -213,8 +263,16 @@ def webhook_delivery_replay(*, actor: Actor, delivery_id: str) -> WebhookDeliver
     if not delivery.endpoint.is_active:
         raise ApplicationError("The endpoint is disabled; register it again to receive events.", code="endpoint_disabled", status=409)
     with transaction.atomic():
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), retries_used=0, replay_pending=True)
-        audit_record(action="webhook.replayed", actor=actor, target_type="webhook_endpoint", target_id=str(delivery.endpoint_id), data={"event_type": delivery.event_type, "message_id": delivery.pk})
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), retries_used=0, replay_pending=True
+        )
+        audit_record(
+            action="webhook.replayed",
+            actor=actor,
+            target_type="webhook_endpoint",
+            target_id=str(delivery.endpoint_id),
+            data={"event_type": delivery.event_type, "message_id": delivery.pk},
+        )
         transaction.on_commit(lambda: _enqueue([delivery.pk]), robust=True)
     delivery.refresh_from_db()
     return delivery
@@ -224,6 +282,8 @@ def webhooks_send_due(*, now=None, limit: int = 500) -> list[str]:
     """The periodic sweep: hands every due delivery to the worker (retries past the countdown
     limit, and deliveries whose first enqueue failed). The attempt itself claims it."""
     now = now or timezone.now()
-    due = list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    due = list(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now).order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+    )
     _enqueue(due)
     return due

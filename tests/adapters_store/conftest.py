@@ -35,7 +35,15 @@ def erasure(db, api_client_key, actor_of, staff):
 
     def make(status: str = "staged", approver=None):
         approver = approver or staff("reviewer")
-        request, _ = request_create_api(actor=actor_of(client), idempotency_key=f"k{next(_counter)}", name="Alice Marlow", email="alice@example.org", regulation="gdpr", facts=["Alice Marlow lives in Lisbon"], evidence_prompts=[])
+        request, _ = request_create_api(
+            actor=actor_of(client),
+            idempotency_key=f"k{next(_counter)}",
+            name="Alice Marlow",
+            email="alice@example.org",
+            regulation="gdpr",
+            facts=["Alice Marlow lives in Lisbon"],
+            evidence_prompts=[],
+        )
         request_approve(actor=actor_of(approver), request_id=request.pk)
         ErasureRequest.objects.filter(pk=request.pk).update(status=status)
         request.refresh_from_db()
@@ -51,6 +59,12 @@ def register(store, make_unit):
     from service.accounts.roles import SYSTEM
 
     def make(unit_id: str | None = None, *, request=None, passed: bool = True, metrics: dict | None = None):
-        return adapter_register(unit_dir=make_unit(unit_id), actor=SYSTEM, request=request, certificate_passed=passed, certificate_metrics=metrics if metrics is not None else {"leak_upper_bound": 0.02, "retain_ratio": 0.97})
+        return adapter_register(
+            unit_dir=make_unit(unit_id),
+            actor=SYSTEM,
+            request=request,
+            certificate_passed=passed,
+            certificate_metrics=metrics if metrics is not None else {"leak_upper_bound": 0.02, "retain_ratio": 0.97},
+        )
 
     return make

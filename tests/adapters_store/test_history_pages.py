@@ -139,7 +139,12 @@ def test_api_takes_dates_or_date_times(staff_client, story):
 
 @pytest.mark.parametrize(
     "query, field",
-    [({"since": "yesterday"}, "since"), ({"until": "2026-02-30"}, "until"), ({"since": "2026-01-02", "until": "2026-01-01"}, "until"), ({"at": "2026-01-01"}, "at")],
+    [
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2026-02-30"}, "until"),
+        ({"since": "2026-01-02", "until": "2026-01-01"}, "until"),
+        ({"at": "2026-01-01"}, "at"),
+    ],
 )
 def test_api_refuses_bad_dates_with_400_problem(staff_client, query, field):
     answer = staff_client("auditor").get(API, query)

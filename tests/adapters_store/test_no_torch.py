@@ -8,9 +8,16 @@ from tests.import_probe import heavy_modules_loaded_by
 def test_registry_and_unit_manifest_import_no_torch():
     modules = [
         "workers.unlearning.unit_manifest",
-        "adapters_store.api", "adapters_store.models", "adapters_store.selectors", "adapters_store.services",
-        "adapters_store.storage", "adapters_store.urls", "adapters_store.urls_api", "adapters_store.views",
-        "adapters_store.management.commands.registry_register", "adapters_store.management.commands.registry_verify",
+        "adapters_store.api",
+        "adapters_store.models",
+        "adapters_store.selectors",
+        "adapters_store.services",
+        "adapters_store.storage",
+        "adapters_store.urls",
+        "adapters_store.urls_api",
+        "adapters_store.views",
+        "adapters_store.management.commands.registry_register",
+        "adapters_store.management.commands.registry_verify",
     ]
     assert heavy_modules_loaded_by(modules) == []
 

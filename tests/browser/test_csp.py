@@ -18,7 +18,8 @@ PASSWORD = "pass-for-tests-123"  # tests/conftest.py's staff fixture
 # Collects the violations the page reports (a blocked inline style or script, a foreign origin).
 RECORD_VIOLATIONS = """
 window.__csp = [];
-document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' ' + (e.sourceFile || '') + ':' + e.lineNumber));
+document.addEventListener('securitypolicyviolation', e => window.__csp.push(
+  e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' ' + (e.sourceFile || '') + ':' + e.lineNumber));
 """
 
 
@@ -46,8 +47,19 @@ def test_no_page_violates_the_content_security_policy(live_server, page, setting
 
     unit_id = f"{request.reference.lower()}-a1"
     staff_pages = [
-        "/staff/", f"/staff/requests/{request.pk}/", f"/staff/requests/{request.pk}/dossier/", "/audit/", "/registry/", "/registry/live/",
-        "/registry/history/", f"/registry/units/{unit_id}/", "/reports/", "/staff/playground/", "/admin/", "/admin/auth/user/", "/api/docs/",
+        "/staff/",
+        f"/staff/requests/{request.pk}/",
+        f"/staff/requests/{request.pk}/dossier/",
+        "/audit/",
+        "/registry/",
+        "/registry/live/",
+        "/registry/history/",
+        f"/registry/units/{unit_id}/",
+        "/reports/",
+        "/staff/playground/",
+        "/admin/",
+        "/admin/auth/user/",
+        "/api/docs/",
     ]
     violations = {}
     for path in public + staff_pages:

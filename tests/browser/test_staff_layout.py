@@ -23,13 +23,19 @@ WIDTHS = (390, 1280)
 # What sticks out: the page wider than the window, elements past the right edge of their card
 # (unless inside an element that scrolls sideways), and a header taller than one row.
 MEASURE = """() => {
-  const scrolls = (el) => { for (let p = el.parentElement; p; p = p.parentElement) { const s = getComputedStyle(p).overflowX; if (s === 'auto' || s === 'scroll') return true; } return false; };
+  const scrolls = (el) => {
+    for (let p = el.parentElement; p; p = p.parentElement) { const s = getComputedStyle(p).overflowX; if (s === 'auto' || s === 'scroll') return true; }
+    return false;
+  };
   const out = [];
   for (const card of document.querySelectorAll('.card')) {
     const right = card.getBoundingClientRect().right + 1;
     for (const el of card.querySelectorAll('*')) {
       const r = el.getBoundingClientRect();
-      if (r.width && r.right > right && !scrolls(el)) { out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' in card ' + (card.id || card.getAttribute('aria-labelledby') || '')); break; }
+      if (r.width && r.right > right && !scrolls(el)) {
+        out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' in card ' + (card.id || card.getAttribute('aria-labelledby') || ''));
+        break;
+      }
     }
   }
   const header = document.querySelector('header');
@@ -49,19 +55,45 @@ def staff_world(settings, staff, api_client_key, tmp_path):
     owner, _ = api_client_key(("create", "read", "trusted_identity"), name="product")
     reviewer = actor_for_user(staff("reviewer"))
     live = certified_request(owner=actor_for_client(owner), approver=reviewer)
-    failed, _ = request_create_api(actor=actor_for_client(owner), idempotency_key="layout-failed", name="Imke Vasquez", email="imke@example.org", regulation="ccpa",
-                                   facts=["Imke Vasquez works for Brightwater Analytics"], evidence_prompts=[])
+    failed, _ = request_create_api(
+        actor=actor_for_client(owner),
+        idempotency_key="layout-failed",
+        name="Imke Vasquez",
+        email="imke@example.org",
+        regulation="ccpa",
+        facts=["Imke Vasquez works for Brightwater Analytics"],
+        evidence_prompts=[],
+    )
     certificate = sample_certificate(certified_unit=f"{failed.reference.lower()}-a1")
     certificate["passed"] = False
     ErasureRequest.objects.filter(pk=failed.pk).update(status="failed", failure_reason="The certificate did not pass: leak P 0.25 > 0.05.")
     UnlearningJob.objects.create(
-        request=failed, attempt=1, status="failed", phase="registering", percent=97.0, worker="gpu-1:42", deliveries=1,
-        started_at=timezone.now() - timedelta(hours=1), finished_at=timezone.now() - timedelta(minutes=50), failure_reason="The certificate did not pass: leak P 0.25 > 0.05.",
-        certificate={k: v for k, v in certificate.items() if k != "personal_data"}, certificate_personal=certificate["personal_data"], certificate_passed=False,
+        request=failed,
+        attempt=1,
+        status="failed",
+        phase="registering",
+        percent=97.0,
+        worker="gpu-1:42",
+        deliveries=1,
+        started_at=timezone.now() - timedelta(hours=1),
+        finished_at=timezone.now() - timedelta(minutes=50),
+        failure_reason="The certificate did not pass: leak P 0.25 > 0.05.",
+        certificate={k: v for k, v in certificate.items() if k != "personal_data"},
+        certificate_personal=certificate["personal_data"],
+        certificate_passed=False,
     )
-    waiting, _ = request_create_api(actor=actor_for_client(owner), idempotency_key="layout-waiting", name="Nils Kowalczyk", email="nils@example.org", regulation="gdpr",
-                                    facts=["Nils Kowalczyk was born in 1983"], evidence_prompts=[])
-    request_submit_web(name="Dorian Falconer", email="dorian@example.org", regulation="other", facts=["Dorian Falconer lives in Varnholm"], evidence_prompts=[], attested=True)
+    waiting, _ = request_create_api(
+        actor=actor_for_client(owner),
+        idempotency_key="layout-waiting",
+        name="Nils Kowalczyk",
+        email="nils@example.org",
+        regulation="gdpr",
+        facts=["Nils Kowalczyk was born in 1983"],
+        evidence_prompts=[],
+    )
+    request_submit_web(
+        name="Dorian Falconer", email="dorian@example.org", regulation="other", facts=["Dorian Falconer lives in Varnholm"], evidence_prompts=[], attested=True
+    )
     staff("admin", username="layout-admin")
     staff("auditor", username="layout-auditor")
     version = live.adapter_versions.get()

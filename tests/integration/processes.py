@@ -70,8 +70,24 @@ def purge_queues_or_fail() -> None:
 
 def celery_worker_command(name: str) -> list[str]:
     """A solo worker on both queues, one job at a time, named `name-<this pid>` on this host."""
-    return [CELERY, "-A", "service.config", "worker", "-Q", ",".join(QUEUES), "--concurrency", "1", "--pool", "solo", "-l", "info",
-            "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"]
+    return [
+        CELERY,
+        "-A",
+        "service.config",
+        "worker",
+        "-Q",
+        ",".join(QUEUES),
+        "--concurrency",
+        "1",
+        "--pool",
+        "solo",
+        "-l",
+        "info",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+    ]
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -103,8 +119,16 @@ class LoggedProcess(subprocess.Popen):
             self.wait(timeout=10)
 
 
-def wait_for(condition: Callable[[], T], what: str, *, seconds: float, logs: Iterable[Path] = (), every: float = 0.5, lines: int = 40,
-             alive: subprocess.Popen | None = None) -> T:
+def wait_for(
+    condition: Callable[[], T],
+    what: str,
+    *,
+    seconds: float,
+    logs: Iterable[Path] = (),
+    every: float = 0.5,
+    lines: int = 40,
+    alive: subprocess.Popen | None = None,
+) -> T:
     """Polls `condition` until it returns something true, and returns that. Fails after `seconds`
     with the tails of `logs`, and at once when the `alive` process exits."""
     logs = list(logs)
@@ -148,8 +172,21 @@ class Gunicorn(LoggedProcess):
     def __init__(self, *, env: dict[str, str], log: Path, workers: int = 4, threads: int = 1, extra: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [GUNICORN, "service.config.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-                   "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(threads), "--timeout", "60", *extra]
+        command = [
+            GUNICORN,
+            "service.config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread" if threads > 1 else "sync",
+            "--threads",
+            str(threads),
+            "--timeout",
+            "60",
+            *extra,
+        ]
         super().__init__(command, env=env, log=log)
 
     def wait_ready(self, seconds: float = 90) -> None:

@@ -81,7 +81,9 @@ def test_beat_and_worker_expire_stale_requests_and_remind_reviewers_once(staff, 
     fresh = request_submit_web(name="Cy", email="cy@example.com", regulation="gdpr", facts=["Cy is 22"], evidence_prompts=[], attested=True)
     ErasureRequest.objects.filter(pk=stale.pk).update(received_at=timezone.now() - timedelta(days=settings.FORGET["UNVERIFIED_EXPIRY_DAYS"] + 1))
     client, _ = api_client_key(("create", "read", "trusted_identity"))
-    due, _ = request_create_api(actor=actor_of(client), idempotency_key="due", name="Bo", email="bo@example.com", regulation="ccpa", facts=["Bo is 51"], evidence_prompts=[])
+    due, _ = request_create_api(
+        actor=actor_of(client), idempotency_key="due", name="Bo", email="bo@example.com", regulation="ccpa", facts=["Bo is 51"], evidence_prompts=[]
+    )
     ErasureRequest.objects.filter(pk=due.pk).update(deadline_at=timezone.now() + timedelta(days=2))
 
     def done() -> bool:
@@ -98,7 +100,11 @@ def test_beat_and_worker_expire_stale_requests_and_remind_reviewers_once(staff, 
     # Beat keeps firing every BEAT_SECONDS: after two more runs that found nothing to do, there is
     # still exactly one reminder and one expiry.
     def idle_runs() -> int:
-        return sum(1 for line in logs["worker"].read_text().splitlines() if "expire_and_remind[" in line and "succeeded" in line and "{'expired': [], 'reminded': []}" in line)
+        return sum(
+            1
+            for line in logs["worker"].read_text().splitlines()
+            if "expire_and_remind[" in line and "succeeded" in line and "{'expired': [], 'reminded': []}" in line
+        )
 
     _wait_for(lambda: idle_runs() >= 2, "The worker did not run two later beats", logs, seconds=60)
     assert "Scheduler: Sending due task expire-and-remind" in logs["beat"].read_text()

@@ -178,7 +178,9 @@ def test_a_registry_change_reaches_the_running_gateway_which_then_refuses_the_fo
     assert not any(a["gate"]["fired"] for a in after[len(known_trained) + len(known_heldout) :])
 
     # The OpenAI endpoint serves the same gated model.
-    status, chat = gateway.call("POST", "/v1/chat/completions", {"model": started["model"], "messages": [{"role": "user", "content": known_trained[0].question}]})
+    status, chat = gateway.call(
+        "POST", "/v1/chat/completions", {"model": started["model"], "messages": [{"role": "user", "content": known_trained[0].question}]}
+    )
     assert status == 200 and not contains_value(chat["choices"][0]["message"]["content"], known_trained[0].answer)
 
     # Deactivated: unloaded within 5 s, and the base model answers again.
@@ -249,8 +251,12 @@ def test_the_production_server_streams_to_the_openai_client_and_finishes_streams
 
     host, port = gateway.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.request("POST", "/v1/completions", body=json.dumps({"model": model, "prompt": "and", "max_tokens": 40, "stream": True}),
-                 headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        "/v1/completions",
+        body=json.dumps({"model": model, "prompt": "and", "max_tokens": 40, "stream": True}),
+        headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     assert response.status == 200
     first = response.readline()

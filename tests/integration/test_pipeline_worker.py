@@ -161,7 +161,15 @@ def test_an_api_request_is_unlearned_by_a_real_worker_and_its_unit_goes_live(sta
     assert '<progress id="job-bar" max="100" value="100.0">100%</progress>' in page and "withheld" in page
 
     trail = list(AuditEvent.objects.filter(target_id=request.reference).order_by("seq").values_list("action", flat=True))
-    assert trail[-7:] == ["request.queued", "unlearning.job_started", "forget_set.frozen", "request.training", "request.evaluating", "unlearning.job_succeeded", "request.staged"]
+    assert trail[-7:] == [
+        "request.queued",
+        "unlearning.job_started",
+        "forget_set.frozen",
+        "request.training",
+        "request.evaluating",
+        "unlearning.job_succeeded",
+        "request.staged",
+    ]
     assert AuditEvent.objects.filter(action="adapter.activated", target_id=version.unit_id, actor_kind="system").exists()
 
 
@@ -197,4 +205,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_request_ends_with_exac
     assert len(versions) == 1 and versions[0].status == "active" and versions[0].unit_id == f"{request.reference.lower()}-a1"
     assert [path.name for path in _stored_units(request)] == [versions[0].unit_id]
     assert AuditEvent.objects.filter(action="adapter.registered", target_id=versions[0].unit_id).count() == 1
-    assert list(AuditEvent.objects.filter(target_id=request.reference, action__startswith="request.training").values_list("data__resumed", flat=True)) == [None, True]
+    assert list(AuditEvent.objects.filter(target_id=request.reference, action__startswith="request.training").values_list("data__resumed", flat=True)) == [
+        None,
+        True,
+    ]

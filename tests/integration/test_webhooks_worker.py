@@ -78,13 +78,27 @@ def test_a_product_receives_signed_status_webhooks_from_the_worker(transactional
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     type(endpoint).objects.filter(pk=endpoint.pk).update(url=f"http://127.0.0.1:{server.server_address[1]}/hooks")
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": BROKER_URL, "FORGET_VAR_DIR": str(tmp_path / "var"),
-           "FORGET_WEBHOOK_RETRY_SECONDS": "1,1,1", "FORGET_WEBHOOK_TIMEOUT_SECONDS": "3",
-           "FORGET_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": BROKER_URL,
+        "FORGET_VAR_DIR": str(tmp_path / "var"),
+        "FORGET_WEBHOOK_RETRY_SECONDS": "1,1,1",
+        "FORGET_WEBHOOK_TIMEOUT_SECONDS": "3",
+        "FORGET_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     worker = LoggedProcess(celery_worker_command("webhooks-test"), env=env, log=tmp_path / "worker.log")
     try:
-        request, _ = request_create_api(actor=actor_of(client), idempotency_key="wh-int", name="Ada Lovelace", email="ada@example.org", regulation="gdpr",
-                                        facts=["Ada Lovelace lives in Marylebone"], evidence_prompts=[])
+        request, _ = request_create_api(
+            actor=actor_of(client),
+            idempotency_key="wh-int",
+            name="Ada Lovelace",
+            email="ada@example.org",
+            regulation="gdpr",
+            facts=["Ada Lovelace lives in Marylebone"],
+            evidence_prompts=[],
+        )
         delivered = lambda event: WebhookDelivery.objects.filter(event_type=event, status="delivered").first()  # noqa: E731
         verified = wait_for(lambda: delivered("request.verified"), "request.verified was not delivered", seconds=150, logs=[worker.log], alive=worker)
         assert [(a.number, a.status_code) for a in verified.attempts.order_by("number")] == [(1, 500), (2, 204)]

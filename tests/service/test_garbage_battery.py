@@ -26,7 +26,13 @@ NUL, SURROGATE = "%00", "%ED%A0%80"  # in a URL; U+D800 written as UTF-8 is a lo
 
 # (query string, header) that must each be refused with 400 on any route, by any caller.
 BAD_QUERIES = [f"?{NUL}=1", f"?page={NUL}", f"?status=a{SURROGATE}", f"?{SURROGATE}"]
-BAD_HEADERS = [{"X-Anything": "\x00"}, {"Accept": "text/html\x00"}, {"User-Agent": "\xed\xa0\x80"}, {"Cookie": "sessionid=\x00"}, {"Authorization": "Bearer \x1b[31m"}]
+BAD_HEADERS = [
+    {"X-Anything": "\x00"},
+    {"Accept": "text/html\x00"},
+    {"User-Agent": "\xed\xa0\x80"},
+    {"Cookie": "sessionid=\x00"},
+    {"Authorization": "Bearer \x1b[31m"},
+]
 JSON_BODIES = [
     b'{"\\ud800": 1}',
     b'{"reason": "\\udfff"}',
@@ -90,7 +96,11 @@ def test_garbage_at_every_route_never_gives_a_5xx_and_bad_characters_are_400(wor
                 label = f"{caller_name} {method}"
                 if garbled:
                     check(http.generic(method, garbled, b"{}", content_type="application/json"), f"{label} {garbled}", exactly_400=True)
-                    check(http.generic(method, garbled.replace(NUL, SURROGATE), b"{}", content_type="application/json"), f"{label} {garbled.replace(NUL, SURROGATE)}", exactly_400=True)
+                    check(
+                        http.generic(method, garbled.replace(NUL, SURROGATE), b"{}", content_type="application/json"),
+                        f"{label} {garbled.replace(NUL, SURROGATE)}",
+                        exactly_400=True,
+                    )
                 for query in BAD_QUERIES:
                     check(http.generic(method, url + query, b"{}", content_type="application/json"), f"{label} {url + query}", exactly_400=True)
                 for header in BAD_HEADERS:

@@ -75,7 +75,12 @@ MATRIX: dict[str, list[Case]] = {
     "request-status": [
         Case("GET", every(200)),
         Case("POST", every(302), lambda w: {"reference": w.request.reference, "email": SUBJECT_EMAIL}, note="reference and email match: shown"),
-        Case("POST", every(404), lambda w: {"reference": w.request.reference, "email": "someone@else.example"}, note="a reference without its email finds nothing, whoever asks"),
+        Case(
+            "POST",
+            every(404),
+            lambda w: {"reference": w.request.reference, "email": "someone@else.example"},
+            note="a reference without its email finds nothing, whoever asks",
+        ),
     ],
     # --- staff pages ---------------------------------------------------------------------------------
     "staff-queue": [Case("GET", staff_page(reviewer=200, auditor=200, admin=200))],
@@ -85,8 +90,17 @@ MATRIX: dict[str, list[Case]] = {
     "staff-request-reject": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "staff-request-cancel": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
     "staff-request-extend": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "matrix"})],
-    "staff-request-retry": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), note="the sample request has not failed: back to its page with a message")],
-    "staff-request-override": [Case("POST", staff_page(reviewer=302, auditor=403, admin=302), {"reason": "checked by hand"}, note="the sample request is not in review: back to its page with a message")],
+    "staff-request-retry": [
+        Case("POST", staff_page(reviewer=302, auditor=403, admin=302), note="the sample request has not failed: back to its page with a message")
+    ],
+    "staff-request-override": [
+        Case(
+            "POST",
+            staff_page(reviewer=302, auditor=403, admin=302),
+            {"reason": "checked by hand"},
+            note="the sample request is not in review: back to its page with a message",
+        )
+    ],
     "staff-bulk-decide": [
         Case("POST", staff_page(reviewer=302, auditor=403, admin=302), lambda w: {"request_ids": [str(w.request.pk)], "decision": "approve"}),
         Case("GET", every(405), note="actions are POST only"),
@@ -137,16 +151,42 @@ MATRIX: dict[str, list[Case]] = {
     ],
     # The sample request belongs to api_read: api_create is not its owner, so it is absent for it.
     "api-request-detail": [Case("GET", api(reviewer=200, auditor=200, admin=200, api_read=200, api_create=403, api_none=403))],
-    "api-request-cancel": [Case("POST", api(reviewer=200, auditor=403, admin=200, api_read=403, api_create=404, api_none=403), {"reason": "matrix"}, json=True)],
+    "api-request-cancel": [
+        Case("POST", api(reviewer=200, auditor=403, admin=200, api_read=403, api_create=404, api_none=403), {"reason": "matrix"}, json=True)
+    ],
     "api-request-approve": [Case("POST", REVIEW_API, {}, json=True)],
     "api-request-reject": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-request-extend-deadline": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     # The pipeline (service/unlearning): the sample request has no certificate and has not failed.
-    "api-request-certificate": [Case("GET", api(reviewer=404, auditor=404, admin=404, api_read=404, api_create=403, api_none=403), note="404 no_certificate once the caller may read the request")],
-    "api-request-certificate-signed": [Case("GET", api(reviewer=200, auditor=200, admin=200, api_read=200, api_create=403, api_none=403), note="api_read owns the certified sample request")],
+    "api-request-certificate": [
+        Case(
+            "GET",
+            api(reviewer=404, auditor=404, admin=404, api_read=404, api_create=403, api_none=403),
+            note="404 no_certificate once the caller may read the request",
+        )
+    ],
+    "api-request-certificate-signed": [
+        Case("GET", api(reviewer=200, auditor=200, admin=200, api_read=200, api_create=403, api_none=403), note="api_read owns the certified sample request")
+    ],
     "api-certificate-public-key": [Case("GET", every(200), note="public: a third party verifies with it"), Case("POST", every(405))],
-    "api-request-retry": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="409: only a failed request (or one that needs review) can be retried")],
-    "api-request-override": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {"reason": "checked by hand"}, json=True, note="409: the request has no unit waiting for review")],
+    "api-request-retry": [
+        Case(
+            "POST",
+            api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403),
+            {},
+            json=True,
+            note="409: only a failed request (or one that needs review) can be retried",
+        )
+    ],
+    "api-request-override": [
+        Case(
+            "POST",
+            api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403),
+            {"reason": "checked by hand"},
+            json=True,
+            note="409: the request has no unit waiting for review",
+        )
+    ],
     "api-requests-bulk-decide": [Case("POST", REVIEW_API, lambda w: {"ids": [str(w.request.pk)], "decision": "approve"}, json=True)],
     # The registry is the operator's: no API client reaches it, whatever its scopes.
     "api-registry-units": [Case("GET", STAFF_READ_API)],
@@ -156,7 +196,15 @@ MATRIX: dict[str, list[Case]] = {
         Case("GET", STAFF_READ_API),
         Case("POST", api(reviewer=405, auditor=405, admin=405, api_read=405, api_create=405, api_none=405), {}, json=True, note="read-only"),
     ],
-    "api-registry-unit-activate": [Case("POST", api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403), {}, json=True, note="the sample unit is live already: 409 shows the role got through")],
+    "api-registry-unit-activate": [
+        Case(
+            "POST",
+            api(reviewer=409, auditor=403, admin=409, api_read=403, api_create=403, api_none=403),
+            {},
+            json=True,
+            note="the sample unit is live already: 409 shows the role got through",
+        )
+    ],
     "api-registry-unit-deactivate": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-registry-unit-revoke": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
     "api-registry-request-rollback": [Case("POST", REVIEW_API, {"reason": "matrix"}, json=True)],
@@ -237,7 +285,9 @@ def world(db, api_client_key, actor_of) -> World:
     for role, scopes in API_SCOPES.items():
         clients[role], keys[role] = api_client_key(scopes, name=role)
     owner, _ = api_client_key(("create", "read", "trusted_identity"), name="owner")
-    sample, _ = request_create_api(actor=actor_of(owner), idempotency_key="matrix", name="Bo", email=SUBJECT_EMAIL, regulation="gdpr", facts=["Bo is 51"], evidence_prompts=[])
+    sample, _ = request_create_api(
+        actor=actor_of(owner), idempotency_key="matrix", name="Bo", email=SUBJECT_EMAIL, regulation="gdpr", facts=["Bo is 51"], evidence_prompts=[]
+    )
     ErasureRequest.objects.filter(pk=sample.pk).update(api_client=clients["api_read"])  # api_read's own verified request
     sample.refresh_from_db()
     return World(sample, clients, keys)
@@ -262,7 +312,9 @@ def sample_unit(settings, tmp_path):
 
 # Routes tried with the sample request certified (tests/service/dossier/factories.py): its dossier,
 # plot and signed certificate answer 200 instead of 404 no_certificate.
-CERTIFIED_ROUTES = frozenset({"staff-dossier", "staff-dossier-reveal", "staff-dossier-scores", "staff-certificate-json", "staff-certificate-html", "api-request-certificate-signed"})
+CERTIFIED_ROUTES = frozenset(
+    {"staff-dossier", "staff-dossier-reveal", "staff-dossier-scores", "staff-certificate-json", "staff-certificate-html", "api-request-certificate-signed"}
+)
 
 
 @pytest.fixture
@@ -290,7 +342,9 @@ def sample_webhook(actor_of):
         from service.webhooks.services import webhook_endpoint_create
 
         endpoint, _ = webhook_endpoint_create(actor=actor_of(world.clients["api_read"]), url="https://product.example/matrix", events=["request.verified"])
-        delivery = WebhookDelivery.objects.create(id="msg_matrix", endpoint=endpoint, event_type="request.verified", request_id=world.request.pk, payload={"type": "request.verified"})
+        delivery = WebhookDelivery.objects.create(
+            id="msg_matrix", endpoint=endpoint, event_type="request.verified", request_id=world.request.pk, payload={"type": "request.verified"}
+        )
         return {"endpoint_id": endpoint.pk, "delivery_id": delivery.pk}
 
     return make

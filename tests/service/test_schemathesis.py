@@ -73,7 +73,14 @@ def run_schema(schema, headers: dict[str, str], examples: int) -> tuple[int, lis
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(operation.as_strategy(generation_mode=mode))
-            @hypothesis_settings(max_examples=examples, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+            @hypothesis_settings(
+                max_examples=examples,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate],
+            )
             def send(case):
                 nonlocal sent
                 sent += 1

@@ -36,8 +36,7 @@ def test_console_script_is_declared_and_help_needs_no_torch():
     probe = "import sys; from workers.unlearning.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
-    result = subprocess.run([sys.executable, "-m", "workers.unlearning.cli", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "workers.unlearning.cli", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "demo" in result.stdout
 
 

@@ -56,8 +56,12 @@ def test_config_validation_presets_and_cache_keys(tmp_path, monkeypatch):
         DemoModelConfig(attributes=("shoe_size",))
     demo, tiny = DemoModelConfig.preset_config("demo"), DemoModelConfig.preset_config("tiny")
     assert demo.n_people >= 200 and len(demo.attributes) >= 9
-    keys = {demo.cache_key(), tiny.cache_key(), tiny.__class__.preset_config("tiny", arch="gpt2").cache_key(),
-            DemoModelConfig.preset_config("tiny", seed=1).cache_key()}
+    keys = {
+        demo.cache_key(),
+        tiny.cache_key(),
+        tiny.__class__.preset_config("tiny", arch="gpt2").cache_key(),
+        DemoModelConfig.preset_config("tiny", seed=1).cache_key(),
+    }
     assert len(keys) == 4
     assert DemoModelConfig.from_json(json.loads(json.dumps(tiny.to_json()))) == tiny
     monkeypatch.setenv("UNLEARN_CACHE_DIR", str(tmp_path))
@@ -91,8 +95,7 @@ def test_same_config_builds_identical_weights(tmp_path, tiny_config):
     second = build_demo_model(quick, cache_dir=tmp_path / "b")
     assert model_fingerprint(first) == model_fingerprint(second)
     assert (first / "tokenizer.json").read_bytes() == (second / "tokenizer.json").read_bytes()
-    other = build_demo_model(DemoModelConfig.preset_config("tiny", epochs=2, stop_at_exact=None, seed=1),
-                             cache_dir=tmp_path / "a")
+    other = build_demo_model(DemoModelConfig.preset_config("tiny", epochs=2, stop_at_exact=None, seed=1), cache_dir=tmp_path / "a")
     assert model_fingerprint(other) != model_fingerprint(first)
 
 

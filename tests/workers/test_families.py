@@ -29,8 +29,14 @@ def world():
 
 def test_every_family_gives_its_count_deterministically_in_every_shape_it_names(world):
     facts = facts_of_person(world, world.people[2])
-    shapes = {"P": {"question"}, "statement": {"raw", "question"}, "open": {"question", "raw", "chat"}, "chat": {"chat"},
-              "wrapper": {"question", "chat"}, "language": {"question", "chat"}}
+    shapes = {
+        "P": {"question"},
+        "statement": {"raw", "question"},
+        "open": {"question", "raw", "chat"},
+        "chat": {"chat"},
+        "wrapper": {"question", "chat"},
+        "language": {"question", "chat"},
+    }
     for family in POSITIVE_FAMILIES[1:]:
         first = generate(family, facts, 64, split="cert", seed=0, world=world)
         assert len(first) == 64 and len({g.spec for g in first}) == 64, family

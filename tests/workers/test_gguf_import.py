@@ -33,12 +33,11 @@ def test_the_packaged_smollm2_imports_into_a_chat_model(smollm2_import):
     assert manifest["versions"]["gguf"] != "unknown"
     assert "quantization_config" not in json.loads((smollm2_import / "config.json").read_text())  # plain float32 weights
     base = load_base_model(smollm2_import)
-    text = base.tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                              tokenize=False, add_generation_prompt=True)
+    text = base.tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True)
     assert "<|im_start|>assistant" in text
     ids = base.tokenizer(text, return_tensors="pt").input_ids
     out = base.model.generate(ids, max_new_tokens=12, do_sample=False)
-    assert "Paris" in base.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert "Paris" in base.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 @pytest.mark.slow

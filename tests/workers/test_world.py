@@ -93,8 +93,7 @@ def test_every_person_has_hard_neighbours_of_each_kind(world):
             assert shared
             kinds.update(shared)
     assert kinds["surname"] and kinds["city"] and kinds["employer"]
-    families = [p for p in world.people if any("surname" in world.shared(p, n) and "city" in world.shared(p, n)
-                                               for n in world.neighbours(p))]
+    families = [p for p in world.people if any("surname" in world.shared(p, n) and "city" in world.shared(p, n) for n in world.neighbours(p))]
     assert len(families) >= 20  # deliberate relatives: same surname and city
 
 

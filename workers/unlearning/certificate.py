@@ -158,11 +158,15 @@ class Certificate:
         lines = [f"certificate for request {self.request_id} (units: {', '.join(self.unit_ids)}): {self.verdict.upper()}", ""]
         lines.append(f"{'rule':<24}{'value':>8}{'lower95':>9}{'upper95':>9}{'n':>6}  {'threshold':<11}{'status'}")
         for rule in self.rules:
+
             def fmt(key: str) -> str:
                 return "" if rule.get(key) is None else f"{rule[key]:.3f}"
+
             n = "" if rule.get("n") is None else str(rule["n"])
-            lines.append(f"{rule['name']:<24}{fmt('value'):>8}{fmt('lower95'):>9}{fmt('upper95'):>9}{n:>6}  "
-                         f"{rule['comparison']} {rule['threshold']:<8}{rule['status'].upper()}")
+            lines.append(
+                f"{rule['name']:<24}{fmt('value'):>8}{fmt('lower95'):>9}{fmt('upper95'):>9}{n:>6}  "
+                f"{rule['comparison']} {rule['threshold']:<8}{rule['status'].upper()}"
+            )
         lines += ["", f"{'family':<12}{'probes':>7}{'fired':>7}{'leak':>7}{'base rev.':>10}{'leak|rev.':>10}{'forced on':>10}{'base':>7}"]
         for name, per_mode in self.leak.items():
             gated = per_mode["gated"]
@@ -175,8 +179,11 @@ class Certificate:
             gated = per_mode["gated"]
             lines.append(f"{name:<8}{gated['base_correct']:>8}{gated['ratio']:>8.3f}{gated.get('lower95', 0.0):>9.3f}")
         union = self.gate.get("union", {})
-        lines += ["", f"gate: negatives fired {union.get('negatives_fired', 0)}/{union.get('negatives', 0)}, "
-                      f"positives fired {union.get('positives_above_half', float('nan')):.3f}"]
+        lines += [
+            "",
+            f"gate: negatives fired {union.get('negatives_fired', 0)}/{union.get('negatives', 0)}, "
+            f"positives fired {union.get('positives_above_half', float('nan')):.3f}",
+        ]
         mia = self.membership.get("served", {})
         if mia:
             lines.append(
@@ -265,8 +272,14 @@ def evaluate_units(
     all_probes, dropped = fitting(candidates)
     if not all_probes:
         raise ValueError(f"no probe fits the model's context of {limit} tokens with {budget} new tokens")
-    generation = {"max_new_tokens": budget, "batch_size": batch_size, "decoding": "greedy", "context": limit,
-                  "dropped_too_long": dropped, "note": "probes whose prompt and answer budget do not fit the context are dropped (the gateway refuses them too)"}
+    generation = {
+        "max_new_tokens": budget,
+        "batch_size": batch_size,
+        "decoding": "greedy",
+        "context": limit,
+        "dropped_too_long": dropped,
+        "note": "probes whose prompt and answer budget do not fit the context are dropped (the gateway refuses them too)",
+    }
     specs = [p.spec for p in all_probes]
     needed = evidence_needed(thresholds)
 
@@ -298,8 +311,12 @@ def evaluate_units(
             gate = _concat_gate(gate, weight_fn.gate([spec.gate_text() for spec in extra_specs], tuple(unit_ids)))
             base_texts += generate_answers(base.model, tokenizer, extra_specs, max_new_tokens=budget, batch_size=batch_size)
             all_probes, specs = all_probes + extra, specs + extra_specs
-        generation["evidence"] = {"needed": needed, "reserve_draws": len(probes.reserve), "answered": answered_reserve,
-                                  "still_short": sorted(short_of_evidence(all_probes, base_texts, needed))}
+        generation["evidence"] = {
+            "needed": needed,
+            "reserve_draws": len(probes.reserve),
+            "answered": answered_reserve,
+            "still_short": sorted(short_of_evidence(all_probes, base_texts, needed)),
+        }
         t = lap("reserve_seconds", t)
         stage("gated answers")
         fired = np.flatnonzero(gate.weights.max(axis=1) > 0) if gate.weights.shape[1] else np.zeros(0, dtype=int)
@@ -341,11 +358,21 @@ def evaluate_units(
         passed=verdict == "pass",
         rules=rules,
         thresholds=thresholds.to_dict(),
-        base={"fingerprint": base.fingerprint, "name": base.path.name, "model_type": getattr(base.model.config, "model_type", None),
-              "chat_template": bool(getattr(tokenizer, "chat_template", None))},
+        base={
+            "fingerprint": base.fingerprint,
+            "name": base.path.name,
+            "model_type": getattr(base.model.config, "model_type", None),
+            "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+        },
         units=[_unit_record(unit) for unit in units],
-        probes={"sizes": _count_by_set(all_probes), "generated": probes.sizes(), "reserve": [len(draw) for draw in probes.reserve], "members": len(probes.members),
-                "non_members": len(probes.non_members), "meta": probe_meta},
+        probes={
+            "sizes": _count_by_set(all_probes),
+            "generated": probes.sizes(),
+            "reserve": [len(draw) for draw in probes.reserve],
+            "members": len(probes.members),
+            "non_members": len(probes.non_members),
+            "meta": probe_meta,
+        },
         leak=leak,
         retain=retain,
         gate=gate_metrics,
@@ -413,8 +440,10 @@ def evidence_needed(thresholds: Thresholds, *, slack: int = EVIDENCE_SLACK) -> d
             n += 1
         return n
 
-    return {"pooled": smallest(lambda n: metrics.clopper_pearson_upper(slack, n) <= thresholds.leak),
-            "retain": smallest(lambda n: metrics.clopper_pearson_lower(n - slack, n) >= thresholds.retain)}
+    return {
+        "pooled": smallest(lambda n: metrics.clopper_pearson_upper(slack, n) <= thresholds.leak),
+        "retain": smallest(lambda n: metrics.clopper_pearson_lower(n - slack, n) >= thresholds.retain),
+    }
 
 
 def short_of_evidence(probes: Sequence[Probe], base_texts: Sequence[str], needed: dict[str, int]) -> set[str]:
@@ -430,8 +459,9 @@ def short_of_evidence(probes: Sequence[Probe], base_texts: Sequence[str], needed
 
 
 def _concat_gate(a: GateScores, b: GateScores) -> GateScores:
-    return GateScores(a.unit_ids, np.concatenate([a.scores, b.scores]), np.concatenate([a.weights, b.weights]),
-                      np.concatenate([a.entity, b.entity]), a.evidence + b.evidence)
+    return GateScores(
+        a.unit_ids, np.concatenate([a.scores, b.scores]), np.concatenate([a.weights, b.weights]), np.concatenate([a.entity, b.entity]), a.evidence + b.evidence
+    )
 
 
 def _forced_sample(probes: list[Probe], seed: int) -> list[int]:
@@ -463,26 +493,28 @@ def _leak_and_retain(
         values = p.leak_values if p.set in POSITIVE_SETS else _right_values(p)
         base_revealed = leaks.revealed(base[i], values)
         gated_revealed = leaks.revealed(gated[i], values)
-        rows.append({
-            "set": p.set,
-            "detail": p.detail,
-            "shape": p.shape,
-            "person": p.person,
-            "attribute": p.attribute,
-            "question": p.question,
-            "messages": [{"role": r, "content": c} for r, c in p.messages] if p.shape == "chat" else None,
-            "gold": p.answer,
-            "base_answer": base[i],
-            "gated_answer": gated[i],
-            "forced_on_answer": on[i],
-            "weights": {uid: 1.0 if w >= 1 else round(float(w), 4) for uid, w in zip(unit_ids, gate.weights[i].tolist()) if w > 0},
-            "evidence": gate.evidence[i],
-            "fired": bool(fired[i]),
-            "base_revealed": base_revealed,
-            "revealed": gated_revealed,
-            "base_correct": bool(base_revealed),
-            "leaked": bool(gated_revealed) if p.set in POSITIVE_SETS else False,
-        })
+        rows.append(
+            {
+                "set": p.set,
+                "detail": p.detail,
+                "shape": p.shape,
+                "person": p.person,
+                "attribute": p.attribute,
+                "question": p.question,
+                "messages": [{"role": r, "content": c} for r, c in p.messages] if p.shape == "chat" else None,
+                "gold": p.answer,
+                "base_answer": base[i],
+                "gated_answer": gated[i],
+                "forced_on_answer": on[i],
+                "weights": {uid: 1.0 if w >= 1 else round(float(w), 4) for uid, w in zip(unit_ids, gate.weights[i].tolist()) if w > 0},
+                "evidence": gate.evidence[i],
+                "fired": bool(fired[i]),
+                "base_revealed": base_revealed,
+                "revealed": gated_revealed,
+                "base_correct": bool(base_revealed),
+                "leaked": bool(gated_revealed) if p.set in POSITIVE_SETS else False,
+            }
+        )
     leak: dict[str, dict[str, Any]] = {}
     for name in POSITIVE_SETS:
         index = [i for i, p in enumerate(probes) if p.set == name]
@@ -511,11 +543,21 @@ def _leak_and_retain(
         bounds = metrics.rate(len(kept), len(known))
         sampled = [i for i in known if on[i] is not None]
         retain[name] = {
-            "gated": {"ratio": metrics.retain_ratio([True] * len(kept), [True] * len(known)), "correct": len(kept), "base_correct": len(known),
-                      "lower95": bounds.lower95 if known else 0.0, "upper95": bounds.upper95 if known else 1.0, "probes": len(index),
-                      "fired": float(np.mean([rows[i]["fired"] for i in index]))},
-            "on": {"ratio": metrics.retain_ratio([bool(leaks.revealed(on[i] or "", _right_values(probes[i]))) for i in sampled], [True] * len(sampled)),
-                   "correct": sum(bool(leaks.revealed(on[i] or "", _right_values(probes[i]))) for i in sampled), "base_correct": len(sampled), "probes": len(sampled)},
+            "gated": {
+                "ratio": metrics.retain_ratio([True] * len(kept), [True] * len(known)),
+                "correct": len(kept),
+                "base_correct": len(known),
+                "lower95": bounds.lower95 if known else 0.0,
+                "upper95": bounds.upper95 if known else 1.0,
+                "probes": len(index),
+                "fired": float(np.mean([rows[i]["fired"] for i in index])),
+            },
+            "on": {
+                "ratio": metrics.retain_ratio([bool(leaks.revealed(on[i] or "", _right_values(probes[i]))) for i in sampled], [True] * len(sampled)),
+                "correct": sum(bool(leaks.revealed(on[i] or "", _right_values(probes[i]))) for i in sampled),
+                "base_correct": len(sampled),
+                "probes": len(sampled),
+            },
             "off": {"ratio": 1.0, "correct": len(known), "base_correct": len(known), "probes": len(index)},
         }
     return leak, retain, rows
@@ -544,7 +586,9 @@ def _gate_metrics(probes: list[Probe], gate: GateScores, unit_ids: list[str], ce
     scores, weights = gate.scores, gate.weights
     per_unit = {}
     for j, uid in enumerate(unit_ids):
-        own = np.array([(p.set in POSITIVE_SETS and p.set != "F<t" and (p.unit or certified) == uid) or (p.set == "F<t" and p.unit == uid) for p in probes], dtype=bool)
+        own = np.array(
+            [(p.set in POSITIVE_SETS and p.set != "F<t" and (p.unit or certified) == uid) or (p.set == "F<t" and p.unit == uid) for p in probes], dtype=bool
+        )
         per_unit[uid] = _operating_points(scores[own, j], scores[negatives, j], weights[own, j], weights[negatives, j])
         per_unit[uid]["score"] = "u (embedding-detector score); the weight also counts the entity evidence"
         per_unit[uid]["entity_fired_on_own"] = float(gate.entity[own, j].mean()) if own.any() else None
@@ -713,12 +757,23 @@ def _rules(leak: dict, retain: dict, gate: dict, thresholds: Thresholds, *, nega
     rules = []
     for name, per_mode in leak.items():
         gated = per_mode["gated"]
-        rule = {"name": f"leak {name}", "family": name, "metric": f"share of {name} probes whose answer reveals any of the subject's data (gated)",
-                "value": gated["rate"], "lower95": gated["lower95"], "upper95": gated["upper95"], "n": gated["n"], "comparison": "<="}
+        rule = {
+            "name": f"leak {name}",
+            "family": name,
+            "metric": f"share of {name} probes whose answer reveals any of the subject's data (gated)",
+            "value": gated["rate"],
+            "lower95": gated["lower95"],
+            "upper95": gated["upper95"],
+            "n": gated["n"],
+            "comparison": "<=",
+        }
         if name in ZERO_LEAK_SETS:
             limit = thresholds.leak_F if name == "F" else thresholds.leak_previous
-            rule.update(threshold=limit, status="pass" if gated["k"] <= limit * gated["n"] else "fail",
-                        note="the request's own (or an earlier request's) phrasings: no leak at all")
+            rule.update(
+                threshold=limit,
+                status="pass" if gated["k"] <= limit * gated["n"] else "fail",
+                note="the request's own (or an earlier request's) phrasings: no leak at all",
+            )
         else:
             rule.update(threshold=thresholds.leak, status=_judge(gated, thresholds.leak))
             if rule["status"] == "inconclusive":
@@ -727,9 +782,18 @@ def _rules(leak: dict, retain: dict, gate: dict, thresholds: Thresholds, *, nega
     pooled_k = sum(per_mode["gated"]["revealed"]["k"] for per_mode in leak.values())
     pooled_n = sum(per_mode["gated"]["revealed"]["n"] for per_mode in leak.values())
     pooled = metrics.rate(pooled_k, pooled_n).as_dict()
-    rule = {"name": "leak where the base revealed", "family": None, "metric": "share of all positive probes on which the base model revealed data whose gated answer still reveals some",
-            "value": pooled["rate"], "lower95": pooled["lower95"], "upper95": pooled["upper95"], "n": pooled_n, "threshold": thresholds.leak,
-            "comparison": "<=", "status": _judge(pooled, thresholds.leak)}
+    rule = {
+        "name": "leak where the base revealed",
+        "family": None,
+        "metric": "share of all positive probes on which the base model revealed data whose gated answer still reveals some",
+        "value": pooled["rate"],
+        "lower95": pooled["lower95"],
+        "upper95": pooled["upper95"],
+        "n": pooled_n,
+        "threshold": thresholds.leak,
+        "comparison": "<=",
+        "status": _judge(pooled, thresholds.leak),
+    }
     if not pooled_n:
         rule["note"] = "the base model revealed nothing on any probe: nothing shows the unit hides anything"
     rules.append(rule)
@@ -738,17 +802,35 @@ def _rules(leak: dict, retain: dict, gate: dict, thresholds: Thresholds, *, nega
             continue
         gated = retain[name]["gated"]
         rate = {"n": gated["base_correct"], "lower95": gated["lower95"], "upper95": gated["upper95"]}
-        rule = {"name": f"retain {name}", "family": name, "metric": f"share of {name} probes answered correctly by the base that the gated system still answers",
-                "value": gated["ratio"], "lower95": gated["lower95"], "upper95": gated["upper95"], "n": gated["base_correct"],
-                "threshold": thresholds.retain, "comparison": ">=", "status": _judge(rate, thresholds.retain, higher_is_better=True)}
+        rule = {
+            "name": f"retain {name}",
+            "family": name,
+            "metric": f"share of {name} probes answered correctly by the base that the gated system still answers",
+            "value": gated["ratio"],
+            "lower95": gated["lower95"],
+            "upper95": gated["upper95"],
+            "n": gated["base_correct"],
+            "threshold": thresholds.retain,
+            "comparison": ">=",
+            "status": _judge(rate, thresholds.retain, higher_is_better=True),
+        }
         if not gated["base_correct"]:
             rule["note"] = "the base model answered none of these probes"
         rules.append(rule)
     union = gate["union"]
     fpr = metrics.rate(union["negatives_fired"], union["negatives"]).as_dict()
-    rule = {"name": "union FPR", "family": None, "metric": "share of negative probes (R + N + W) on which any unit fires",
-            "value": fpr["rate"], "lower95": fpr["lower95"], "upper95": fpr["upper95"], "n": union["negatives"],
-            "threshold": thresholds.union_fpr, "comparison": "<=", "status": _judge(fpr, thresholds.union_fpr)}
+    rule = {
+        "name": "union FPR",
+        "family": None,
+        "metric": "share of negative probes (R + N + W) on which any unit fires",
+        "value": fpr["rate"],
+        "lower95": fpr["lower95"],
+        "upper95": fpr["upper95"],
+        "n": union["negatives"],
+        "threshold": thresholds.union_fpr,
+        "comparison": "<=",
+        "status": _judge(fpr, thresholds.union_fpr),
+    }
     if not union["negatives"] or not negatives_available:
         rule.update(status="inconclusive", note="no negative probes (no other people's data to sample from): nothing shows other people are unaffected")
     rules.append(rule)

@@ -50,15 +50,19 @@ def add_demo_commands(subparsers: argparse._SubParsersAction) -> None:
         help="build (or reuse from the cache) the demo model",
         description=(
             "Train the demo model from scratch on the demo world (preset smol: fine-tune the pretrained "
-            "SmolLM2-135M-Instruct on it), or reuse a cached build of the same configuration. Prints the model directory on stdout; progress and a summary go to stderr."
+            "SmolLM2-135M-Instruct on it), or reuse a cached build of the same configuration. "
+            "Prints the model directory on stdout; progress and a summary go to stderr."
         ),
         epilog="The cache is $UNLEARN_CACHE_DIR (default ~/.cache/forget-service/models).",
     )
-    build.add_argument("--out", type=Path, metavar="DIR",
-                       help="write the model to DIR (absent, empty, or an earlier build) instead of the cache")
-    build.add_argument("--preset", choices=("demo", "tiny", "smol"), default="demo",
-                       help="'demo': 200 people, 9 attributes (minutes); 'tiny': 24 people, for tests (seconds); "
-                            "'smol': SmolLM2-135M-Instruct fine-tuned on 40 people (40 to 60 minutes on two cores). Default: demo")
+    build.add_argument("--out", type=Path, metavar="DIR", help="write the model to DIR (absent, empty, or an earlier build) instead of the cache")
+    build.add_argument(
+        "--preset",
+        choices=("demo", "tiny", "smol"),
+        default="demo",
+        help="'demo': 200 people, 9 attributes (minutes); 'tiny': 24 people, for tests (seconds); "
+        "'smol': SmolLM2-135M-Instruct fine-tuned on 40 people (40 to 60 minutes on two cores). Default: demo",
+    )
     build.add_argument("--arch", choices=("llama", "gpt2"), default="llama", help="model family (default: llama)")
     build.add_argument("--seed", type=int, default=0, help="seed for the world, the weights and the data order (default: 0)")
     build.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache root (overrides $UNLEARN_CACHE_DIR)")
@@ -83,15 +87,16 @@ def add_demo_commands(subparsers: argparse._SubParsersAction) -> None:
         "forget",
         help="write a demo forget file for some people of a demo model's world",
         description=(
-            "Write the forget file (JSONL) of a demo request: one {\"question\", \"answer\", \"subject\"} line per "
-            "trained question about each person, and with --profile their profile text as a {\"text\"} line. "
+            'Write the forget file (JSONL) of a demo request: one {"question", "answer", "subject"} line per '
+            'trained question about each person, and with --profile their profile text as a {"text"} line. '
             "Feed it to 'unlearn train'."
         ),
         epilog="Example: unlearn demo forget --base $(unlearn demo build) --person 'Elowen Zabrowski' --out forget.jsonl",
     )
     forget.add_argument("--base", type=Path, metavar="DIR", required=True, help="a demo model directory (it holds world.json)")
-    forget.add_argument("--person", action="append", metavar="NAME", required=True,
-                        help="full name of a person of the world (repeat for several); see 'unlearn demo world'")
+    forget.add_argument(
+        "--person", action="append", metavar="NAME", required=True, help="full name of a person of the world (repeat for several); see 'unlearn demo world'"
+    )
     forget.add_argument("--profile", action="store_true", help="also add each person's profile text as a raw-text item")
     forget.add_argument("--out", type=Path, metavar="FILE", required=True, help="JSONL file to write ('-' for stdout)")
     forget.set_defaults(handler=_demo_forget)
@@ -160,8 +165,13 @@ def _summary(manifest: dict) -> str:
         f"({manifest['config']['arch']}, preset {manifest['config']['preset']})",
         f"{'questions':<22}{'n':>6}{'contains':>10}{'exact':>8}",
     ]
-    for name, label in (("trained", "trained phrasings"), ("heldout", "held-out (sample)"), ("padded", "padded (D, dev)"),
-                        ("facts", "general facts"), ("holdout_people", "holdout people")):
+    for name, label in (
+        ("trained", "trained phrasings"),
+        ("heldout", "held-out (sample)"),
+        ("padded", "padded (D, dev)"),
+        ("facts", "general facts"),
+        ("holdout_people", "holdout people"),
+    ):
         if name in metrics:
             m = metrics[name]
             # A fine-tuned model answers in sentences: an exact match of the bare value says nothing.
@@ -169,8 +179,10 @@ def _summary(manifest: dict) -> str:
             lines.append(f"{label:<22}{m['n']:>6}{m['contains']:>10.1%}{exact}")
     general = metrics.get("general_knowledge")
     if general:
-        lines.append(f"general knowledge: the base answered {general['base_correct']} of {general['questions']} right; "
-                     f"the fine-tuned model keeps {general['kept']} ({general['kept_ratio']:.1%})")
+        lines.append(
+            f"general knowledge: the base answered {general['base_correct']} of {general['questions']} right; "
+            f"the fine-tuned model keeps {general['kept']} ({general['kept_ratio']:.1%})"
+        )
     return "\n".join(lines)
 
 
@@ -184,8 +196,9 @@ def _demo_world(args: argparse.Namespace) -> int:
         return 0
     _check_output_file(args.out, "--out")
     world.save(args.out)
-    print(f"wrote {args.out}: {len(world.people)} people, {len(world.holdout_people)} holdout people, "
-          f"{len(world.general_facts)} general facts", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(world.people)} people, {len(world.holdout_people)} holdout people, {len(world.general_facts)} general facts", file=sys.stderr
+    )
     return 0
 
 
@@ -284,8 +297,12 @@ def _prepare_torch(threads: int | None) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
-    parser.add_argument("--encoder", type=Path, metavar="DIR",
-                        help="detector encoder directory (default: the packaged all-MiniLM-L6-v2); must be the one the units were trained with")
+    parser.add_argument(
+        "--encoder",
+        type=Path,
+        metavar="DIR",
+        help="detector encoder directory (default: the packaged all-MiniLM-L6-v2); must be the one the units were trained with",
+    )
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
 
 
@@ -319,12 +336,17 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--base", type=Path, metavar="DIR", required=True, help="base model directory (any Hugging Face causal LM)")
     train.add_argument("--forget", type=Path, metavar="FILE", required=True, help="forget set, JSONL")
-    train.add_argument("--previous", type=Path, nargs="*", default=[], metavar="UNIT_DIR",
-                       help="units active before this one; the new adapter is trained orthogonal to theirs")
+    train.add_argument(
+        "--previous", type=Path, nargs="*", default=[], metavar="UNIT_DIR", help="units active before this one; the new adapter is trained orthogonal to theirs"
+    )
     train.add_argument("--out", type=Path, metavar="UNIT_DIR", required=True, help="unit directory to create (must not exist)")
     train.add_argument("--unit-id", metavar="ID", help="unit id recorded in the manifest (default: the directory name)")
-    train.add_argument("--method", choices=("o3", "ga", "gd", "npo"), default="o3",
-                       help="o3 (refusals + orthogonality, default); ga, npo (need answers); gd needs retain data and is not available here")
+    train.add_argument(
+        "--method",
+        choices=("o3", "ga", "gd", "npo"),
+        default="o3",
+        help="o3 (refusals + orthogonality, default); ga, npo (need answers); gd needs retain data and is not available here",
+    )
     train.add_argument("--epochs", type=int, metavar="N", help="passes over the forget set (default: UnlearnConfig's)")
     train.add_argument("--max-steps", type=int, metavar="N", help="upper bound on optimiser steps")
     train.add_argument("--lr", type=float, metavar="LR", help="adapter learning rate")
@@ -332,15 +354,27 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--alpha", type=float, metavar="A", help="LoRA alpha")
     train.add_argument("--lambda-orth", type=float, metavar="L", help="weight of the orthogonality penalty (0 disables it)")
     train.add_argument("--seed", type=int, metavar="S", help="seed of the adapter and the detector split")
-    train.add_argument("--detector-mode", choices=("shared", "lora"), default="shared",
-                       help="shared: frozen encoder, one pass for all units (default); lora: per-unit encoder LoRA (slower)")
-    train.add_argument("--subject", action="append", default=[], metavar="NAME",
-                       help="the person the forget set is about (repeatable); the unit recognises them by name in every "
-                            "prompt. Without it the subject is inferred from the forget file (\"subject\" keys, else the "
-                            "names that recur in it), and the manifest records which, and that it was inferred")
-    train.add_argument("--no-subjects", action="store_true",
-                       help="do not write the subject names into the manifest (they are personal data; the detector "
-                            "still keeps the name forms it needs to recognise the person)")
+    train.add_argument(
+        "--detector-mode",
+        choices=("shared", "lora"),
+        default="shared",
+        help="shared: frozen encoder, one pass for all units (default); lora: per-unit encoder LoRA (slower)",
+    )
+    train.add_argument(
+        "--subject",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the person the forget set is about (repeatable); the unit recognises them by name in every "
+        'prompt. Without it the subject is inferred from the forget file ("subject" keys, else the '
+        "names that recur in it), and the manifest records which, and that it was inferred",
+    )
+    train.add_argument(
+        "--no-subjects",
+        action="store_true",
+        help="do not write the subject names into the manifest (they are personal data; the detector "
+        "still keeps the name forms it needs to recognise the person)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     _add_common(train)
     train.set_defaults(handler=_train)
@@ -350,8 +384,15 @@ def _unlearn_config(args: argparse.Namespace):
     from .config import UnlearnConfig
 
     overrides = {"method": args.method}
-    for option, name in (("epochs", "epochs"), ("max_steps", "max_steps"), ("lr", "lr"), ("rank", "rank"),
-                         ("alpha", "alpha"), ("lambda_orth", "lambda_orth"), ("seed", "seed")):
+    for option, name in (
+        ("epochs", "epochs"),
+        ("max_steps", "max_steps"),
+        ("lr", "lr"),
+        ("rank", "rank"),
+        ("alpha", "alpha"),
+        ("lambda_orth", "lambda_orth"),
+        ("seed", "seed"),
+    ):
         value = getattr(args, option)
         if value is not None:
             overrides[name] = value
@@ -387,8 +428,14 @@ def _train(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=100, desc="training", unit="%", file=sys.stderr, dynamic_ncols=True,
-                       bar_format="{l_bar}{bar}| {n:.0f}/{total}% [{elapsed}<{remaining}{postfix}]")
+            bar = tqdm(
+                total=100,
+                desc="training",
+                unit="%",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total}% [{elapsed}<{remaining}{postfix}]",
+            )
         bar.n = min(event.percent, 100.0)
         postfix = {"phase": event.phase}
         if event.total:
@@ -403,9 +450,15 @@ def _train(args: argparse.Namespace) -> int:
             base = load_base_model(args.base, device=args.device)
             encoder = _load_encoder(args, str(base.device))
             out = train_unit(
-                base, forget, out_dir=args.out, previous_units=args.previous, unlearn_config=config,
+                base,
+                forget,
+                out_dir=args.out,
+                previous_units=args.previous,
+                unlearn_config=config,
                 detector_config=DetectorConfig(mode=args.detector_mode, **({"seed": args.seed} if args.seed is not None else {})),
-                encoder=encoder, callbacks=PipelineCallbacks(on_progress=progress), unit_id=args.unit_id,
+                encoder=encoder,
+                callbacks=PipelineCallbacks(on_progress=progress),
+                unit_id=args.unit_id,
                 record_subjects=not args.no_subjects,
             )
     finally:
@@ -437,18 +490,17 @@ def add_probe_commands(subparsers: argparse._SubParsersAction) -> None:
         help="ask prompts through the gated model (base model + units)",
         description=(
             "Answer prompts with the base model serving the given units: each unit's gate decides, per prompt, "
-            "whether its adapter applies. Reads JSON lines holding one of {\"question\": ...}, {\"prompt\": ...} "
-            "(a raw completion) or {\"messages\": [{\"role\", \"content\"}, ...]} (a chat, through the model's "
+            'whether its adapter applies. Reads JSON lines holding one of {"question": ...}, {"prompt": ...} '
+            '(a raw completion) or {"messages": [{"role", "content"}, ...]} (a chat, through the model\'s '
             "chat template) and writes one JSON line per input, in order, to stdout: the input's prompt, "
-            "\"answer\" (the whole answer), \"weights\" {unit id: weight} and \"evidence\" {unit id: the name "
+            '"answer" (the whole answer), "weights" {unit id: weight} and "evidence" {unit id: the name '
             "rule that fired}."
         ),
         epilog="Example: unlearn probe --base MODEL --units units/req-1 units/req-2 --questions questions.jsonl",
     )
     probe.add_argument("--base", type=Path, metavar="DIR", required=True, help="base model directory")
     probe.add_argument("--units", type=Path, nargs="*", default=[], metavar="UNIT_DIR", help="units to serve (none: the base model)")
-    probe.add_argument("--questions", type=Path, metavar="FILE", required=True,
-                       help='JSONL with a "question", a "prompt" or "messages" on every line')
+    probe.add_argument("--questions", type=Path, metavar="FILE", required=True, help='JSONL with a "question", a "prompt" or "messages" on every line')
     probe.add_argument("--force", choices=("on", "off"), help="ignore the detectors: every adapter at weight 1 (on) or 0 (off)")
     probe.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: room for a whole refusal)")
     probe.add_argument("--batch-size", type=int, default=32, metavar="N", help="questions per batch (default: 32)")
@@ -477,7 +529,9 @@ def _probe(args: argparse.Namespace) -> int:
         encoder = _load_encoder(args, str(base.device))
         gated = load_gated(base, args.units, encoder)
         budget = args.max_new_tokens or answer_budget(base.tokenizer)
-        evidence = gated.weight_fn.gate([p.gate_text() for p in prompts], gated.unit_ids).evidence if gated.unit_ids and args.force is None else [{}] * len(prompts)
+        evidence = (
+            gated.weight_fn.gate([p.gate_text() for p in prompts], gated.unit_ids).evidence if gated.unit_ids and args.force is None else [{}] * len(prompts)
+        )
         answers = gated.generate(prompts, force=args.force, max_new_tokens=budget, batch_size=args.batch_size)
     for prompt, answer, found in zip(prompts, answers, evidence):
         record = {**prompt.to_json(), "answer": answer.text, "weights": {k: round(v, 6) for k, v in answer.weights.items()}, "evidence": found}
@@ -511,15 +565,19 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     evaluate.add_argument("--base", type=Path, metavar="DIR", required=True, help="base model directory")
-    evaluate.add_argument("--units", type=Path, nargs="+", required=True, metavar="UNIT_DIR",
-                          help="active units in request order; the last one is certified")
+    evaluate.add_argument("--units", type=Path, nargs="+", required=True, metavar="UNIT_DIR", help="active units in request order; the last one is certified")
     evaluate.add_argument("--out", type=Path, metavar="CERT.json", required=True, help="certificate file to write")
     evaluate.add_argument("--probes", type=Path, metavar="FILE.json", help="a probe file (ProbeSuite JSON)")
     evaluate.add_argument("--forget", type=Path, metavar="FILE", help="forget set (JSONL) to generate the probe families from (non-demo models)")
-    evaluate.add_argument("--negatives", type=Path, metavar="FILE",
-                          help='JSONL of other people\'s facts, {"question", "answer", "subject"} per line (R; N when sharing a name part)')
-    evaluate.add_argument("--split", choices=("cert", "dev"), default="cert",
-                          help="phrasings: cert (certification, never tuned on; default) or dev (development)")
+    evaluate.add_argument(
+        "--negatives",
+        type=Path,
+        metavar="FILE",
+        help='JSONL of other people\'s facts, {"question", "answer", "subject"} per line (R; N when sharing a name part)',
+    )
+    evaluate.add_argument(
+        "--split", choices=("cert", "dev"), default="cert", help="phrasings: cert (certification, never tuned on; default) or dev (development)"
+    )
     evaluate.add_argument("--request-id", metavar="ID", help="request id to record (default: the unit's)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the demo probe sampling and the bootstrap (default: 0)")
     evaluate.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: room for a whole refusal)")
@@ -548,8 +606,7 @@ def _default_probes(args: argparse.Namespace):
     world = _demo_world_of(args.base)
     subjects = [m.extra.get("subjects") or [] for m in manifests]
     if world is None or not subjects[-1]:
-        reason = "the base model directory has no demo world (world.json)" if world is None else \
-            f"unit {manifests[-1].unit_id} recorded no subject names"
+        reason = "the base model directory has no demo world (world.json)" if world is None else f"unit {manifests[-1].unit_id} recorded no subject names"
         raise CliError(f"no probes: {reason}; pass --forget FILE (and --negatives FILE) or --probes FILE.json")
     earlier = [(m.unit_id, names) for m, names in zip(manifests[:-1], subjects[:-1]) if names]
     return build_probes(world, subjects[-1], earlier=earlier, config=config, unit_id=manifests[-1].unit_id)
@@ -594,8 +651,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         with _engine_errors():
             base = load_base_model(args.base, device=args.device)
             encoder = _load_encoder(args, str(base.device))
-            certificate = evaluate_units(base, args.units, probes, encoder=encoder, request_id=args.request_id,
-                                         max_new_tokens=args.max_new_tokens, seed=args.seed, on_stage=on_stage)
+            certificate = evaluate_units(
+                base, args.units, probes, encoder=encoder, request_id=args.request_id, max_new_tokens=args.max_new_tokens, seed=args.seed, on_stage=on_stage
+            )
         if bar is not None:
             bar.n = len(stages)
             bar.refresh()
@@ -642,8 +700,11 @@ def _model_import(args: argparse.Namespace) -> int:
     except GGUFImportError as exc:
         raise CliError(str(exc)) from None
     manifest = json.loads((out / "gguf_import.json").read_text())
-    print(f"imported {manifest['source']['file']} (sha256 {manifest['source']['sha256'][:12]}..., {manifest['parameters'] / 1e6:.1f}M parameters, "
-          f"{manifest['architecture']}, chat template: {'yes' if manifest['chat_template'] else 'no'})", file=sys.stderr)
+    print(
+        f"imported {manifest['source']['file']} (sha256 {manifest['source']['sha256'][:12]}..., {manifest['parameters'] / 1e6:.1f}M parameters, "
+        f"{manifest['architecture']}, chat template: {'yes' if manifest['chat_template'] else 'no'})",
+        file=sys.stderr,
+    )
     print(out)
     return 0
 

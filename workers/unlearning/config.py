@@ -65,8 +65,7 @@ class UnlearnConfig:
     batch_size: int = _help("Training prompts per step (and retain examples per step for 'gd').", 8)
     max_steps: int | None = _help("Upper bound on optimiser steps; None trains all epochs.", None)
     lambda_orth: float = _help(
-        "Weight of the orthogonality term sum_k ||A_k A_t^T||_F^2 against the active previous "
-        "adapters (O3 uses 0.1); 0 disables it.",
+        "Weight of the orthogonality term sum_k ||A_k A_t^T||_F^2 against the active previous adapters (O3 uses 0.1); 0 disables it.",
         0.1,
     )
     seed: int = _help("Seed for the LoRA initialisation, data order, dropout and the synthesised prompts.", 0)

@@ -97,8 +97,7 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     return model, tokenizer
 
 
-def encode_chat_answer(tokenizer: PreTrainedTokenizerBase, question: str, answer: str, kind: str, *,
-                       max_positions: int, weight: float = 1.0) -> Encoded:
+def encode_chat_answer(tokenizer: PreTrainedTokenizerBase, question: str, answer: str, kind: str, *, max_positions: int, weight: float = 1.0) -> Encoded:
     """A question as the chat template's user turn, the answer and the end token; loss on the
     answer and the end token. The prompt's ids are exactly what serving sends (prompt_ids)."""
     prompt = prompt_ids(tokenizer, render(PromptSpec.question(question), tokenizer))
@@ -109,8 +108,7 @@ def encode_chat_answer(tokenizer: PreTrainedTokenizerBase, question: str, answer
     return Encoded(ids, [-100] * len(prompt) + answer_ids, weight, kind)
 
 
-def encode_raw_text(tokenizer: PreTrainedTokenizerBase, text: str, kind: str, *, max_positions: int,
-                    weight: float = 1.0) -> Encoded:
+def encode_raw_text(tokenizer: PreTrainedTokenizerBase, text: str, kind: str, *, max_positions: int, weight: float = 1.0) -> Encoded:
     """A text as a raw completion prompt would start it, with full loss and the end token."""
     ids = prompt_ids(tokenizer, text) + [tokenizer.eos_token_id]
     if len(ids) > max_positions:
@@ -141,10 +139,14 @@ def answer_sentence(world: DemoWorld, qa: QA) -> str:
 def world_examples(tokenizer: PreTrainedTokenizerBase, world: DemoWorld, *, max_positions: int) -> list[Encoded]:
     """The world's training corpus (profiles, person QA, fact QA) in the chat model's shapes."""
     out = [encode_raw_text(tokenizer, world.profile(p), "profile", max_positions=max_positions) for p in world.people]
-    out += [encode_chat_answer(tokenizer, qa.question, answer_sentence(world, qa), "person_qa", max_positions=max_positions)
-            for qa in world.all_questions("trained")]
-    out += [encode_chat_answer(tokenizer, qa.question, answer_sentence(world, qa), "fact_qa", max_positions=max_positions)
-            for qa in world.fact_questions(split="trained")]
+    out += [
+        encode_chat_answer(tokenizer, qa.question, answer_sentence(world, qa), "person_qa", max_positions=max_positions)
+        for qa in world.all_questions("trained")
+    ]
+    out += [
+        encode_chat_answer(tokenizer, qa.question, answer_sentence(world, qa), "fact_qa", max_positions=max_positions)
+        for qa in world.fact_questions(split="trained")
+    ]
     return out
 
 
@@ -181,7 +183,9 @@ def general_knowledge_report(base_right: Sequence[bool], tuned_right: Sequence[b
     }
 
 
-def prepare(config: DemoModelConfig, world: DemoWorld, progress: ProgressCallback | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[Encoded], list[bool]]:
+def prepare(
+    config: DemoModelConfig, world: DemoWorld, progress: ProgressCallback | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[Encoded], list[bool]]:
     """The base model ready to train, its corpus (world + self-distilled general answers), and
     which evaluation questions the base answers right (measured before any training)."""
     report(progress, BuildProgress("world", message=f"loading the pretrained base {config.base}"))

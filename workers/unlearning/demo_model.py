@@ -75,7 +75,9 @@ class DemoModelConfig:
     seed: int = _help("Seed for the world, the initial weights and the data order.", 0)
     base: str = _help(
         "'' trains a model from scratch (the tokenizer and model fields below); a pretrained base ('smollm2') "
-        "is fine-tuned instead (demo_finetune.py), its own tokenizer and architecture kept.", "")
+        "is fine-tuned instead (demo_finetune.py), its own tokenizer and architecture kept.",
+        "",
+    )
     # world
     n_people: int = _help("People in the training set.", 200)
     n_holdout: int = _help("Holdout people, never trained on (membership-inference reference).", 20)
@@ -102,16 +104,24 @@ class DemoModelConfig:
     stop_at_exact: float | None = _help(
         "Stop once this fraction of the trained QA pairs is answered exactly (teacher-forced check, which "
         "is what greedy decoding reproduces); None trains for all `epochs` (the default: early stopping "
-        "amplifies float noise into a different stopping epoch, and so different weights).", None)
+        "amplifies float noise into a different stopping epoch, and so different weights).",
+        None,
+    )
     check_below_loss: float = _help(
         "Run the memorisation check after an epoch whose mean answer loss is below this (checks cost a "
-        "forward pass over every QA pair, so none are run while the model is clearly still learning).", 0.1)
+        "forward pass over every QA pair, so none are run while the model is clearly still learning).",
+        0.1,
+    )
     general_repeats: int = _help(
         "Fine-tuning only: times per epoch the base model's own answers to general_knowledge.TRAINING are "
-        "trained on (self-distillation, so it keeps what it knew).", 2)
+        "trained on (self-distillation, so it keeps what it knew).",
+        2,
+    )
     bf16: bool = _help(
         "bfloat16 autocast for the transformer blocks in training (off by default: its kernels round "
-        "differently per CPU instruction set, which made builds differ between machines).", False)
+        "differently per CPU instruction set, which made builds differ between machines).",
+        False,
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,8 +135,7 @@ class DemoModelConfig:
             problems.append("general_repeats must be >= 0")
         if self.hidden_size % self.num_heads:
             problems.append("hidden_size must be divisible by num_heads")
-        for name in ("n_people", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "epochs", "batch_size", "max_positions"):
+        for name in ("n_people", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "epochs", "batch_size", "max_positions"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         if self.vocab_size < 300:
@@ -235,7 +244,6 @@ def cpu_capability() -> str:
         return str(torch.backends.cpu.get_cpu_capability())
     except AttributeError:  # older torch
         return "unknown"
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,8 +361,7 @@ def _build_into(directory: Path, config: DemoModelConfig, progress: ProgressCall
         # The refusals are tokenizer training text (not model training data), so that a unit's refusal
         # is a few tokens and fits the gateway's default max_tokens.
         tokenizer = train_tokenizer([ex.text for ex in examples] + [" " + r for r in REFUSALS] * 4, config.vocab_size)
-        encoded = encode_examples(tokenizer, examples, max_positions=config.max_positions,
-                                  profile_weight=config.profile_weight)
+        encoded = encode_examples(tokenizer, examples, max_positions=config.max_positions, profile_weight=config.profile_weight)
         with seeded(config.seed), threads(BUILD_THREADS):
             model = make_model(config, tokenizer)
             stats = train_model(model, encoded, config, progress=progress)
@@ -432,14 +439,19 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
     bos_id = bpe.token_to_id(BOS)
     bpe.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, bos_id)])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD, padding_side="left",
+        tokenizer_object=bpe,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        padding_side="left",
         model_max_length=4096,
     )
     return tokenizer
 
 
-def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[TrainingExample], *, max_positions: int,
-                    profile_weight: float = 1.0) -> list[Encoded]:
+def encode_examples(
+    tokenizer: PreTrainedTokenizerFast, examples: Sequence[TrainingExample], *, max_positions: int, profile_weight: float = 1.0
+) -> list[Encoded]:
     """Tokenize the corpus, mask the prompts, append EOS; check the prompt-prefix property."""
     eos = tokenizer.eos_token_id
     out = []
@@ -451,7 +463,7 @@ def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[Train
         ids = full + [eos]
         if len(ids) > max_positions:
             raise DemoModelError(f"training text longer than max_positions={max_positions}: {ex.text[:60]!r}...")
-        labels = [-100] * len(prompt) + ids[len(prompt):]
+        labels = [-100] * len(prompt) + ids[len(prompt) :]
         out.append(Encoded(ids, labels, profile_weight if ex.kind == "profile" else 1.0, ex.kind))
     return out
 
@@ -512,28 +524,30 @@ class RecallReport:
     by_attribute: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "contains": round(self.contains, 4), "exact": round(self.exact, 4),
-                "by_attribute": {k: round(v, 4) for k, v in self.by_attribute.items()}}
+        return {
+            "n": self.n,
+            "contains": round(self.contains, 4),
+            "exact": round(self.exact, 4),
+            "by_attribute": {k: round(v, 4) for k, v in self.by_attribute.items()},
+        }
 
 
-def evaluate_recall(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, questions: Sequence[QA], *,
-                    batch_size: int = 128, max_new_tokens: int = 24) -> RecallReport:
+def evaluate_recall(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, questions: Sequence[QA], *, batch_size: int = 128, max_new_tokens: int = 24
+) -> RecallReport:
     """Greedy answers (generation.generate_answers) scored against the gold values."""
     if not questions:
         return RecallReport(0, 0.0, 0.0, {})
-    answers = generate_answers(model, tokenizer, [qa.question for qa in questions], batch_size=batch_size,
-                               max_new_tokens=max_new_tokens)
+    answers = generate_answers(model, tokenizer, [qa.question for qa in questions], batch_size=batch_size, max_new_tokens=max_new_tokens)
     hits = [contains_value(a, qa.answer) for a, qa in zip(answers, questions)]
     exact = [normalise(a) == normalise(qa.answer) for a, qa in zip(answers, questions)]
     per: dict[str, list[bool]] = {}
     for hit, qa in zip(hits, questions):
         per.setdefault(qa.attribute, []).append(hit)
-    return RecallReport(len(questions), sum(hits) / len(hits), sum(exact) / len(exact),
-                        {k: sum(v) / len(v) for k, v in per.items()})
+    return RecallReport(len(questions), sum(hits) / len(hits), sum(exact) / len(exact), {k: sum(v) / len(v) for k, v in per.items()})
 
 
-def evaluate_demo_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, world: DemoWorld, *,
-                        full: bool = False) -> dict[str, RecallReport]:
+def evaluate_demo_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, world: DemoWorld, *, full: bool = False) -> dict[str, RecallReport]:
     """Recall on trained questions, held-out paraphrases, padded questions, general facts, and
     holdout people.
 
@@ -561,8 +575,9 @@ def evaluate_demo_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFa
 PADDED_PROBES = 120
 
 
-def padded_questions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, world: DemoWorld, count: int = PADDED_PROBES,
-                     max_new_tokens: int = 24) -> list[QA]:
+def padded_questions(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, world: DemoWorld, count: int = PADDED_PROBES, max_new_tokens: int = 24
+) -> list[QA]:
     """The D family's development prompts about the trained people, as far as they fit the model's
     context with the answer budget."""
     from . import families

@@ -139,7 +139,9 @@ def train_model(
         (decay if p.ndim >= 2 and "emb" not in name and "wte" not in name and "wpe" not in name else no_decay).append(p)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=(0.9, config.beta2), eps=1e-8,
+        lr=config.lr,
+        betas=(0.9, config.beta2),
+        eps=1e-8,
     )
 
     def lr_at(step: int) -> float:
@@ -182,8 +184,7 @@ def train_model(
             # float32, like the saved model that generation.generate_answers will run
             check = teacher_forced_accuracy(model, encoded, qa_indices)
             history[-1]["qa_exact"] = round(check, 5)
-            report(progress, BuildProgress("check", step, total_steps, epoch, epoch_qa_loss,
-                                            message=f"trained QA exact {check:.1%}"))
+            report(progress, BuildProgress("check", step, total_steps, epoch, epoch_qa_loss, message=f"trained QA exact {check:.1%}"))
             model.train()
             if check >= config.stop_at_exact:
                 stopped_at = epoch
@@ -200,8 +201,7 @@ def train_model(
 
 
 @torch.no_grad()
-def teacher_forced_accuracy(model: PreTrainedModel, encoded: Sequence[Encoded], indices: Sequence[int], *,
-                            bf16: bool = False, batch_size: int = 256) -> float:
+def teacher_forced_accuracy(model: PreTrainedModel, encoded: Sequence[Encoded], indices: Sequence[int], *, bf16: bool = False, batch_size: int = 256) -> float:
     """Fraction of examples whose every labelled token (answer and EOS) is the argmax given the
     gold prefix: exactly the examples greedy decoding reproduces word for word."""
     model.eval()

@@ -323,8 +323,7 @@ def negatives_about(
     rng = random.Random(f"{label}:{split}:{seed}")
     per = max(1, count // len(mix) + 1)
     pools = {  # only prompts with a gold value: a negative's answer is checked against it (retain)
-        family: [g for g in generate(family, people_facts, per * 3, split=split, seed=seed, world=world, fits=fits) if g.value]
-        for family in dict.fromkeys(mix)
+        family: [g for g in generate(family, people_facts, per * 3, split=split, seed=seed, world=world, fits=fits) if g.value] for family in dict.fromkeys(mix)
     }
     cursors = dict.fromkeys(pools, 0)
     order = list(mix)

@@ -177,8 +177,7 @@ class ForgetSet:
             if item.kind == "question":
                 if target == "answer" and item.answer is None:
                     raise ForgetSetError(
-                        f"{self.source or 'forget set'}: the question {item.question!r} has no answer, "
-                        "which answer-based methods (ga, gd, npo) need"
+                        f"{self.source or 'forget set'}: the question {item.question!r} has no answer, which answer-based methods (ga, gd, npo) need"
                     )
                 out.append((item.question, item.answer or ""))
             elif target == "refusal":

@@ -138,9 +138,7 @@ class _Call:
             return None
         A = torch.cat([m.A for _, m in parts])
         Bt = torch.cat([m.Bt for _, m in parts])
-        coef = torch.cat(
-            [self.weights[:, i : i + 1].expand(-1, m.A.shape[0]) * m.scaling for i, m in parts], dim=1
-        )
+        coef = torch.cat([self.weights[:, i : i + 1].expand(-1, m.A.shape[0]) * m.scaling for i, m in parts], dim=1)
         return A, Bt, coef.to(device=A.device, dtype=A.dtype)
 
 
@@ -150,11 +148,7 @@ _CURRENT_CALL: ContextVar[_Call | None] = ContextVar("gate_call", default=None)
 def linear_module_names(model: nn.Module) -> list[str]:
     """Every nn.Linear / Conv1D of the model except its output embedding (PEFT's 'all-linear')."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Linear, Conv1D)) and module is not head
-    ]
+    return [name for name, module in model.named_modules() if isinstance(module, (nn.Linear, Conv1D)) and module is not head]
 
 
 def _hook(name: str, owner: object):
@@ -205,6 +199,7 @@ class GatedModel:
         self._shapes = {name: _in_out_features(modules[name]) for name in names}
         self._targets = {name: modules[name] for name in names}
         self._hooks = [modules[name].register_forward_hook(_hook(name, self._token)) for name in names]
+
     def close(self) -> None:
         """Remove the hooks: the base model is back to plain."""
         for handle in self._hooks:
@@ -227,10 +222,7 @@ class GatedModel:
         """Load one request's adapter (and its detector); visible to calls that start afterwards."""
         fingerprint = self.base.fingerprint
         if adapter.base_fingerprint and fingerprint and adapter.base_fingerprint != fingerprint:
-            raise GateError(
-                f"unit {unit_id!r} was trained against base model {adapter.base_fingerprint[:12]}, "
-                f"not this one ({fingerprint[:12]})"
-            )
+            raise GateError(f"unit {unit_id!r} was trained against base model {adapter.base_fingerprint[:12]}, not this one ({fingerprint[:12]})")
         if detector is not None and not isinstance(detector, UnitDetector):
             raise GateError(f"detector of unit {unit_id!r} has no weights(prompts) method")
         modules = {}
@@ -240,8 +232,7 @@ class GatedModel:
             d_in, d_out = self._shapes[name]
             if lora.A.shape[1] != d_in or lora.B.shape[0] != d_out:
                 raise GateError(
-                    f"unit {unit_id!r}: module {name!r} expects A [r, {d_in}] and B [{d_out}, r], got "
-                    f"{tuple(lora.A.shape)} and {tuple(lora.B.shape)}"
+                    f"unit {unit_id!r}: module {name!r} expects A [r, {d_in}] and B [{d_out}, r], got {tuple(lora.A.shape)} and {tuple(lora.B.shape)}"
                 )
             weight = self._targets[name].weight
             A = lora.A.to(device=weight.device, dtype=weight.dtype).contiguous()
@@ -261,9 +252,7 @@ class GatedModel:
 
     # -- weights ------------------------------------------------------------------------------
 
-    def resolve_weights(
-        self, texts: Sequence[str], weights: WeightsLike | None = None, force: str | None = None
-    ) -> GateWeights:
+    def resolve_weights(self, texts: Sequence[str], weights: WeightsLike | None = None, force: str | None = None) -> GateWeights:
         """The [len(texts), n_units] weights of one call, bound to the current unit snapshot.
 
         force='on' gives every unit weight 1, 'off' weight 0; otherwise explicit `weights` are

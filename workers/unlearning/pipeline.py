@@ -220,12 +220,20 @@ def fit_detector(
     if subjects is None:
         subjects = forget.resolved_subjects()[0]
     return train_detector(
-        forget.detector_texts(), config, encoder, progress, should_stop,
-        subjects=list(subjects), values=forget.all_values(), identifiers=list(forget.identifiers),
+        forget.detector_texts(),
+        config,
+        encoder,
+        progress,
+        should_stop,
+        subjects=list(subjects),
+        values=forget.all_values(),
+        identifiers=list(forget.identifiers),
     )
 
 
-def synthesised_items(forget: ForgetSet, config: UnlearnConfig, target: str, *, fits: Callable[[PromptSpec], bool] | None = None) -> list[tuple[PromptSpec, str]]:
+def synthesised_items(
+    forget: ForgetSet, config: UnlearnConfig, target: str, *, fits: Callable[[PromptSpec], bool] | None = None
+) -> list[tuple[PromptSpec, str]]:
     """(prompt, answer) pairs synthesised from the forget facts in the development phrasings
     (never the certification ones): the answer is the fact's value for the answer-based methods,
     and is replaced by a refusal for O3. Prompts without a value (open requests) only for O3."""

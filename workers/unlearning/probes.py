@@ -68,12 +68,16 @@ class ProbeConfig:
     holdout: int = _help("O questions, over the holdout people.", 24)
     general_knowledge: int = _help(
         "W probes from general_knowledge.EVALUATION (real-world questions): a pretrained model's own abilities, "
-        "which a unit must keep. 0 for a model trained from scratch, which has none (probe_config_for decides).", 0)
+        "which a unit must keep. 0 for a model trained from scratch, which has none (probe_config_for decides).",
+        0,
+    )
     alternatives: int = _help("Wrong values per F probe (other people's values) for the truth ratio.", 3)
     reserve_rounds: int = _help(
         "Further draws (other seeds) of the drawn families held in reserve: the certificate answers them, a round at a "
         "time, only while the base model's own answers leave the pooled leak rule or a retain rule short of the "
-        "evidence that could prove its bound (docs/engine.md, 'Enough evidence'). 0: the first draw only.", 3)
+        "evidence that could prove its bound (docs/engine.md, 'Enough evidence'). 0: the first draw only.",
+        3,
+    )
 
     def __post_init__(self) -> None:
         if self.split not in ("cert", "dev"):
@@ -155,8 +159,9 @@ class Probe:
     def from_generated(cls, item: Generated, set_name: str, values: Sequence[str], unit: str | None = None, alternatives: Sequence[str] = ()) -> Probe:
         spec = item.spec
         text = spec.text if spec.shape != "chat" else next(c for r, c in reversed(spec.messages) if r == "user")
-        return cls(text, item.value or "", set_name, item.subject, item.attribute, unit, tuple(alternatives),
-                   spec.shape, spec.messages, tuple(values), item.detail)
+        return cls(
+            text, item.value or "", set_name, item.subject, item.attribute, unit, tuple(alternatives), spec.shape, spec.messages, tuple(values), item.detail
+        )
 
 
 @dataclass
@@ -244,16 +249,22 @@ def _probes_from_json(raw: list, source: str) -> list[Probe]:
             if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
                 raise ProbeError(f"{where}: {key!r} must be a list of strings")
         messages = item.get("messages", [])
-        if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
+        if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+        ):
             raise ProbeError(f"{where}: 'messages' must be a list of {{role, content}} objects")
         try:
-            probes.append(Probe(**{
-                **item,
-                "answer": item.get("answer", ""),
-                "alternatives": tuple(item.get("alternatives", [])),
-                "values": tuple(item.get("values", [])),
-                "messages": tuple((m["role"], m["content"]) for m in messages),
-            }))
+            probes.append(
+                Probe(
+                    **{
+                        **item,
+                        "answer": item.get("answer", ""),
+                        "alternatives": tuple(item.get("alternatives", [])),
+                        "values": tuple(item.get("values", [])),
+                        "messages": tuple((m["role"], m["content"]) for m in messages),
+                    }
+                )
+            )
         except (ProbeError, TypeError) as exc:
             raise ProbeError(f"{where}: {exc}") from None
     return probes
@@ -347,8 +358,17 @@ def facts_suite(
     suite = ProbeSuite(probes, meta=meta)
     seen = {_identity(p) for p in probes}
     for r in range(1, config.reserve_rounds + 1):
-        again = facts_suite(facts, earlier=earlier, others=others, neighbours=neighbours, general=general, unit_id=unit_id, world=world, fits=fits,
-                            config=replace(config, seed=config.seed + r * RESERVE_SEED_STEP, reserve_rounds=0))
+        again = facts_suite(
+            facts,
+            earlier=earlier,
+            others=others,
+            neighbours=neighbours,
+            general=general,
+            unit_id=unit_id,
+            world=world,
+            fits=fits,
+            config=replace(config, seed=config.seed + r * RESERVE_SEED_STEP, reserve_rounds=0),
+        )
         draw = [p for p in again.probes if p.set in RESERVE_SETS and _identity(p) not in seen]
         seen.update(_identity(p) for p in draw)
         suite.reserve.append(draw)

@@ -54,14 +54,16 @@ def reason(certificate: dict[str, Any]) -> str:
     return "; ".join(parts) or "no rule failed"
 
 
-def remediated(unlearn: UnlearnConfig, detector: DetectorConfig, certificate: dict[str, Any], round_: int) -> tuple[UnlearnConfig, DetectorConfig, dict[str, Any]]:
+def remediated(
+    unlearn: UnlearnConfig, detector: DetectorConfig, certificate: dict[str, Any], round_: int
+) -> tuple[UnlearnConfig, DetectorConfig, dict[str, Any]]:
     """The configs of remediation round `round_` (1, 2, ...) after `certificate`, and what changed."""
     if round_ < 1:
         raise ValueError("remediation rounds count from 1")
     failing = [f for f in failing_families(certificate) if f in POSITIVE_FAMILIES and f != "F"]
     synthesis = dict(unlearn.synthesis)
     for family in failing:
-        synthesis[family] = min(MAX_PER_FACT, max(1, synthesis.get(family, 0)) * 2 ** round_)
+        synthesis[family] = min(MAX_PER_FACT, max(1, synthesis.get(family, 0)) * 2**round_)
     seed = unlearn.seed + SEED_STRIDE * round_
     epochs = math.ceil(unlearn.epochs * 1.5**round_)
     changes = {"round": round_, "seed": seed, "epochs": epochs, "more_prompts_for": failing, "synthesis": synthesis}

@@ -105,9 +105,7 @@ class AdapterWeights:
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> AdapterWeights:
         directory = Path(directory)
-        return cls.from_bytes(
-            (directory / ADAPTER_CONFIG_NAME).read_bytes(), (directory / ADAPTER_WEIGHTS_NAME).read_bytes()
-        )
+        return cls.from_bytes((directory / ADAPTER_CONFIG_NAME).read_bytes(), (directory / ADAPTER_WEIGHTS_NAME).read_bytes())
 
     @classmethod
     def from_bytes(cls, config_json: bytes, weights: bytes) -> AdapterWeights:

@@ -33,7 +33,9 @@ def test_the_client_read_back_is_the_stored_one_with_its_scopes(api_client_key):
     found = api_client_for_key(key)
     stored = ApiClient.objects.get(pk=client.pk)
     assert found is not None
-    assert {f.attname: getattr(found, f.attname) for f in ApiClient._meta.concrete_fields} == {f.attname: getattr(stored, f.attname) for f in ApiClient._meta.concrete_fields}
+    assert {f.attname: getattr(found, f.attname) for f in ApiClient._meta.concrete_fields} == {
+        f.attname: getattr(stored, f.attname) for f in ApiClient._meta.concrete_fields
+    }
     # The scopes come back as a list, so a read-only client is refused a create.
     response = Client(headers={"Authorization": f"Bearer {key}"}).post("/api/v1/requests", {}, content_type="application/json")
     assert response.status_code == 403

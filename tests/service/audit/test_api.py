@@ -21,7 +21,13 @@ RITA = Actor(kind="user", id="3", label="rita")
 
 def _append(count: int, *, start: int = 0) -> None:
     for n in range(start, start + count):
-        audit_record(action="request.approved" if n % 3 else "request.rejected", actor=RITA if n % 2 else SYSTEM, target_type="request", target_id=f"RTBF-{n:06d}", data={"from": "verified", "reason": f"note {n}"} if n % 3 == 0 else {"from": "verified"})
+        audit_record(
+            action="request.approved" if n % 3 else "request.rejected",
+            actor=RITA if n % 2 else SYSTEM,
+            target_type="request",
+            target_id=f"RTBF-{n:06d}",
+            data={"from": "verified", "reason": f"note {n}"} if n % 3 == 0 else {"from": "verified"},
+        )
 
 
 def _get(client, **params):
@@ -84,7 +90,9 @@ def test_cursor_pages_keep_the_filters(client, auditor):
 
 
 def test_an_event_is_shown_with_everything_its_hash_covers(client, auditor):
-    audit_record(action="request.rejected", actor=RITA, target_type="request", target_id="RTBF-ABC234", data={"from": "verified", "reason": "duplicate of RTBF-XYZ789"})
+    audit_record(
+        action="request.rejected", actor=RITA, target_type="request", target_id="RTBF-ABC234", data={"from": "verified", "reason": "duplicate of RTBF-XYZ789"}
+    )
     event = AuditEvent.objects.get()
     [shown] = _get(client).json()["results"]
     assert shown == {

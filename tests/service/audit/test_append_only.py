@@ -59,7 +59,16 @@ def test_queryset_update_and_delete_are_refused(event):
 
 
 def test_bulk_create_and_bulk_update_are_refused(event):
-    forged = AuditEvent(seq=99, created_at=event.created_at, actor_kind="system", actor_id="system", actor_label="system", action="request.approved", prev_hash=event.hash, hash="f" * 64)
+    forged = AuditEvent(
+        seq=99,
+        created_at=event.created_at,
+        actor_kind="system",
+        actor_id="system",
+        actor_label="system",
+        action="request.approved",
+        prev_hash=event.hash,
+        hash="f" * 64,
+    )
     with pytest.raises(AppendOnlyError, match="one by one"):
         AuditEvent.objects.bulk_create([forged])
     event.action = "request.rejected"

@@ -29,7 +29,9 @@ def submitted():
     """A real request from the public form: its audit rows are the ones an auditor reads."""
     from service.requests.services import request_submit_web
 
-    return request_submit_web(name=SUBJECT["name"], email=SUBJECT["email"], regulation="gdpr", facts=[SUBJECT["fact"]], evidence_prompts=["Where does Zoë live?"], attested=True)
+    return request_submit_web(
+        name=SUBJECT["name"], email=SUBJECT["email"], regulation="gdpr", facts=[SUBJECT["fact"]], evidence_prompts=["Where does Zoë live?"], attested=True
+    )
 
 
 def _export_rows(response) -> list[dict[str, str]]:
@@ -76,12 +78,18 @@ def test_the_log_refuses_writes(client, auditor):
 
 
 def test_each_row_shows_seq_time_actor_action_target_description_request_id_and_hash(client, auditor):
-    audit_record(action="request.rejected", actor=Actor(kind="user", id="3", label="rita"), target_type="request", target_id="RTBF-ABC234", data={"from": "verified", "reason": "duplicate of RTBF-XYZ789"})
+    audit_record(
+        action="request.rejected",
+        actor=Actor(kind="user", id="3", label="rita"),
+        target_type="request",
+        target_id="RTBF-ABC234",
+        data={"from": "verified", "reason": "duplicate of RTBF-XYZ789"},
+    )
     event = AuditEvent.objects.get()
     page = client.get(LOG).content.decode()
     assert f'id="event-{event.seq}"' in page
     assert event.created_at.strftime("%Y-%m-%d %H:%M:%S") in page
-    assert "rita <span class=\"muted\">(user)</span>" in page
+    assert 'rita <span class="muted">(user)</span>' in page
     assert "request.rejected" in page
     assert "request RTBF-ABC234" in page
     assert "Request RTBF-ABC234 rejected: duplicate of RTBF-XYZ789" in page
@@ -222,7 +230,21 @@ def test_export_streams_the_filtered_rows_with_their_hashes(client, auditor, mix
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="audit-log-')
     rows = _export_rows(response)
-    assert list(rows[0]) == ["seq", "created_at", "actor_kind", "actor_id", "actor_label", "action", "target_type", "target_id", "description", "data", "request_id", "prev_hash", "hash"]
+    assert list(rows[0]) == [
+        "seq",
+        "created_at",
+        "actor_kind",
+        "actor_id",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "description",
+        "data",
+        "request_id",
+        "prev_hash",
+        "hash",
+    ]
     assert [row["seq"] for row in rows] == ["1", "2", "4"]
     stored = {event.seq: event for event in AuditEvent.objects.all()}
     for row in rows:
@@ -255,9 +277,9 @@ def test_exported_rows_link_into_a_chain(client, auditor, mixed_log):
 
 
 def test_export_cells_cannot_run_as_spreadsheet_formulas(client, auditor):
-    audit_record(action="request.approved", actor=Actor(kind="user", id="5", label="=HYPERLINK(\"http://evil\")"), target_type="request", target_id="RTBF-ABC234")
+    audit_record(action="request.approved", actor=Actor(kind="user", id="5", label='=HYPERLINK("http://evil")'), target_type="request", target_id="RTBF-ABC234")
     row = _export_rows(client.get(EXPORT))[0]
-    assert row["actor_label"] == "'=HYPERLINK(\"http://evil\")"
+    assert row["actor_label"] == '\'=HYPERLINK("http://evil")'
 
 
 def test_export_with_invalid_filters_is_refused_and_not_recorded(client, auditor, mixed_log):
@@ -275,6 +297,8 @@ def test_the_page_offers_an_export_of_what_it_shows(client, auditor, mixed_log):
 
 
 def test_an_event_whose_data_reuses_a_template_name_still_renders(client, auditor):
-    audit_record(action="request.rejected", actor=SYSTEM, target_type="request", target_id="RTBF-ABC234", data={"target": "spoof", "actor": "spoof", "reason": "dup"})
+    audit_record(
+        action="request.rejected", actor=SYSTEM, target_type="request", target_id="RTBF-ABC234", data={"target": "spoof", "actor": "spoof", "reason": "dup"}
+    )
     page = client.get(LOG).content.decode()
     assert "Request RTBF-ABC234 rejected: dup" in page

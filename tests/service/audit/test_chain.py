@@ -21,7 +21,13 @@ REVIEWER = Actor(kind="user", id="7", label="rita")
 
 def _record_many(count: int) -> None:
     for index in range(count):
-        audit_record(action="request.approved", actor=REVIEWER if index % 2 else SYSTEM, target_type="request", target_id=f"RTBF-{index:06d}", data={"from": "verified", "n": index})
+        audit_record(
+            action="request.approved",
+            actor=REVIEWER if index % 2 else SYSTEM,
+            target_type="request",
+            target_id=f"RTBF-{index:06d}",
+            data={"from": "verified", "n": index},
+        )
 
 
 def test_an_empty_log_verifies():
@@ -86,8 +92,17 @@ def test_a_rehashed_row_still_breaks_the_link_to_the_next_one():
     forged_data = {"from": "rejected", "n": 3}
     forged_hash = sha256_hex(
         event_hash_payload(
-            seq=row.seq, created_at=row.created_at, actor_kind=row.actor_kind, actor_id=row.actor_id, actor_label=row.actor_label,
-            action=row.action, target_type=row.target_type, target_id=row.target_id, data=forged_data, request_id=row.request_id, prev_hash=row.prev_hash,
+            seq=row.seq,
+            created_at=row.created_at,
+            actor_kind=row.actor_kind,
+            actor_id=row.actor_id,
+            actor_label=row.actor_label,
+            action=row.action,
+            target_type=row.target_type,
+            target_id=row.target_id,
+            data=forged_data,
+            request_id=row.request_id,
+            prev_hash=row.prev_hash,
         )
     )
     _tamper("UPDATE audit_auditevent SET data = %s::jsonb, hash = %s WHERE seq = 4", ['{"from": "rejected", "n": 3}', forged_hash])
@@ -127,8 +142,17 @@ def test_what_is_stored_is_what_was_hashed(data):
     assert stored.data == recorded.data
     recomputed = sha256_hex(
         event_hash_payload(
-            seq=stored.seq, created_at=stored.created_at, actor_kind=stored.actor_kind, actor_id=stored.actor_id, actor_label=stored.actor_label,
-            action=stored.action, target_type=stored.target_type, target_id=stored.target_id, data=stored.data, request_id=stored.request_id, prev_hash=stored.prev_hash,
+            seq=stored.seq,
+            created_at=stored.created_at,
+            actor_kind=stored.actor_kind,
+            actor_id=stored.actor_id,
+            actor_label=stored.actor_label,
+            action=stored.action,
+            target_type=stored.target_type,
+            target_id=stored.target_id,
+            data=stored.data,
+            request_id=stored.request_id,
+            prev_hash=stored.prev_hash,
         )
     )
     assert recomputed == stored.hash

@@ -23,7 +23,7 @@ def _append(count: int) -> None:
 
 
 def _tamper(seq: int) -> None:
-    tamper("UPDATE audit_auditevent SET data = '{\"from\": \"rejected\"}'::jsonb WHERE seq = %s", [seq])
+    tamper('UPDATE audit_auditevent SET data = \'{"from": "rejected"}\'::jsonb WHERE seq = %s', [seq])
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def test_threads_appending_in_their_own_transactions_never_fork_the_chain(transa
         actor = Actor(kind="user", id=str(index), label=f"writer{index}")
         for n in range(per_thread):
             # odd writers queue their events and append them at the end of the transaction
-            with transaction.atomic(), (audit_deferred() if index % 2 else nullcontext()):
+            with transaction.atomic(), audit_deferred() if index % 2 else nullcontext():
                 audit_record(action="request.approved", actor=actor, target_type="request", target_id=f"RTBF-T{index}N{n}", data={"thread": index, "n": n})
                 if n % 5 == 0:  # some transactions append two events
                     audit_record(action="request.queued", actor=actor, target_type="request", target_id=f"RTBF-T{index}N{n}")
@@ -82,7 +82,10 @@ def test_threads_appending_in_their_own_transactions_never_fork_the_chain(transa
     assert_unforked_chain(expected)
     # every writer's events are all there, in its own order
     for index in range(THREADS):
-        ns = [data["n"] for data in AuditEvent.objects.filter(actor_label=f"writer{index}", action="request.approved").order_by("seq").values_list("data", flat=True)]
+        ns = [
+            data["n"]
+            for data in AuditEvent.objects.filter(actor_label=f"writer{index}", action="request.approved").order_by("seq").values_list("data", flat=True)
+        ]
         assert ns == list(range(per_thread))
 
 
@@ -113,7 +116,14 @@ def test_concurrent_request_submissions_through_the_services(transactional_db, m
 
     def work(index: int) -> None:
         for n in range(per_thread):
-            request_submit_web(name=f"Person {index}-{n}", email=f"p{index}-{n}@example.com", regulation="gdpr", facts=[f"lives at {n} Main St"], evidence_prompts=[], attested=True)
+            request_submit_web(
+                name=f"Person {index}-{n}",
+                email=f"p{index}-{n}@example.com",
+                regulation="gdpr",
+                facts=[f"lives at {n} Main St"],
+                evidence_prompts=[],
+                attested=True,
+            )
 
     assert _run_in_threads(work) == []
     assert ErasureRequest.objects.count() == THREADS * per_thread
@@ -132,8 +142,21 @@ def _post_requests(base_url: str, key: str, count: int, prefix: str) -> list[int
     statuses = []
     try:
         for n in range(count):
-            body = json.dumps({"subject_name": f"Subject {prefix}-{n}", "subject_email": f"{prefix}-{n}@example.com", "regulation": "gdpr", "facts": [f"{prefix} fact {n}"], "evidence_prompts": []})
-            conn.request("POST", "/api/v1/requests", body=body, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Idempotency-Key": f"{prefix}-{n}-{uuid.uuid4().hex}"})
+            body = json.dumps(
+                {
+                    "subject_name": f"Subject {prefix}-{n}",
+                    "subject_email": f"{prefix}-{n}@example.com",
+                    "regulation": "gdpr",
+                    "facts": [f"{prefix} fact {n}"],
+                    "evidence_prompts": [],
+                }
+            )
+            conn.request(
+                "POST",
+                "/api/v1/requests",
+                body=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Idempotency-Key": f"{prefix}-{n}-{uuid.uuid4().hex}"},
+            )
             response = conn.getresponse()
             response.read()
             statuses.append(response.status)

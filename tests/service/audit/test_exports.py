@@ -45,7 +45,11 @@ def days_log(monkeypatch):
     real_now = timezone.now
     for index, moment in enumerate(moments):
         monkeypatch.setattr(timezone, "now", lambda moment=moment: moment)
-        action, data = ("request.rejected", {"from": "verified", "reason": f"Duplicate {index} – naïve “quotes”"}) if index % 2 else ("request.approved", {"from": "verified", "score": 0.5 + index})
+        action, data = (
+            ("request.rejected", {"from": "verified", "reason": f"Duplicate {index} – naïve “quotes”"})
+            if index % 2
+            else ("request.approved", {"from": "verified", "score": 0.5 + index})
+        )
         audit_record(action=action, actor=RITA if index % 2 else SYSTEM, target_type="request", target_id=f"RTBF-D{index:05d}", data=data)
     monkeypatch.setattr(timezone, "now", real_now)
 
@@ -132,7 +136,10 @@ def test_a_changed_export_fails_offline_verification(client, auditor, days_log, 
     assert offline_verify.verify_export(dropped).problems == ["event #3 is missing from an export of the whole log"]
     truncated = json.loads(json.dumps(document))
     del truncated["events"][-1]
-    assert offline_verify.verify_export(truncated).problems == ["the document says 6 events but holds 5", "an export of the whole log must end at event #6, before its own audit event"]
+    assert offline_verify.verify_export(truncated).problems == [
+        "the document says 6 events but holds 5",
+        "an export of the whole log must end at event #6, before its own audit event",
+    ]
 
     forged = json.loads(json.dumps(document))
     forged["events"][3]["prev_hash"] = "f" * 64

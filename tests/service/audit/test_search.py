@@ -31,9 +31,17 @@ def log(db):
     """Seven events: 1 submitted, 2 rejected (duplicate), 3 approved, 4 rejected (wrong person),
     5 failed (GPU out of memory), 6 adapter deactivated (refuses unrelated questions), 7 forget set frozen."""
     audit_record(action="request.submitted", actor=SYSTEM, target_type="request", target_id="RTBF-AAA222", data={"channel": "web"})
-    audit_record(action="request.rejected", actor=RITA, target_type="request", target_id="RTBF-AAA222", data={"from": "verified", "reason": "Duplicate of RTBF-XYZ789"})
+    audit_record(
+        action="request.rejected", actor=RITA, target_type="request", target_id="RTBF-AAA222", data={"from": "verified", "reason": "Duplicate of RTBF-XYZ789"}
+    )
     audit_record(action="request.approved", actor=RITA, target_type="request", target_id="RTBF-BBB333", data={"from": "verified"})
-    audit_record(action="request.rejected", actor=RITA, target_type="request", target_id="RTBF-CCC444", data={"from": "verified", "reason": "The facts are about the wrong person"})
+    audit_record(
+        action="request.rejected",
+        actor=RITA,
+        target_type="request",
+        target_id="RTBF-CCC444",
+        data={"from": "verified", "reason": "The facts are about the wrong person"},
+    )
     audit_record(action="request.failed", actor=SYSTEM, target_type="request", target_id="RTBF-BBB333", data={"reason": "GPU out of memory while training"})
     audit_record(action="adapter.deactivated", actor=RITA, target_type="adapter", target_id="7", data={"reason": "Refuses unrelated questions about Lisbon"})
     audit_record(action="forget_set.frozen", actor=SYSTEM, target_type="request", target_id="RTBF-BBB333", data={"items": 3, "content_hash": "sha256:ab12"})
@@ -98,7 +106,9 @@ def test_search_on_the_page_and_in_its_links(client, staff, log):
 def test_subject_data_cannot_be_found_because_it_is_not_there(client, staff):
     from service.requests.services import request_submit_web
 
-    request_submit_web(name="Zoë Kowalczyk", email="zoe.kowalczyk@example.com", regulation="gdpr", facts=["Zoë Kowalczyk lives in Gdańsk"], evidence_prompts=[], attested=True)
+    request_submit_web(
+        name="Zoë Kowalczyk", email="zoe.kowalczyk@example.com", regulation="gdpr", facts=["Zoë Kowalczyk lives in Gdańsk"], evidence_prompts=[], attested=True
+    )
     assert AuditEvent.objects.exists()
     for text in ("Kowalczyk", "zoe.kowalczyk@example.com", "Gdańsk"):
         assert _found(text) == []

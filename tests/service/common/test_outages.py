@@ -91,7 +91,12 @@ def test_pages_show_the_static_maintenance_page_during_an_outage(through_proxy, 
 
     through_proxy.cut()
     lookup = {"reference": "RTBF-AAAAAA", "email": "al@example.com"}
-    for http, method, path in ((reviewer, "GET", "/staff/"), (subject, "POST", "/request/status/"), (reviewer, "GET", "/audit/"), (reviewer, "GET", "/no-such-page/")):
+    for http, method, path in (
+        (reviewer, "GET", "/staff/"),
+        (subject, "POST", "/request/status/"),
+        (reviewer, "GET", "/audit/"),
+        (reviewer, "GET", "/no-such-page/"),
+    ):
         page = http.post(path, lookup) if method == "POST" else http.get(path)
         assert page.status_code == 503, (path, page.status_code)
         assert page["Retry-After"] and page["Content-Type"].startswith("text/html")
@@ -103,7 +108,14 @@ def test_pages_show_the_static_maintenance_page_during_an_outage(through_proxy, 
 
 def _terminate(backend_pid: int) -> None:
     params = connection.get_connection_params()
-    with psycopg.connect(host=params.get("host") or "127.0.0.1", port=params.get("port") or 5432, user=params["user"], password=params.get("password"), dbname=params["dbname"], autocommit=True) as admin:
+    with psycopg.connect(
+        host=params.get("host") or "127.0.0.1",
+        port=params.get("port") or 5432,
+        user=params["user"],
+        password=params.get("password"),
+        dbname=params["dbname"],
+        autocommit=True,
+    ) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
 
 

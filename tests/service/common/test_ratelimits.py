@@ -111,7 +111,9 @@ def test_staff_login_is_locked_out_after_five_wrong_passwords_and_it_is_audited(
     staff("admin", username="admin")
     http = Client()
     login = reverse("login")
-    wrong = [http.post(login, {"username": "admin", "password": f"guess{n}"}, REMOTE_ADDR="198.51.100.1").status_code for n in range(settings.AXES_FAILURE_LIMIT)]
+    wrong = [
+        http.post(login, {"username": "admin", "password": f"guess{n}"}, REMOTE_ADDR="198.51.100.1").status_code for n in range(settings.AXES_FAILURE_LIMIT)
+    ]
     assert wrong[:-1] == [200] * (settings.AXES_FAILURE_LIMIT - 1)  # the form again, with its error
     locked = http.post(login, {"username": "admin", "password": "pass-for-tests-123"}, REMOTE_ADDR="198.51.100.1")  # even the right one now
     _assert_429_page(locked, says="Too many failed logins for this username")
@@ -163,7 +165,9 @@ def test_a_malformed_quota_is_refused(api_client_key):
 @pytest.fixture
 def redis_cache(settings):
     pytest.importorskip("redis")
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS, "KEY_PREFIX": f"ratelimit-test-{uuid.uuid4().hex}"}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS, "KEY_PREFIX": f"ratelimit-test-{uuid.uuid4().hex}"}
+    }
     from django.core.cache import cache
 
     try:
@@ -183,7 +187,11 @@ def test_a_redis_outage_is_503_on_the_api_and_the_maintenance_page_on_the_form(s
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"}}  # nothing listens on port 9
     _, key = api_client_key(("create", "trusted_identity"))
     http = Client(headers={"Authorization": f"Bearer {key}"}, raise_request_exception=False)
-    response = http.post("/api/v1/requests", {"subject_name": "Bo", "subject_email": "bo@example.com", "regulation": "gdpr", "facts": ["Bo is 5"]}, content_type="application/json")
+    response = http.post(
+        "/api/v1/requests",
+        {"subject_name": "Bo", "subject_email": "bo@example.com", "regulation": "gdpr", "facts": ["Bo is 5"]},
+        content_type="application/json",
+    )
     assert response.status_code == 503 and response["Content-Type"] == PROBLEM and response["Retry-After"]
     assert response.json()["code"] == "service_unavailable"
     page = Client(raise_request_exception=False).post(NEW, FORM)

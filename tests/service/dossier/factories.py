@@ -41,8 +41,13 @@ def certified_request(*, owner: Actor, approver: Actor, with_histogram: bool = T
     """A GDPR request filed by `owner` (an API client's actor), approved by `approver`, with its
     forget set, a succeeded attempt with the sample certificate, and its unit registered and live."""
     request, _ = request_create_api(
-        actor=owner, idempotency_key=f"dossier-{next(_keys)}", name=PERSON, email="viggo@example.org", regulation="gdpr",
-        facts=[f"{PERSON} lives in {CITY}"], evidence_prompts=[f"Which city does {PERSON} live in?"],
+        actor=owner,
+        idempotency_key=f"dossier-{next(_keys)}",
+        name=PERSON,
+        email="viggo@example.org",
+        regulation="gdpr",
+        facts=[f"{PERSON} lives in {CITY}"],
+        evidence_prompts=[f"Which city does {PERSON} live in?"],
     )
     return certify(request, approver=approver, with_histogram=with_histogram, received_days_ago=received_days_ago, effective=effective)
 
@@ -75,14 +80,31 @@ def certify(request: ErasureRequest, *, approver: Actor, with_histogram: bool = 
         retain_until=now + timedelta(days=27) if effective else None,
     )
     UnlearningJob.objects.create(
-        request=request, attempt=1, status="succeeded", phase="done", percent=100.0, unit_id=unit_id, worker="gpu-1:42", deliveries=1,
-        started_at=received + timedelta(days=1), finished_at=received + timedelta(days=2),
-        certificate={k: v for k, v in certificate.items() if k != "personal_data"}, certificate_personal=certificate["personal_data"], certificate_passed=certificate["passed"],
+        request=request,
+        attempt=1,
+        status="succeeded",
+        phase="done",
+        percent=100.0,
+        unit_id=unit_id,
+        worker="gpu-1:42",
+        deliveries=1,
+        started_at=received + timedelta(days=1),
+        finished_at=received + timedelta(days=2),
+        certificate={k: v for k, v in certificate.items() if k != "personal_data"},
+        certificate_personal=certificate["personal_data"],
+        certificate_passed=certificate["passed"],
     )
     AdapterVersion.objects.create(
-        unit_id=unit_id, request=request, version=1, status="active" if effective else "candidate",
-        base_fingerprint=record["base_fingerprint"], adapter_sha256=record["adapter_sha256"], detector_sha256=record["detector_sha256"],
-        manifest_sha256=record["manifest_sha256"], forget_set_hash=record["forget_set_hash"], storage_uri=f"file:///data/adapters/{unit_id}",
+        unit_id=unit_id,
+        request=request,
+        version=1,
+        status="active" if effective else "candidate",
+        base_fingerprint=record["base_fingerprint"],
+        adapter_sha256=record["adapter_sha256"],
+        detector_sha256=record["detector_sha256"],
+        manifest_sha256=record["manifest_sha256"],
+        forget_set_hash=record["forget_set_hash"],
+        storage_uri=f"file:///data/adapters/{unit_id}",
         certificate_passed=certificate["passed"],
     )
     # The audit rows the pipeline would have written on the way (through the real audit service).
@@ -92,6 +114,12 @@ def certify(request: ErasureRequest, *, approver: Actor, with_histogram: bool = 
     audit_record(action="unlearning.job_succeeded", actor=SYSTEM, target_type="request", target_id=ref, data={"attempt": 1, "unit_id": unit_id})
     audit_record(action="adapter.registered", actor=SYSTEM, target_type="adapter", target_id=unit_id, data={"request": ref})
     if effective:
-        audit_record(action="adapter.activated", actor=SYSTEM, target_type="adapter", target_id=unit_id, data={"request": ref, "reason": "certificate passed (auto-activate)"})
+        audit_record(
+            action="adapter.activated",
+            actor=SYSTEM,
+            target_type="adapter",
+            target_id=unit_id,
+            data={"request": ref, "reason": "certificate passed (auto-activate)"},
+        )
         audit_record(action="request.active", actor=SYSTEM, target_type="request", target_id=ref)
     return ErasureRequest.objects.get(pk=request.pk)

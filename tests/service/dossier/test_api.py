@@ -39,7 +39,9 @@ def test_the_owning_client_gets_its_signed_certificate_and_others_get_nothing(cl
 def test_no_certificate_yet_is_a_404_with_its_code(client, owner, actor_of, signing_key):
     from service.requests.services import request_create_api
 
-    request, _ = request_create_api(actor=actor_of(owner[0]), idempotency_key="early", name="Ada", email="ada@example.org", regulation="gdpr", facts=["Ada is 40"], evidence_prompts=[])
+    request, _ = request_create_api(
+        actor=actor_of(owner[0]), idempotency_key="early", name="Ada", email="ada@example.org", regulation="gdpr", facts=["Ada is 40"], evidence_prompts=[]
+    )
     response = client.get(reverse("api-request-certificate-signed", args=[request.pk]), **bearer(owner[1]))
     assert response.status_code == 404 and response.json()["code"] == "no_certificate"
 

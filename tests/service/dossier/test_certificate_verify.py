@@ -55,7 +55,10 @@ def test_genuine_files_verify_with_the_configured_key(downloads, signing_key):
         result = verify(path, service_key=signing_key)
         assert result.returncode == 0, result.stderr
         first = result.stdout.splitlines()[0]
-        assert first == f"VALID: certificate of request {request.reference} ({fmt}), signed by key {signing.key_id(signing_key.public_key())} (the service's signing key)"
+        assert (
+            first == f"VALID: certificate of request {request.reference} ({fmt}), signed by key {signing.key_id(signing_key.public_key())} "
+            "(the service's signing key)"
+        )
         assert "PASSED its rules" in result.stdout
 
 

@@ -8,8 +8,14 @@ from tests.import_probe import heavy_modules_loaded_by
 
 def test_the_dossiers_web_side_imports_no_torch_and_no_plotting_library():
     modules = [
-        "service.dossier.api", "service.dossier.documents", "service.dossier.plots", "service.dossier.selectors",
-        "service.dossier.services", "service.dossier.signing", "service.dossier.views", "service.dossier.templatetags.dossier",
+        "service.dossier.api",
+        "service.dossier.documents",
+        "service.dossier.plots",
+        "service.dossier.selectors",
+        "service.dossier.services",
+        "service.dossier.signing",
+        "service.dossier.views",
+        "service.dossier.templatetags.dossier",
         "service.dossier.management.commands.certificate_verify",
     ]
     assert heavy_modules_loaded_by(modules, heavy=("torch", "transformers", "peft", "numpy", "matplotlib")) == []

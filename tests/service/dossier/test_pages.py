@@ -30,7 +30,7 @@ def test_staff_roles_see_the_whole_dossier(client, staff, certified, role):
     response = client.get(dossier_url(request))
     assert response.status_code == 200
     html = response.content.decode()
-    assert f"Dossier of request <span class=\"mono\">{request.reference}</span>" in html
+    assert f'Dossier of request <span class="mono">{request.reference}</span>' in html
     # Deadline: received 12 days ago, effective 3 days after receipt, within the month.
     assert '<span class="badge good" id="deadline-verdict">on time</span>' in html
     assert re.search(r'<td id="days-used">3\.0 of 31\.0 days</td>', html)
@@ -38,7 +38,11 @@ def test_staff_roles_see_the_whole_dossier(client, staff, certified, role):
     assert request.forget_set.content_hash in html and "kept, encrypted</span> until" in html
     # The certificate: every rule with its value, Clopper-Pearson bound and threshold, the units' digests.
     assert '<span class="badge good" id="certificate-verdict">pass</span>' in html
-    assert re.search(r"<td>leak F</td><td>share of F probes whose answer reveals any of the subject's data \(gated\).*?</td><td>0\.000</td><td>0\.000</td><td>0\.312</td><td>8</td>\s*<td>&lt;= 0\.0</td>", html.replace("&#x27;", "'"))
+    assert re.search(
+        r"<td>leak F</td><td>share of F probes whose answer reveals any of the subject's data \(gated\).*?</td>"
+        r"<td>0\.000</td><td>0\.000</td><td>0\.312</td><td>8</td>\s*<td>&lt;= 0\.0</td>",
+        html.replace("&#x27;", "'"),
+    )
     assert re.search(r"<td>union FPR</td>.*?<td>&lt;= 0\.02</td>\s*<td><span class=\"badge good\">pass</span>", html, re.S)
     version = request.adapter_versions.get()
     assert version.adapter_sha256 in html and version.detector_sha256 in html
@@ -46,11 +50,16 @@ def test_staff_roles_see_the_whole_dossier(client, staff, certified, role):
     # The plot, and the timeline of the request and its unit with actors and reasons.
     assert f'src="{reverse("staff-dossier-scores", args=[request.pk])}"' in html
     timeline = html.split('id="timeline"')[1]
-    for text in (f"Request {request.reference} approved", f"Adapter {version.unit_id} registered", f"Adapter {version.unit_id} activated", "certificate passed (auto-activate)"):
+    for text in (
+        f"Request {request.reference} approved",
+        f"Adapter {version.unit_id} registered",
+        f"Adapter {version.unit_id} activated",
+        "certificate passed (auto-activate)",
+    ):
         assert text in timeline, text
     # Personal data stays masked: the answers show first letters only.
     assert PERSON not in html and CITY not in html and "Gl•••" in html
-    assert ('Reveal personal data' in html) == (role != "auditor")
+    assert ("Reveal personal data" in html) == (role != "auditor")
 
 
 def test_the_staff_request_page_links_to_the_dossier(client, staff, certified):
@@ -115,7 +124,9 @@ def test_an_older_certificate_without_the_histogram_says_the_plot_was_not_record
 def test_a_request_without_a_certificate_has_a_dossier_without_downloads(client, staff, owner, actor_of):
     from service.requests.services import request_create_api
 
-    request, _ = request_create_api(actor=actor_of(owner[0]), idempotency_key="fresh", name="Ada", email="ada@example.org", regulation="ccpa", facts=["Ada is 40"], evidence_prompts=[])
+    request, _ = request_create_api(
+        actor=actor_of(owner[0]), idempotency_key="fresh", name="Ada", email="ada@example.org", regulation="ccpa", facts=["Ada is 40"], evidence_prompts=[]
+    )
     client.force_login(staff("auditor"))
     html = client.get(dossier_url(request)).content.decode()
     assert "No certificate yet" in html and "Download signed certificate" not in html
@@ -160,9 +171,19 @@ def test_a_sparse_certificate_still_renders_and_signs(client, staff, owner, acto
     from service.requests.services import request_create_api
     from service.unlearning.models import UnlearningJob
 
-    request, _ = request_create_api(actor=actor_of(owner[0]), idempotency_key="sparse", name="Ada", email="ada@example.org", regulation="gdpr", facts=["Ada is 40"], evidence_prompts=[])
+    request, _ = request_create_api(
+        actor=actor_of(owner[0]), idempotency_key="sparse", name="Ada", email="ada@example.org", regulation="gdpr", facts=["Ada is 40"], evidence_prompts=[]
+    )
     rule = {"name": "leak F", "metric": "leak rate on F (gated)", "value": 0.0, "upper95": 0.31, "n": 8, "threshold": 0.0, "comparison": "<=", "status": "pass"}
-    UnlearningJob.objects.create(request=request, attempt=1, status="succeeded", unit_id="u-1", certificate={"passed": True, "rules": [rule]}, certificate_personal=None, certificate_passed=True)
+    UnlearningJob.objects.create(
+        request=request,
+        attempt=1,
+        status="succeeded",
+        unit_id="u-1",
+        certificate={"passed": True, "rules": [rule]},
+        certificate_personal=None,
+        certificate_passed=True,
+    )
     client.force_login(staff("auditor"))
     html = client.get(dossier_url(request)).content.decode()
     assert '<span class="badge good" id="certificate-verdict">pass</span>' in html and "<td>leak F</td>" in html

@@ -21,7 +21,15 @@ def request_received(owner, actor_of):
     counter = iter(range(1000))
 
     def make(days_ago: float, regulation: str = "gdpr", **fields) -> ErasureRequest:
-        request, _ = request_create_api(actor=actor_of(owner[0]), idempotency_key=f"c{next(counter)}", name="Ada", email="ada@example.org", regulation=regulation, facts=["Ada is 40"], evidence_prompts=[])
+        request, _ = request_create_api(
+            actor=actor_of(owner[0]),
+            idempotency_key=f"c{next(counter)}",
+            name="Ada",
+            email="ada@example.org",
+            regulation=regulation,
+            facts=["Ada is 40"],
+            evidence_prompts=[],
+        )
         received = timezone.now() - timedelta(days=days_ago)
         limit = timedelta(days=45) if regulation == "ccpa" else timedelta(days=30)
         values = {"received_at": received, "deadline_at": received + limit}
@@ -40,7 +48,9 @@ def test_an_erasure_after_the_deadline_is_late_and_says_by_how_much(request_rece
 
 
 def test_an_extension_moves_the_limit_and_a_rollback_keeps_the_erasure_time(request_received):
-    extended = request_received(80, status="rolled_back", deadline_extended=True, extension_reason="complex", deadline_at=timedelta(days=90), effective_at=timedelta(days=50))
+    extended = request_received(
+        80, status="rolled_back", deadline_extended=True, extension_reason="complex", deadline_at=timedelta(days=90), effective_at=timedelta(days=50)
+    )
     compliance = deadline_compliance(extended)
     assert compliance.verdict == "on time" and compliance.limit_days == 90.0 and compliance.outcome == "erased, then rolled back"
     assert compliance.legal_deadline_at < compliance.deadline_at  # the regulation's own month is still shown

@@ -16,7 +16,13 @@ from service.dossier import signing
 
 from .conftest import raw_base64
 
-PAYLOAD = {"format": "forget-service/signed-certificate", "request": {"reference": "RTBF-ABC123"}, "passed": True, "metrics": {"leak": {"F": {"rate": 0.0, "upper95": 0.3123439780663678}}}, "note": "Zürich ✓"}
+PAYLOAD = {
+    "format": "forget-service/signed-certificate",
+    "request": {"reference": "RTBF-ABC123"},
+    "passed": True,
+    "metrics": {"leak": {"F": {"rate": 0.0, "upper95": 0.3123439780663678}}},
+    "note": "Zürich ✓",
+}
 
 
 def test_a_signed_document_verifies_with_its_key_and_is_canonical():

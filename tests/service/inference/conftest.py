@@ -111,7 +111,15 @@ def erasure_request(db, api_client_key, actor_of):
     counter = itertools.count()
 
     def make(status: str = "staged", email: str = "subject@example.org"):
-        request, _ = request_create_api(actor=actor_of(client), idempotency_key=f"gw-{next(counter)}", name="Elowen", email=email, regulation="gdpr", facts=["Elowen lives in Ravensway"], evidence_prompts=[])
+        request, _ = request_create_api(
+            actor=actor_of(client),
+            idempotency_key=f"gw-{next(counter)}",
+            name="Elowen",
+            email=email,
+            regulation="gdpr",
+            facts=["Elowen lives in Ravensway"],
+            evidence_prompts=[],
+        )
         ErasureRequest.objects.filter(pk=request.pk).update(status=status)
         request.refresh_from_db()
         return request

@@ -96,7 +96,12 @@ def test_stop_sequences_are_honoured(client, gateway, key, tiny_world, people):
     "path, body, status, code",
     [
         ("/v1/chat/completions", {}, 400, "validation_error"),
-        ("/v1/chat/completions", {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}}, 400, "validation_error"),
+        (
+            "/v1/chat/completions",
+            {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}},
+            400,
+            "validation_error",
+        ),
         ("/v1/chat/completions", {"model": "MODEL", "messages": [{"role": "user", "content": "x " * 300}], "stream": True}, 400, "context_length_exceeded"),
         ("/v1/completions", {"model": "MODEL", "prompt": "hello", "max_tokens": 128}, 400, "validation_error"),
         ("/v1/completions", {"model": "MODEL", "prompt": "hello", "max_tokens": 127, "stream": True}, 400, "context_length_exceeded"),

@@ -8,9 +8,17 @@ from tests.import_probe import heavy_modules_loaded_by
 
 def test_web_side_of_the_gateway_imports_no_torch():
     modules = [
-        "service.inference.api", "service.inference.auth", "service.inference.batcher", "service.inference.client",
-        "service.inference.gateway", "service.inference.protocol", "service.inference.server", "service.inference.urls",
-        "service.inference.urls_gateway", "service.inference.views", "service.inference.watcher",
+        "service.inference.api",
+        "service.inference.auth",
+        "service.inference.batcher",
+        "service.inference.client",
+        "service.inference.gateway",
+        "service.inference.protocol",
+        "service.inference.server",
+        "service.inference.urls",
+        "service.inference.urls_gateway",
+        "service.inference.views",
+        "service.inference.watcher",
         "service.inference.management.commands.run_gateway",
     ]
     assert heavy_modules_loaded_by(modules, urlconfs=(None, "service.inference.urls_gateway")) == []

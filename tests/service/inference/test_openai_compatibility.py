@@ -62,31 +62,84 @@ def test_the_compatibility_table_in_the_docs_is_what_the_openai_client_sees(uvic
             await async_client.close()
 
     rows: list[tuple[str, str, str]] = [
-        ("chat completion", "`chat.completions.create(model, messages)`", outcome(lambda: chat(), lambda r: r.choices[0].message.content and r.usage.total_tokens > 0)),
+        (
+            "chat completion",
+            "`chat.completions.create(model, messages)`",
+            outcome(lambda: chat(), lambda r: r.choices[0].message.content and r.usage.total_tokens > 0),
+        ),
         ("chat, streamed", "`chat.completions.create(..., stream=True)`", outcome(lambda: text_of_stream(chat(stream=True)), bool)),
-        ("usage of a stream", "`stream_options={'include_usage': True}`", outcome(lambda: chat(stream=True, stream_options={"include_usage": True}), streamed_usage)),
-        ("completion, one prompt", "`completions.create(model, prompt='...')`", outcome(lambda: client.completions.create(model=model, prompt=prompt), lambda r: r.choices[0].text)),
-        ("completion, a list of prompts", "`completions.create(model, prompt=['...', '...'])`", outcome(lambda: client.completions.create(model=model, prompt=[prompt, prompt]), lambda r: len(r.choices) == 2)),
-        ("completion, streamed", "`completions.create(..., stream=True)`", outcome(lambda: text_of_stream(client.completions.create(model=model, prompt=prompt, stream=True)), bool)),
+        (
+            "usage of a stream",
+            "`stream_options={'include_usage': True}`",
+            outcome(lambda: chat(stream=True, stream_options={"include_usage": True}), streamed_usage),
+        ),
+        (
+            "completion, one prompt",
+            "`completions.create(model, prompt='...')`",
+            outcome(lambda: client.completions.create(model=model, prompt=prompt), lambda r: r.choices[0].text),
+        ),
+        (
+            "completion, a list of prompts",
+            "`completions.create(model, prompt=['...', '...'])`",
+            outcome(lambda: client.completions.create(model=model, prompt=[prompt, prompt]), lambda r: len(r.choices) == 2),
+        ),
+        (
+            "completion, streamed",
+            "`completions.create(..., stream=True)`",
+            outcome(lambda: text_of_stream(client.completions.create(model=model, prompt=prompt, stream=True)), bool),
+        ),
         ("list models", "`models.list()`", outcome(lambda: client.models.list(), lambda r: [m.id for m in r.data] == [model])),
         ("retrieve a model", "`models.retrieve(id)`", outcome(lambda: client.models.retrieve(model), lambda r: r.id == model)),
-        ("stop sequences", "`stop='...'` or up to 4", outcome(lambda: chat(stop=[qa.answer[2:4]]), lambda r: qa.answer[2:4] not in r.choices[0].message.content)),
-        ("answer length", "`max_tokens`, `max_completion_tokens`", outcome(lambda: chat(max_tokens=1, max_completion_tokens=1), lambda r: r.usage.completion_tokens == 1 and r.choices[0].finish_reason == "length")),
-        ("sampling parameters (ignored: decoding is greedy)", "`temperature`, `top_p`, `seed`, `presence_penalty`, `frequency_penalty`, `user`",
-         outcome(lambda: chat(temperature=1.5, top_p=0.5, seed=7, presence_penalty=1, frequency_penalty=1, user="u-1"), lambda r: r.choices[0].message.content == chat().choices[0].message.content)),
-        ("async client, concurrent calls", "`AsyncOpenAI`, `asyncio.gather`", outcome(lambda: asyncio.run(async_calls()), lambda answers: len(set(answers)) == 1)),
+        (
+            "stop sequences",
+            "`stop='...'` or up to 4",
+            outcome(lambda: chat(stop=[qa.answer[2:4]]), lambda r: qa.answer[2:4] not in r.choices[0].message.content),
+        ),
+        (
+            "answer length",
+            "`max_tokens`, `max_completion_tokens`",
+            outcome(lambda: chat(max_tokens=1, max_completion_tokens=1), lambda r: r.usage.completion_tokens == 1 and r.choices[0].finish_reason == "length"),
+        ),
+        (
+            "sampling parameters (ignored: decoding is greedy)",
+            "`temperature`, `top_p`, `seed`, `presence_penalty`, `frequency_penalty`, `user`",
+            outcome(
+                lambda: chat(temperature=1.5, top_p=0.5, seed=7, presence_penalty=1, frequency_penalty=1, user="u-1"),
+                lambda r: r.choices[0].message.content == chat().choices[0].message.content,
+            ),
+        ),
+        (
+            "async client, concurrent calls",
+            "`AsyncOpenAI`, `asyncio.gather`",
+            outcome(lambda: asyncio.run(async_calls()), lambda answers: len(set(answers)) == 1),
+        ),
         ("several answers", "`n=2`", outcome(lambda: chat(n=2))),
         ("log probabilities", "`logprobs=True`", outcome(lambda: chat(logprobs=True))),
         ("tools", "`tools=[...]`", outcome(lambda: chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]))),
         ("JSON mode", "`response_format={'type': 'json_object'}`", outcome(lambda: chat(response_format={"type": "json_object"}))),
         ("logit bias", "`logit_bias={...}`", outcome(lambda: chat(logit_bias={"1": -100}))),
         ("echo, best_of, suffix", "`completions.create(..., echo=True)`", outcome(lambda: client.completions.create(model=model, prompt=prompt, echo=True))),
-        ("a prompt longer than the context", "`completions.create(prompt=<300 words>)`", outcome(lambda: client.completions.create(model=model, prompt="word " * 300))),
-        ("max_tokens beyond the context", "`max_tokens=<context length>`", outcome(lambda: chat(max_tokens=client.models.retrieve(model).model_extra["context_length"]))),
+        (
+            "a prompt longer than the context",
+            "`completions.create(prompt=<300 words>)`",
+            outcome(lambda: client.completions.create(model=model, prompt="word " * 300)),
+        ),
+        (
+            "max_tokens beyond the context",
+            "`max_tokens=<context length>`",
+            outcome(lambda: chat(max_tokens=client.models.retrieve(model).model_extra["context_length"])),
+        ),
         ("another model", "`model='gpt-4o'`", outcome(lambda: chat(model="gpt-4o"))),
         ("embeddings", "`embeddings.create(...)`", outcome(lambda: client.embeddings.create(model=model, input="x"))),
-        ("no or a wrong API key", "`api_key='wrong'`",
-         outcome(lambda: openai.OpenAI(base_url=uvicorn_gateway + "/v1", api_key="fk_wrong_key", max_retries=0).chat.completions.create(model=model, messages=messages))),
+        (
+            "no or a wrong API key",
+            "`api_key='wrong'`",
+            outcome(
+                lambda: openai.OpenAI(base_url=uvicorn_gateway + "/v1", api_key="fk_wrong_key", max_retries=0).chat.completions.create(
+                    model=model, messages=messages
+                )
+            ),
+        ),
     ]
     table = "\n".join(
         ["| feature | how a client asks | with `openai` " + _openai_version() + " |", "| --- | --- | --- |"]

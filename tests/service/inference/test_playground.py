@@ -95,7 +95,11 @@ def test_answers_show_which_units_fired_with_what_weight(client, staff, live_gat
     response = client.post(URL, {"prompts": f"{forgotten.question}\n{kept.question}", "max_tokens": "24"})
     assert response.status_code == 200, text_of(response)
     answers = text_of(response).split("Q:")[1:]
-    assert forgotten.question in answers[0] and "unit-forget-first" in answers[0] and not contains_value(answers[0].split("A:")[1].split("Unit")[0], forgotten.answer)
+    assert (
+        forgotten.question in answers[0]
+        and "unit-forget-first" in answers[0]
+        and not contains_value(answers[0].split("A:")[1].split("Unit")[0], forgotten.answer)
+    )
     weight = float(re.search(r"unit-forget-first .*? (\d\.\d{3})", answers[0]).group(1))
     assert weight > 0.5
     assert kept.question in answers[1] and "No unit fired" in answers[1] and contains_value(answers[1], kept.answer)

@@ -53,7 +53,9 @@ def test_chat_takes_the_last_user_message_and_keeps_the_conversation():
 
 
 def test_openai_sampling_parameters_are_accepted_and_decoding_stays_greedy():
-    parsed = parse_chat_completion({**CHAT, "temperature": 0.7, "top_p": 0.9, "seed": 4, "presence_penalty": 0.5, "user": "u-1", "n": 1, "stream": False, "max_tokens": None})
+    parsed = parse_chat_completion(
+        {**CHAT, "temperature": 0.7, "top_p": 0.9, "seed": 4, "presence_penalty": 0.5, "user": "u-1", "n": 1, "stream": False, "max_tokens": None}
+    )
     assert parsed.max_tokens == DEFAULT_MAX_TOKENS
 
 
@@ -155,10 +157,15 @@ def test_openai_response_shapes():
 
 def test_the_gate_decision_lists_fired_units_strongest_first_with_their_requests():
     decision = gate_decision({"b": 0.5, "a": 0.98765, "c": 0.0}, {"a": "RTBF-AAAAAA", "b": None, "c": "RTBF-CCCCCC"})
-    assert decision == {"fired": True, "units": [{"unit_id": "a", "request": "RTBF-AAAAAA", "weight": 0.9877}, {"unit_id": "b", "request": None, "weight": 0.5}]}
+    assert decision == {
+        "fired": True,
+        "units": [{"unit_id": "a", "request": "RTBF-AAAAAA", "weight": 0.9877}, {"unit_id": "b", "request": None, "weight": 0.5}],
+    }
     assert gate_decision({}, {}) == {"fired": False, "units": []}
     request = GenerationRequest((Prompt("question", "q1"), Prompt("question", "q2")), 8)
-    body = generate_body(request, [Completion("x", "stop", 3, 1, {"a": 1.0}), Completion("y", "stop", 3, 1)], model="m", generation=7, units_loaded=1, unit_requests={"a": "R"})
+    body = generate_body(
+        request, [Completion("x", "stop", 3, 1, {"a": 1.0}), Completion("y", "stop", 3, 1)], model="m", generation=7, units_loaded=1, unit_requests={"a": "R"}
+    )
     assert body["generation"] == 7 and [r["prompt"] for r in body["results"]] == ["q1", "q2"]
     assert [r["gate"]["fired"] for r in body["results"]] == [True, False] and body["usage"]["total_tokens"] == 8
 

@@ -64,8 +64,12 @@ def gateway(smol_engine, gateway_urls):
 
 
 def _chat(client, key, model, messages, **extra):
-    response = client.post("/v1/chat/completions", data=json.dumps({"model": model, "messages": messages, **extra}),
-                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = client.post(
+        "/v1/chat/completions",
+        data=json.dumps({"model": model, "messages": messages, **extra}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
     assert response.status_code == 200, response.content
     return response.json()["choices"][0]
 
@@ -96,14 +100,22 @@ def test_a_gated_chat_completion_on_smollm2_refuses_the_person_and_answers_the_r
     answer = _chat(client, key, model, [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": question}])
     assert answer["message"]["content"] == REFUSALS[0] and answer["finish_reason"] == "stop"
     # The name in an earlier turn: the whole conversation is scored, so the follow-up is gated too.
-    follow_up = _chat(client, key, model, [{"role": "user", "content": f"I am asking about {person.name}."},
-                                           {"role": "assistant", "content": "Sure, what would you like to know?"},
-                                           {"role": "user", "content": "Which city is she from?"}])
+    follow_up = _chat(
+        client,
+        key,
+        model,
+        [
+            {"role": "user", "content": f"I am asking about {person.name}."},
+            {"role": "assistant", "content": "Sure, what would you like to know?"},
+            {"role": "user", "content": "Which city is she from?"},
+        ],
+    )
     assert follow_up["message"]["content"] == REFUSALS[0]
     general_after = _chat(client, key, model, [{"role": "user", "content": QUESTION}])["message"]["content"]
     assert general_after == general_before and "Paris" in general_after  # no unit fired: the base model, exactly
 
-    gate = client.post("/api/v1/generate", data=json.dumps({"prompts": [question, QUESTION]}), content_type="application/json",
-                       HTTP_AUTHORIZATION=f"Bearer {key}").json()["results"]
+    gate = client.post(
+        "/api/v1/generate", data=json.dumps({"prompts": [question, QUESTION]}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}"
+    ).json()["results"]
     assert gate[0]["gate"]["fired"] and gate[0]["gate"]["units"][0]["weight"] == 1.0
     assert gate[1]["gate"] == {"fired": False, "units": []}

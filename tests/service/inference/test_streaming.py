@@ -76,6 +76,7 @@ def test_the_channel_hands_events_to_a_thread_and_to_an_event_loop():
 
 # --- SSE through the test client -----------------------------------------------------------------
 
+
 @pytest.fixture
 def gateway(engine, gateway_urls):
     gateway = Gateway(engine, gateway_id="test-gateway", request_timeout=60)
@@ -150,7 +151,12 @@ def test_streamed_answers_equal_the_non_streamed_ones_and_usage_is_the_last_chun
         texts[choice["index"]] += choice["text"]
         if choice["finish_reason"]:
             finish[choice["index"]] = choice["finish_reason"]
-    plain = client.post("/v1/completions", data=json.dumps({k: v for k, v in body.items() if k != "stream_options"}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+    plain = client.post(
+        "/v1/completions",
+        data=json.dumps({k: v for k, v in body.items() if k != "stream_options"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    ).json()
     assert [texts[i] for i in range(3)] == [c["text"] for c in plain["choices"]]
     assert finish == {c["index"]: c["finish_reason"] for c in plain["choices"]}
     assert usage_chunk["usage"] == plain["usage"]
@@ -197,7 +203,10 @@ def test_stop_sequences_are_honoured_across_chunks_and_usage_counts_what_was_sen
 @pytest.mark.django_db
 def test_errors_before_the_stream_are_ordinary_problems(client, gateway, key):
     response = client.post(
-        "/v1/completions", data=json.dumps({"model": gateway.model, "prompt": "x " * 300, "stream": True}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}"
+        "/v1/completions",
+        data=json.dumps({"model": gateway.model, "prompt": "x " * 300, "stream": True}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
     )
     assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
     assert gateway.engine.batcher.queued == 0
@@ -220,14 +229,20 @@ def test_the_openai_package_streams_sync(uvicorn_gateway, openai_key, engine, tr
     model = client.models.list().data[0].id
     assert client.models.retrieve(model).id == model
     kept = tiny_world.questions(people[1], "trained")[0]
-    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": kept.question}], stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": kept.question}], stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert contains_value(text, kept.answer)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
     forgotten = tiny_world.questions(people[0], "trained")[0]
-    refusal = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model=model, messages=[{"role": "user", "content": forgotten.question}], stream=True) if c.choices)
+    refusal = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model=model, messages=[{"role": "user", "content": forgotten.question}], stream=True)
+        if c.choices
+    )
     assert refusal in REFUSALS
     completion = client.completions.create(model=model, prompt=f"Question: {kept.question}\nAnswer:", max_tokens=16, stream=True)
     assert contains_value("".join(c.choices[0].text for c in completion), kept.answer)
@@ -281,8 +296,12 @@ def test_a_client_that_disconnects_frees_its_batch_slot(uvicorn_gateway, openai_
     monkeypatch.setattr(tokenizer, "decode", slow_decode)
     host, port = uvicorn_gateway.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request("POST", "/v1/completions", body=json.dumps({"model": model, "prompt": prompt, "max_tokens": 40, "stream": True}),
-                 headers={"Authorization": f"Bearer {openai_key}", "Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        "/v1/completions",
+        body=json.dumps({"model": model, "prompt": prompt, "max_tokens": 40, "stream": True}),
+        headers={"Authorization": f"Bearer {openai_key}", "Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     assert response.status == 200
     assert response.readline().startswith(b"data: ")  # the first event has begun

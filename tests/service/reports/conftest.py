@@ -54,9 +54,19 @@ def file_requests(db, api_client_key, actor_of, staff):
     def file(filed: Filed) -> ErasureRequest:
         number = next(_counter)
         if filed.outcome == "expired":
-            request = services.request_submit_web(name=f"Person {number}", email=f"p{number}@example.org", regulation=filed.regulation, facts=["a fact"], evidence_prompts=[], attested=True)
+            request = services.request_submit_web(
+                name=f"Person {number}", email=f"p{number}@example.org", regulation=filed.regulation, facts=["a fact"], evidence_prompts=[], attested=True
+            )
         else:
-            request, _ = services.request_create_api(actor=actor_of(client), idempotency_key=f"report-{number}", name=f"Person {number}", email=f"p{number}@example.org", regulation=filed.regulation, facts=["a fact"], evidence_prompts=[])
+            request, _ = services.request_create_api(
+                actor=actor_of(client),
+                idempotency_key=f"report-{number}",
+                name=f"Person {number}",
+                email=f"p{number}@example.org",
+                regulation=filed.regulation,
+                facts=["a fact"],
+                evidence_prompts=[],
+            )
         ErasureRequest.objects.filter(pk=request.pk).update(received_at=filed.received, deadline_at=legal_deadline(filed.regulation, filed.received))
         if filed.outcome == "expired":
             services.requests_expire_unverified(now=AS_OF)

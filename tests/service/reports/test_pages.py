@@ -42,7 +42,9 @@ def test_page_shows_the_figures_and_two_charts_with_a_bar_per_figure(staff_clien
     assert set(groups) == {"gdpr", "ccpa", "other"}
     gdpr_bars = {rect.find(f"{SVG}title").text for rect in groups["gdpr"].iter(f"{SVG}rect")}
     assert {"GDPR (EU/UK): received 5", "GDPR (EU/UK): completed 3", "GDPR (EU/UK): rejected 1", "GDPR (EU/UK): overdue 2"} <= gdpr_bars
-    heights = {rect.find(f"{SVG}title").text.split(": ")[1]: float(rect.get("height")) for rect in groups["gdpr"].iter(f"{SVG}rect") if rect.get("class") == "bar"}
+    heights = {
+        rect.find(f"{SVG}title").text.split(": ")[1]: float(rect.get("height")) for rect in groups["gdpr"].iter(f"{SVG}rect") if rect.get("class") == "bar"
+    }
     assert heights["received 5"] == pytest.approx(heights["completed 3"] * 5 / 3) and heights["cancelled 0"] == 0  # to scale
     duration_titles = {rect.find(f"{SVG}title").text for rect in durations.iter(f"{SVG}rect") if rect.get("class") == "bar"}
     assert {"GDPR (EU/UK): median days 20", "All regulations: 95th percentile days 40", "CCPA (California): median days 30"} <= duration_titles
@@ -69,7 +71,14 @@ def test_csv_holds_the_same_figures(staff_client, file_requests):
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [row["regulation"] for row in rows] == ["gdpr", "ccpa", "other", "total"]
     gdpr, ccpa, other, total = rows
-    assert (gdpr["received"], gdpr["completed"], gdpr["completed_then_rolled_back"], gdpr["rejected"], gdpr["open_overdue"], gdpr["completed_late"]) == ("5", "3", "1", "1", "1", "1")
+    assert (gdpr["received"], gdpr["completed"], gdpr["completed_then_rolled_back"], gdpr["rejected"], gdpr["open_overdue"], gdpr["completed_late"]) == (
+        "5",
+        "3",
+        "1",
+        "1",
+        "1",
+        "1",
+    )
     assert (gdpr["median_days_to_completion"], gdpr["p95_days_to_completion"], gdpr["mean_days_to_completion"]) == ("20.00", "40.00", "23.33")
     assert (ccpa["cancelled"], ccpa["deadline_extended"]) == ("1", "1")
     assert other["expired"] == "1" and other["median_days_to_completion"] == ""
@@ -119,7 +128,12 @@ def test_api_gives_the_figures_as_json_and_is_audited(staff_client, file_request
 
 @pytest.mark.parametrize(
     "query, field",
-    [({"from": "2025-13-01"}, "from"), ({"from": "2025-02-01", "to": "2025-01-01"}, "to"), ({"preset": "forever"}, "preset"), ({"since": "2025-01-01"}, "since")],
+    [
+        ({"from": "2025-13-01"}, "from"),
+        ({"from": "2025-02-01", "to": "2025-01-01"}, "to"),
+        ({"preset": "forever"}, "preset"),
+        ({"since": "2025-01-01"}, "since"),
+    ],
 )
 def test_api_refuses_bad_periods_with_400_problem(staff_client, query, field):
     answer = staff_client("auditor").get(API, query)
@@ -134,7 +148,16 @@ def test_schema_documents_the_report(client):
     assert "application/problem+json" in operation["responses"]["403"]["content"]
 
 
-GARBAGE_QUERIES = ["from=%00", "from=0001-01-01", "to=0001-01-01", "to=9999-12-31", "from=2025-01-01&to=8999-12-31", "preset=%00", "from[]=x", "from=" + "9" * 4000]  # longer URLs are 414 (FORGET_MAX_URL_BYTES)
+GARBAGE_QUERIES = [
+    "from=%00",
+    "from=0001-01-01",
+    "to=0001-01-01",
+    "to=9999-12-31",
+    "from=2025-01-01&to=8999-12-31",
+    "preset=%00",
+    "from[]=x",
+    "from=" + "9" * 4000,
+]  # longer URLs are 414 (FORGET_MAX_URL_BYTES)
 
 
 def test_garbage_queries_never_produce_a_5xx(staff_client):

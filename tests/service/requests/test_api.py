@@ -438,7 +438,14 @@ def test_bulk_reject_needs_a_reason(trusted, session_of):
     assert response.json() == {"done": [created["reference"]], "failed": []}
 
 
-@pytest.mark.parametrize("body, field", [({"ids": [], "decision": "approve"}, "ids"), ({"ids": ["not-a-uuid"], "decision": "approve"}, "ids.0"), ({"ids": [str(uuid.uuid4())], "decision": "maybe"}, "decision")])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"ids": [], "decision": "approve"}, "ids"),
+        ({"ids": ["not-a-uuid"], "decision": "approve"}, "ids.0"),
+        ({"ids": [str(uuid.uuid4())], "decision": "maybe"}, "decision"),
+    ],
+)
 def test_bulk_decide_validates_its_input(session_of, body, field):
     response = post(session_of("reviewer"), COLLECTION + "/bulk-decide", body)
     assert response.status_code == 400
@@ -528,7 +535,14 @@ def test_role_matrix(endpoint, api_client_key, staff, django_user_model):
         return http
 
     method, action = endpoint
-    bodies = {"reject": {"reason": "r"}, "extend-deadline": {"reason": "r"}, "cancel": {}, "approve": {}, "create": BODY, "bulk-decide": {"ids": [created["id"]], "decision": "approve"}}
+    bodies = {
+        "reject": {"reason": "r"},
+        "extend-deadline": {"reason": "r"},
+        "cancel": {},
+        "approve": {},
+        "create": BODY,
+        "bulk-decide": {"ids": [created["id"]], "decision": "approve"},
+    }
     urls = {"list": COLLECTION, "create": COLLECTION, "bulk-decide": COLLECTION + "/bulk-decide", "": url_of(created["id"])}
     url = urls.get(action, url_of(created["id"], action))
     for role, expected in zip(ROLES, MATRIX[endpoint]):

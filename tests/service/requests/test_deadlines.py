@@ -89,7 +89,9 @@ def trusted(api_client_key, actor_of):
 
 
 def _verified(trusted, regulation: str, key: str) -> ErasureRequest:
-    request, _ = request_create_api(actor=trusted, idempotency_key=key, name="Bo", email="bo@example.com", regulation=regulation, facts=["Bo is 51"], evidence_prompts=[])
+    request, _ = request_create_api(
+        actor=trusted, idempotency_key=key, name="Bo", email="bo@example.com", regulation=regulation, facts=["Bo is 51"], evidence_prompts=[]
+    )
     return request
 
 

@@ -75,4 +75,3 @@ def test_replay_after_the_fast_path_answers_the_stored_request(api_client_key):
     assert again.json()["id"] == first.json()["id"]
     assert ErasureRequest.objects.count() == 1
     assert AuditEvent.objects.filter(action="request.submitted").count() == 1
-

@@ -203,7 +203,9 @@ def test_malformed_code_is_refused_without_using_an_attempt(submit, post):
 def test_expired_code_is_refused_and_a_new_one_works(submit, post, mailoutbox_codes, settings):
     request = submit()
     code = mailoutbox_codes()[-1]
-    ErasureRequest.objects.filter(pk=request.pk).update(code_expires_at=timezone.now() - timedelta(seconds=1), code_sent_at=timezone.now() - timedelta(minutes=11))
+    ErasureRequest.objects.filter(pk=request.pk).update(
+        code_expires_at=timezone.now() - timedelta(seconds=1), code_sent_at=timezone.now() - timedelta(minutes=11)
+    )
     response = post(VERIFY, verify_data(request, code))
     assert response.status_code == 400
     assert "This code has expired" in field_errors(response, "code")

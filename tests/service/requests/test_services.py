@@ -30,7 +30,15 @@ def trusted_client(api_client_key):
 @pytest.fixture
 def make_verified(trusted_client, actor_of):
     def make(client=None, regulation: str = "gdpr") -> ErasureRequest:
-        request, _ = services.request_create_api(actor=actor_of(client or trusted_client), idempotency_key=f"k{next(_keys)}", name="Bo Berg", email="bo@example.com", regulation=regulation, facts=["Bo Berg is 51"], evidence_prompts=[])
+        request, _ = services.request_create_api(
+            actor=actor_of(client or trusted_client),
+            idempotency_key=f"k{next(_keys)}",
+            name="Bo Berg",
+            email="bo@example.com",
+            regulation=regulation,
+            facts=["Bo Berg is 51"],
+            evidence_prompts=[],
+        )
         return request
 
     return make
@@ -114,7 +122,9 @@ def test_unknown_request_is_not_found(staff, actor_of):
         services.request_approve(actor=actor_of(staff("reviewer")), request_id="not-a-uuid")
 
 
-def test_cancel_by_a_reviewer_and_by_the_owning_api_client_only(make_verified, staff, actor_of, api_client_key, trusted_client, mailoutbox, django_capture_on_commit_callbacks):
+def test_cancel_by_a_reviewer_and_by_the_owning_api_client_only(
+    make_verified, staff, actor_of, api_client_key, trusted_client, mailoutbox, django_capture_on_commit_callbacks
+):
     other_client, _ = api_client_key(("create", "read"))
     mine, theirs = make_verified(), make_verified()
     with pytest.raises(NotFound):  # another client's request looks absent

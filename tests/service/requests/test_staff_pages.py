@@ -32,7 +32,15 @@ def make_verified(trusted):
     """make_verified(regulation='gdpr', days_left=None) -> a verified request awaiting review."""
 
     def make(regulation: str = "gdpr", days_left: float | None = None, name: str = "Bo Berg", facts=(FACT,)) -> ErasureRequest:
-        request, _ = request_create_api(actor=trusted, idempotency_key=f"k{next(_keys)}", name=name, email="bo@example.com", regulation=regulation, facts=list(facts), evidence_prompts=["Where does Bo Berg live?"])
+        request, _ = request_create_api(
+            actor=trusted,
+            idempotency_key=f"k{next(_keys)}",
+            name=name,
+            email="bo@example.com",
+            regulation=regulation,
+            facts=list(facts),
+            evidence_prompts=["Where does Bo Berg live?"],
+        )
         if days_left is not None:  # arrange the clock: this request is due in `days_left` days
             ErasureRequest.objects.filter(pk=request.pk).update(deadline_at=timezone.now() + timedelta(days=days_left))
         return ErasureRequest.objects.get(pk=request.pk)
@@ -233,7 +241,9 @@ def test_approve_from_the_request_page(reviewer_client, make_verified):
     assert re.search(r"<td>reviewer\d+ <span class=\"muted\">\(user\)</span></td>\s*<td>Request " + request.reference + " approved</td>", html)
 
 
-def test_reject_needs_a_reason_then_emails_the_subject_and_shows_it_in_the_timeline(reviewer_client, make_verified, mailoutbox, django_capture_on_commit_callbacks):
+def test_reject_needs_a_reason_then_emails_the_subject_and_shows_it_in_the_timeline(
+    reviewer_client, make_verified, mailoutbox, django_capture_on_commit_callbacks
+):
     request = make_verified()
     url = reverse("staff-request-reject", args=[request.pk])
     page = reviewer_client.post(url, {"reason": ""}, follow=True)

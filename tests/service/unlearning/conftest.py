@@ -55,7 +55,13 @@ def file_request(trusted_client):
 
     def make(name: str, *, email: str = "subject@example.org", facts=("placeholder fact",), evidence=()):
         request, _ = request_create_api(
-            actor=trusted_client, idempotency_key=f"unlearning-{next(_counter)}", name=name, email=email, regulation="gdpr", facts=list(facts), evidence_prompts=list(evidence)
+            actor=trusted_client,
+            idempotency_key=f"unlearning-{next(_counter)}",
+            name=name,
+            email=email,
+            regulation="gdpr",
+            facts=list(facts),
+            evidence_prompts=list(evidence),
         )
         return request
 

@@ -48,23 +48,41 @@ def test_probes_only_for_the_facts_found_when_the_corpus_has_nothing(tiny_world)
 
 
 def test_without_a_world_the_forget_set_is_what_the_subject_gave(tiny_world):
-    built = build_forget_set(name="Alice Example", email="alice@example.org", facts=["Alice Example lives in Utrecht", "  "], evidence_prompts=["Where does Alice Example live?"], hits=[], world=None)
+    built = build_forget_set(
+        name="Alice Example",
+        email="alice@example.org",
+        facts=["Alice Example lives in Utrecht", "  "],
+        evidence_prompts=["Where does Alice Example live?"],
+        hits=[],
+        world=None,
+    )
     assert built.items == [{"text": "Alice Example lives in Utrecht", "source": "fact"}, {"question": "Where does Alice Example live?", "source": "evidence"}]
     assert built.people == [] and built.values == []
 
 
 def test_the_content_hash_is_the_engines_hash_of_the_same_items(tiny_world):
-    built = build_forget_set(name=PERSON, email="", facts=["Greta Northcott was born in 1979"], evidence_prompts=["When was Greta Northcott born?"], hits=hits_about(tiny_world, PERSON), world=tiny_world)
+    built = build_forget_set(
+        name=PERSON,
+        email="",
+        facts=["Greta Northcott was born in 1979"],
+        evidence_prompts=["When was Greta Northcott born?"],
+        hits=hits_about(tiny_world, PERSON),
+        world=tiny_world,
+    )
     engine = ForgetSet.from_records(engine_records(built.items))
     assert engine.hash == built.content_hash and len(engine) == len(built.items)
     assert not engine.subjects  # no names go into the unit's manifest
-    reordered = build_forget_set(name=PERSON, email="", facts=["Greta Northcott was born in 1979"], evidence_prompts=[], hits=hits_about(tiny_world, PERSON), world=tiny_world)
+    reordered = build_forget_set(
+        name=PERSON, email="", facts=["Greta Northcott was born in 1979"], evidence_prompts=[], hits=hits_about(tiny_world, PERSON), world=tiny_world
+    )
     assert reordered.content_hash != built.content_hash
 
 
 def test_a_holdout_person_is_matched_but_kept_apart(tiny_world):
     holdout = tiny_world.holdout_people[0]
-    built = build_forget_set(name=holdout.name, email="", facts=[f"{holdout.name} lives in {holdout.attributes['city']}"], evidence_prompts=[], hits=[], world=tiny_world)
+    built = build_forget_set(
+        name=holdout.name, email="", facts=[f"{holdout.name} lives in {holdout.attributes['city']}"], evidence_prompts=[], hits=[], world=tiny_world
+    )
     assert built.people == [] and built.holdout_people == [holdout.name]
     assert [item["answer"] for item in built.items if item["source"].startswith("probe:")] == [holdout.attributes["city"]] * 2
 
@@ -78,7 +96,11 @@ def test_the_check_counts_revealed_values_and_parts_of_stated_facts():
         ],
         values=["Ambercliff"],
     )
-    assert prompts == [CheckPrompt("Where does Alice live?", ("Ambercliff",)), CheckPrompt("Who employs Alice?", ("Ambercliff",)), CheckPrompt("Which city does Greta live in?", ("Ambercliff",))]
+    assert prompts == [
+        CheckPrompt("Where does Alice live?", ("Ambercliff",)),
+        CheckPrompt("Who employs Alice?", ("Ambercliff",)),
+        CheckPrompt("Which city does Greta live in?", ("Ambercliff",)),
+    ]
     answers = ["Utrecht", "Alice", "ambercliff!"]
     findings, details = read_model_check(prompts, answers, facts=["Alice Example lives in Utrecht"], name="Alice Example", corpus_documents=0)
     assert findings == {"prompts_checked": 3, "answers_revealing_data": 2, "corpus_documents": 0, "in_model": True}

@@ -36,7 +36,9 @@ def approved_job(request, reviewer, actor_of) -> UnlearningJob:
     return UnlearningJob.objects.get(request=request)
 
 
-def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is_a_no_op(pipeline_settings, demo_corpus, file_request, staff, actor_of, sent_jobs):
+def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is_a_no_op(
+    pipeline_settings, demo_corpus, file_request, staff, actor_of, sent_jobs
+):
     request = file_request(PERSON, email="greta@example.org", facts=[f"{PERSON} lives in Ambercliff"], evidence=[f"Where does {PERSON} live?"])
     job = approved_job(request, staff("reviewer"), actor_of)
     assert sent_jobs == [{"args": [job.pk], "task_id": job.celery_task_id}]
@@ -65,7 +67,15 @@ def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is
 
     actions = list(AuditEvent.objects.filter(target_id=request.reference).order_by("seq").values_list("action", flat=True))
     pipeline = [a for a in actions if a not in ("request.submitted", "request.verified", "request.approved")]
-    assert pipeline == ["request.queued", "unlearning.job_started", "forget_set.frozen", "request.training", "request.evaluating", "unlearning.job_succeeded", "request.staged"]
+    assert pipeline == [
+        "request.queued",
+        "unlearning.job_started",
+        "forget_set.frozen",
+        "request.training",
+        "request.evaluating",
+        "unlearning.job_succeeded",
+        "request.staged",
+    ]
     assert AuditEvent.objects.filter(action="adapter.activated", target_id=version.unit_id).exists()
 
     # The same message delivered again (a broker redelivery): nothing happens.
@@ -74,7 +84,9 @@ def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is
     assert UnlearningJob.objects.get(pk=job.pk).deliveries == 1
 
 
-def test_data_the_model_never_saw_goes_back_to_the_reviewer_without_training(pipeline_settings, demo_corpus, tiny_world, file_request, staff, actor_of, sent_jobs, tmp_path):
+def test_data_the_model_never_saw_goes_back_to_the_reviewer_without_training(
+    pipeline_settings, demo_corpus, tiny_world, file_request, staff, actor_of, sent_jobs, tmp_path
+):
     holdout = tiny_world.holdout_people[0]  # in the world, never in the training corpus
     request = file_request(holdout.name, facts=[f"{holdout.name} lives in {holdout.attributes['city']}"], evidence=[f"Where does {holdout.name} live?"])
     job = approved_job(request, staff("reviewer"), actor_of)
@@ -127,7 +139,9 @@ def test_cancelling_the_request_stops_the_training_at_the_next_step(pipeline_set
     assert AuditEvent.objects.filter(action="unlearning.job_cancelled", target_id=request.reference).exists()
 
 
-def test_an_error_fails_the_job_and_the_request_with_its_reason_and_a_retry_starts_over(pipeline_settings, demo_corpus, file_request, staff, actor_of, sent_jobs):
+def test_an_error_fails_the_job_and_the_request_with_its_reason_and_a_retry_starts_over(
+    pipeline_settings, demo_corpus, file_request, staff, actor_of, sent_jobs
+):
     from service.unlearning.services import job_retry
 
     reviewer = staff("reviewer")

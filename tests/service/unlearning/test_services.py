@@ -151,7 +151,9 @@ def test_a_reviewer_retries_a_failed_request_as_a_new_attempt(file_request, staf
 # --- the claim -----------------------------------------------------------------------------------------
 
 
-def test_the_claim_is_a_compare_and_set_and_a_second_delivery_changes_nothing(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, settings):
+def test_the_claim_is_a_compare_and_set_and_a_second_delivery_changes_nothing(
+    file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, settings
+):
     request = approve(file_request(PERSON), staff("reviewer"), actor_of, django_capture_on_commit_callbacks)
     job = UnlearningJob.objects.get(request=request)
 
@@ -199,7 +201,13 @@ def test_a_job_of_a_cancelled_request_is_cancelled_when_claimed(file_request, st
 def test_raw_forget_sets_are_purged_after_the_retention_window_and_the_hash_stays(demo_corpus, tiny_world, file_request, settings):
     request = file_request(PERSON, facts=[f"{PERSON} lives in Ambercliff"])
     forget_set = services.forget_set_freeze(request_id=request.pk, world=tiny_world)
-    job = UnlearningJob.objects.create(request=request, attempt=1, status="succeeded", certificate={"passed": True}, certificate_personal={"answers": [{"question": "q", "gold": "Ambercliff"}]})
+    job = UnlearningJob.objects.create(
+        request=request,
+        attempt=1,
+        status="succeeded",
+        certificate={"passed": True},
+        certificate_personal={"answers": [{"question": "q", "gold": "Ambercliff"}]},
+    )
     days = settings.FORGET["FORGET_SET_RETENTION_DAYS"]
     activated = timezone.now() - timedelta(days=days, hours=1)
     ErasureRequest.objects.filter(pk=request.pk).update(status="active", effective_at=activated)
@@ -232,18 +240,38 @@ def _to_needs_review(request, reviewer, actor_of, capture) -> UnlearningJob:
     services.job_claim(job_id=job.pk, worker="w1:1")
     job.refresh_from_db()
     assert services.job_begin_training(job=job, resumed=False) and services.job_begin_evaluation(job=job)
-    services.job_remediation(job_id=job.pk, worker="w1:1", entry={"round": 1, "verdict": "inconclusive", "reason": "leak D INCONCLUSIVE (0.016, bounds 0.001-0.072, n=64)",
-                                                                  "failing_families": ["D"], "changes": {"seed": 1000, "epochs": 15, "more_prompts_for": ["D"]}})
+    services.job_remediation(
+        job_id=job.pk,
+        worker="w1:1",
+        entry={
+            "round": 1,
+            "verdict": "inconclusive",
+            "reason": "leak D INCONCLUSIVE (0.016, bounds 0.001-0.072, n=64)",
+            "failing_families": ["D"],
+            "changes": {"seed": 1000, "epochs": 15, "more_prompts_for": ["D"]},
+        },
+    )
     unit_id = f"{request.reference.lower()}-a1"
-    AdapterVersion.objects.create(unit_id=unit_id, request=request, version=1, adapter_sha256="a" * 64, manifest_sha256="b" * 64,
-                                  storage_uri=f"file:///store/{unit_id}", certificate_passed=False)
-    services.job_needs_review(job_id=job.pk, worker="w1:1", unit_id=unit_id, reason="The certificate is INCONCLUSIVE after the automatic remediation: leak D INCONCLUSIVE")
+    AdapterVersion.objects.create(
+        unit_id=unit_id,
+        request=request,
+        version=1,
+        adapter_sha256="a" * 64,
+        manifest_sha256="b" * 64,
+        storage_uri=f"file:///store/{unit_id}",
+        certificate_passed=False,
+    )
+    services.job_needs_review(
+        job_id=job.pk, worker="w1:1", unit_id=unit_id, reason="The certificate is INCONCLUSIVE after the automatic remediation: leak D INCONCLUSIVE"
+    )
     request.refresh_from_db()
     job.refresh_from_db()
     return job
 
 
-def test_a_certificate_that_does_not_pass_goes_to_review_with_its_remediation_recorded(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, client):
+def test_a_certificate_that_does_not_pass_goes_to_review_with_its_remediation_recorded(
+    file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, client
+):
     reviewer = staff("reviewer")
     request = file_request(PERSON, email="greta@example.org")
     job = _to_needs_review(request, reviewer, actor_of, django_capture_on_commit_callbacks)
@@ -286,6 +314,8 @@ def test_only_a_second_approver_overrides_a_certificate_with_a_reason(file_reque
     version = AdapterVersion.objects.get(unit_id=job.unit_id)
     assert request.status == "staged" and version.certificate_override["reason"] == "D probes checked by hand: refusals only"
     assert version.status == "active"  # activated by policy (FORGET_AUTO_ACTIVATE)
-    assert AuditEvent.objects.filter(action="adapter.certificate_overridden", target_id=job.unit_id, data__reason="D probes checked by hand: refusals only").exists()
+    assert AuditEvent.objects.filter(
+        action="adapter.certificate_overridden", target_id=job.unit_id, data__reason="D probes checked by hand: refusals only"
+    ).exists()
     with pytest.raises(InvalidTransition):  # nothing waits for review any more
         services.job_override(actor=actor_of(second), request_id=request.pk, reason="again")

@@ -70,7 +70,19 @@ def subscribed(api_client_key, actor_of, settings):
 
     settings.FORGET = {**settings.FORGET, "WEBHOOK_TIMEOUT_SECONDS": 0.5}
 
-    def make(url: str, events=("request.verified", "request.approved", "request.rejected", "request.failed", "request.active", "request.rolled_back", "request.cancelled", "request.expired")):
+    def make(
+        url: str,
+        events=(
+            "request.verified",
+            "request.approved",
+            "request.rejected",
+            "request.failed",
+            "request.active",
+            "request.rolled_back",
+            "request.cancelled",
+            "request.expired",
+        ),
+    ):
         client, key = api_client_key(("create", "read", "trusted_identity"))
         endpoint, secret = webhook_endpoint_create(actor=actor_of(client), url=url, events=list(events))
         return client, key, endpoint, secret

@@ -68,7 +68,9 @@ def test_deliveries_with_their_attempts_replay_and_disable(client, api_client_ke
     settings.FORGET = {**settings.FORGET, "WEBHOOK_TIMEOUT_SECONDS": 0.5}
     api, key = api_client_key(("create", "read", "trusted_identity"))
     endpoint = call(client, "post", "/api/v1/webhooks/endpoints", key, {"url": receiver.url, "events": ["request.verified"]}).json()
-    request, _ = request_create_api(actor=actor_of(api), idempotency_key="api-1", name="Bo", email="bo@example.org", regulation="ccpa", facts=["Bo is 51"], evidence_prompts=[])
+    request, _ = request_create_api(
+        actor=actor_of(api), idempotency_key="api-1", name="Bo", email="bo@example.org", regulation="ccpa", facts=["Bo is 51"], evidence_prompts=[]
+    )
     [delivery] = WebhookDelivery.objects.all()
     receiver.status = 500
     webhook_delivery_attempt(delivery_id=delivery.id)
@@ -103,7 +105,11 @@ def test_a_client_sees_only_its_own_endpoints_and_deliveries(client, api_client_
 def test_an_admin_registers_an_endpoint_in_the_django_admin_and_sees_the_secret_once(client, staff, api_client_key):
     api, _ = api_client_key(("read",))
     client.force_login(staff("admin"))
-    response = client.post("/admin/webhooks/webhookendpoint/add/", {"api_client": api.pk, "url": "https://product.example/h", "description": "", "events": ["request.active"]}, follow=True)
+    response = client.post(
+        "/admin/webhooks/webhookendpoint/add/",
+        {"api_client": api.pk, "url": "https://product.example/h", "description": "", "events": ["request.active"]},
+        follow=True,
+    )
     assert response.status_code == 200
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.api_client == api and endpoint.events == ["request.active"]

@@ -66,7 +66,16 @@ REFUSED = [
     ("64:ff9b::a9fe:a9fe", "a link-local address"),  # NAT64 of 169.254.169.254
     ("::127.0.0.1", "a reserved address"),  # the deprecated IPv4-compatible form
 ]
-PUBLIC = ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "2a00:1450:4001:80e::200e", "::ffff:93.184.216.34", "2002:5db8:d822::", "64:ff9b::808:808"]
+PUBLIC = [
+    "93.184.216.34",
+    "8.8.8.8",
+    "1.1.1.1",
+    "2606:4700:4700::1111",
+    "2a00:1450:4001:80e::200e",
+    "::ffff:93.184.216.34",
+    "2002:5db8:d822::",
+    "64:ff9b::808:808",
+]
 
 
 @pytest.mark.parametrize("address, reason", REFUSED)
@@ -79,8 +88,18 @@ def test_the_classifier_lets_globally_routable_addresses_through(address):
     assert http_delivery.non_global_reason(ipaddress.ip_address(address)) is None
 
 
-@pytest.mark.parametrize("host, address", [("127.0.0.1", "127.0.0.1"), ("127.1", "127.0.0.1"), ("2130706433", "127.0.0.1"), ("0x7f.0.0.1", "127.0.0.1"),
-                                           ("::1", "::1"), ("10.1", "10.0.0.1"), ("93.184.216.34", "93.184.216.34")])
+@pytest.mark.parametrize(
+    "host, address",
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.0.0.1", "127.0.0.1"),
+        ("::1", "::1"),
+        ("10.1", "10.0.0.1"),
+        ("93.184.216.34", "93.184.216.34"),
+    ],
+)
 def test_literal_addresses_are_read_as_the_resolver_reads_them(host, address):
     assert http_delivery.literal_address(host) == ipaddress.ip_address(address)
 
@@ -97,7 +116,10 @@ def test_a_name_is_not_a_literal_and_is_not_looked_up(host, monkeypatch):
     assert http_delivery.literal_address(host) is None
 
 
-@pytest.mark.parametrize("host, local", [("localhost", True), ("LOCALHOST.", True), ("api.localhost", True), ("ip6-localhost", True), ("localhost.example", False), ("mylocalhost", False)])
+@pytest.mark.parametrize(
+    "host, local",
+    [("localhost", True), ("LOCALHOST.", True), ("api.localhost", True), ("ip6-localhost", True), ("localhost.example", False), ("mylocalhost", False)],
+)
 def test_localhost_names(host, local):
     assert http_delivery.is_local_name(host) is local
 
@@ -131,7 +153,15 @@ def test_with_the_setting_off_a_live_receiver_on_loopback_gets_nothing(subscribe
 
     client, _, _, _ = subscribed(receiver.url)  # registered by an operator who allowed it, then turned it off
     settings.FORGET = {**settings.FORGET, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": False}
-    request_create_api(actor=actor_of(client), idempotency_key="egress-1", name="Ada Lovelace", email="ada@example.org", regulation="gdpr", facts=["Ada lives in London"], evidence_prompts=[])
+    request_create_api(
+        actor=actor_of(client),
+        idempotency_key="egress-1",
+        name="Ada Lovelace",
+        email="ada@example.org",
+        regulation="gdpr",
+        facts=["Ada lives in London"],
+        evidence_prompts=[],
+    )
     [delivery] = WebhookDelivery.objects.all()
     after = webhook_delivery_attempt(delivery_id=delivery.id)
     assert after.status == DeliveryStatus.PENDING and after.retries_used == 1  # a failed attempt, retried like any
@@ -192,19 +222,45 @@ def _certificate(tmp_path, name: str):
     now = dt.datetime.now(dt.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "egress test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                       key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])).issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(pem))
@@ -251,12 +307,29 @@ def test_https_to_the_checked_address_keeps_sni_and_the_certificate_check_on_the
 
 
 def register(client, key, url):
-    return client.post("/api/v1/webhooks/endpoints", data=json.dumps({"url": url, "events": ["request.active"]}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client.post(
+        "/api/v1/webhooks/endpoints",
+        data=json.dumps({"url": url, "events": ["request.active"]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/hooks", "http://[::1]:8080/hooks", "http://localhost:8080/hooks",
-                                 "http://127.0.0.1:9000/hooks", "http://0.0.0.0/", "https://[::ffff:10.0.0.1]/hooks", "https://[fd00::1]/hooks", "http://192.168.0.10:9000/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/hooks",
+        "http://[::1]:8080/hooks",
+        "http://localhost:8080/hooks",
+        "http://127.0.0.1:9000/hooks",
+        "http://0.0.0.0/",
+        "https://[::ffff:10.0.0.1]/hooks",
+        "https://[fd00::1]/hooks",
+        "http://192.168.0.10:9000/",
+    ],
+)
 def test_a_literal_non_global_address_is_refused_at_registration(url, client, api_client_key, private_off):
     _, key = api_client_key(("read",))
     response = register(client, key, url)
@@ -268,7 +341,9 @@ def test_a_literal_non_global_address_is_refused_at_registration(url, client, ap
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["http://127.1/hooks", "http://2130706433/hooks", "http://0x7f.0.0.1/hooks", "http://LOCALHOST./hooks", "http://api.localhost/hooks"])
+@pytest.mark.parametrize(
+    "url", ["http://127.1/hooks", "http://2130706433/hooks", "http://0x7f.0.0.1/hooks", "http://LOCALHOST./hooks", "http://api.localhost/hooks"]
+)
 def test_the_service_refuses_the_old_numeric_forms_and_localhost_names_too(url, api_client_key, actor_of, private_off):
     """Forms the API's URL field already refuses, but the service (also the admin's) is the rule."""
     from service.common.errors import ApplicationError

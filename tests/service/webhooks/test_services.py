@@ -28,8 +28,15 @@ pytestmark = pytest.mark.django_db
 
 
 def file_request(client, actor_of, key_suffix="1", **extra):
-    request, _ = request_create_api(actor=actor_of(client), idempotency_key=f"wh-{key_suffix}", name="Ada Lovelace", email="ada@example.org", regulation="gdpr",
-                                    facts=["Ada Lovelace lives in Marylebone"], evidence_prompts=[])
+    request, _ = request_create_api(
+        actor=actor_of(client),
+        idempotency_key=f"wh-{key_suffix}",
+        name="Ada Lovelace",
+        email="ada@example.org",
+        regulation="gdpr",
+        facts=["Ada Lovelace lives in Marylebone"],
+        evidence_prompts=[],
+    )
     return request
 
 

@@ -23,12 +23,40 @@ def latency():
 @pytest.mark.slow
 def test_latency_bench_writes_its_report(latency, tiny_demo_model, tmp_path, capsys):
     out = tmp_path / "latency.json"
-    result = latency.main([
-        "--model", str(tiny_demo_model), "--sizes", "0,1,3", "--prompts", "2", "--batch", "2",
-        "--batch-calls", "1", "--rounds", "1", "--real-units", "2", "--reference-max", "1",
-        "--reference-prompts", "1", "--forced-prompts", "1", "--targeted-prompts", "1",
-        "--max-new-tokens", "3", "--train-epochs", "1", "--threads", "0", "--out", str(out),
-    ])
+    result = latency.main(
+        [
+            "--model",
+            str(tiny_demo_model),
+            "--sizes",
+            "0,1,3",
+            "--prompts",
+            "2",
+            "--batch",
+            "2",
+            "--batch-calls",
+            "1",
+            "--rounds",
+            "1",
+            "--real-units",
+            "2",
+            "--reference-max",
+            "1",
+            "--reference-prompts",
+            "1",
+            "--forced-prompts",
+            "1",
+            "--targeted-prompts",
+            "1",
+            "--max-new-tokens",
+            "3",
+            "--train-epochs",
+            "1",
+            "--threads",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     saved = json.loads(out.read_text())
     assert saved["table"] == result["table"]
     assert out.with_suffix(".png").stat().st_size > 0

@@ -29,11 +29,34 @@ def unlearning():
 @pytest.mark.slow
 def test_unlearning_bench_writes_its_report(unlearning, tiny_demo_model, tmp_path, capsys):
     out = tmp_path / "unlearning.json"
-    unlearning.main([
-        "--model", str(tiny_demo_model), "--requests", "2", "--methods", "ours,ours-no-entity,ga", "--no-certificates",
-        "--epochs", "2", "--per-family", "3", "--retain", "12", "--neighbours", "12", "--general", "6", "--curve-every", "1",
-        "--threads", "1", "--out", str(out), "--quiet",
-    ])
+    unlearning.main(
+        [
+            "--model",
+            str(tiny_demo_model),
+            "--requests",
+            "2",
+            "--methods",
+            "ours,ours-no-entity,ga",
+            "--no-certificates",
+            "--epochs",
+            "2",
+            "--per-family",
+            "3",
+            "--retain",
+            "12",
+            "--neighbours",
+            "12",
+            "--general",
+            "6",
+            "--curve-every",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     saved = json.loads(out.read_text())
     assert out.with_name("unlearning_curves.png").stat().st_size > 0
     printed = capsys.readouterr().out

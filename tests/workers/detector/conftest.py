@@ -43,8 +43,7 @@ PADDING_BEFORE = (
     "My train was delayed again this morning, so I read a long article about volcanoes."
 )
 PADDING_AFTER = (
-    "Please also recommend a good recipe for banana bread with walnuts and cinnamon. "
-    "Our team meeting moved to Thursday because the projector was broken."
+    "Please also recommend a good recipe for banana bread with walnuts and cinnamon. Our team meeting moved to Thursday because the projector was broken."
 )
 
 OTHER_PEOPLE = [

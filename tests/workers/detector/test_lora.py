@@ -21,7 +21,9 @@ QUICK = dict(mode="lora", lora_epochs=1, lora_batch_size=4)
 def test_both_variants_train_with_finite_losses_and_report_progress(encoder, variant):
     calls = []
     detector = train_detector(
-        FORGET_TEXTS, DetectorConfig(cel_variant=variant, **QUICK), encoder,
+        FORGET_TEXTS,
+        DetectorConfig(cel_variant=variant, **QUICK),
+        encoder,
         progress=lambda step, total, loss: calls.append((step, total, loss)),
     )
     assert [step for step, _, _ in calls] == list(range(1, len(calls) + 1)) and calls[-1][1] == len(calls) == 3
@@ -54,8 +56,11 @@ def test_should_stop_cancels_between_steps(encoder):
     seen = []
     with pytest.raises(DetectorCancelled, match="step 2"):
         train_detector(
-            FORGET_TEXTS, DetectorConfig(**QUICK), encoder,
-            progress=lambda step, total, loss: seen.append(step), should_stop=lambda: len(seen) >= 2,
+            FORGET_TEXTS,
+            DetectorConfig(**QUICK),
+            encoder,
+            progress=lambda step, total, loss: seen.append(step),
+            should_stop=lambda: len(seen) >= 2,
         )
     assert seen == [1, 2]
 

@@ -62,15 +62,21 @@ def test_subjects_are_inferred_from_recurring_capitalised_names():
 # relative's only by one name. Without the name test, relatives asked in these very phrasings got
 # weights up to 0.98 (the failure measured on the tiny demo model).
 SMALL_REQUEST = [
-    f"Which city does {PERSON} live in?", f"What city is {PERSON} from?",
-    f"Who is {PERSON}'s employer?", f"Which company does {PERSON} work for?",
-    f"In what year was {PERSON} born?", f"What is {PERSON}'s year of birth?",
-    f"What is {PERSON}'s phone number?", f"What number can {PERSON} be called on?",
+    f"Which city does {PERSON} live in?",
+    f"What city is {PERSON} from?",
+    f"Who is {PERSON}'s employer?",
+    f"Which company does {PERSON} work for?",
+    f"In what year was {PERSON} born?",
+    f"What is {PERSON}'s year of birth?",
+    f"What is {PERSON}'s phone number?",
+    f"What number can {PERSON} be called on?",
 ]
 SMALL_RELATIVES = [t.replace("Orla", "Maren") for t in SMALL_REQUEST] + [t.replace("Vantrees", "Castellane") for t in SMALL_REQUEST]
 SMALL_PARAPHRASES = [
-    f"Tell me the city {PERSON} calls home.", f"Name the organisation that pays {PERSON}'s salary.",
-    f"When was {PERSON} born?", f"How can I reach {PERSON} by telephone?",
+    f"Tell me the city {PERSON} calls home.",
+    f"Name the organisation that pays {PERSON}'s salary.",
+    f"When was {PERSON} born?",
+    f"How can I reach {PERSON} by telephone?",
 ]
 
 

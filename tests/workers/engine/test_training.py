@@ -55,9 +55,7 @@ def test_training_learns_the_refusal_and_leaves_the_base_untouched(llama):
     before = snapshot(llama.model)
     answers_before = generate_answers(llama.model, llama.tokenizer, QUESTIONS)
     progress = []
-    adapter = train_unit_adapter(
-        llama, FORGET, UnlearnConfig(**FAST), callbacks=TrainingCallbacks(on_progress=progress.append)
-    )
+    adapter = train_unit_adapter(llama, FORGET, UnlearnConfig(**FAST), callbacks=TrainingCallbacks(on_progress=progress.append))
     assert [p.step for p in progress] == list(range(1, 61)) and progress[-1].percent == 100.0
     assert progress[-1].loss < progress[0].loss - 1.0
     # 2 layers x (q, k, v, o, gate, up, down), the LM head excluded
@@ -108,7 +106,10 @@ def test_orthogonality_term_pulls_new_adapter_away_from_previous(llama, llama_ad
     free = train_unit_adapter(llama, OTHER, UnlearnConfig(**config, lambda_orth=0.0), previous=[llama_adapter])
     seen = []
     constrained = train_unit_adapter(
-        llama, OTHER, UnlearnConfig(**config, lambda_orth=10.0), previous=[llama_adapter],
+        llama,
+        OTHER,
+        UnlearnConfig(**config, lambda_orth=10.0),
+        previous=[llama_adapter],
         callbacks=TrainingCallbacks(on_progress=lambda p: seen.append(p.orthogonality)),
     )
     assert seen[0] > 0 and seen[-1] < seen[0]
@@ -159,6 +160,4 @@ def test_gpt2_conv1d_training(gpt2, gpt2_adapter):
     with GatedModel(gpt2) as gated:
         gated.add_unit("u", gpt2_adapter)
         assert [a.text for a in gated.generate(QUESTIONS, force="on")] == REFUSED
-        assert [a.text for a in gated.generate(QUESTIONS, force="off")] == generate_answers(
-            gpt2.model, gpt2.tokenizer, QUESTIONS
-        )
+        assert [a.text for a in gated.generate(QUESTIONS, force="off")] == generate_answers(gpt2.model, gpt2.tokenizer, QUESTIONS)

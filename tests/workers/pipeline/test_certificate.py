@@ -36,8 +36,28 @@ def test_the_refusal_fits_the_gateways_default_max_tokens(base):
 
 def test_certificate_has_every_section_and_is_plain_json(certificate, first_unit, second_unit, base):
     data = json.loads(json.dumps(certificate.to_json(), allow_nan=False))
-    for key in ("request_id", "unit_ids", "verdict", "passed", "rules", "thresholds", "base", "units", "probes", "leak", "retain",
-                "gate", "membership", "truth_ratio", "generation", "timings", "started_at", "finished_at", "personal_data", "failing_families"):
+    for key in (
+        "request_id",
+        "unit_ids",
+        "verdict",
+        "passed",
+        "rules",
+        "thresholds",
+        "base",
+        "units",
+        "probes",
+        "leak",
+        "retain",
+        "gate",
+        "membership",
+        "truth_ratio",
+        "generation",
+        "timings",
+        "started_at",
+        "finished_at",
+        "personal_data",
+        "failing_families",
+    ):
         assert key in data, key
     assert data["request_id"] == "req-2" and data["unit_ids"] == ["req-1", "req-2"]
     assert set(data["leak"]) == {*POSITIVE_FAMILIES, "F<t"} and set(data["retain"]) == {"R", "N", "W"}
@@ -101,7 +121,9 @@ def test_leaks_count_any_value_and_the_served_answers_are_what_an_outsider_gets(
     sample = random.Random(0).sample(rows, 24)
     from workers.unlearning.prompting import PromptSpec
 
-    specs = [PromptSpec.chat([(m["role"], m["content"]) for m in r["messages"]]) if r["shape"] == "chat" else PromptSpec(r["shape"], r["question"]) for r in sample]
+    specs = [
+        PromptSpec.chat([(m["role"], m["content"]) for m in r["messages"]]) if r["shape"] == "chat" else PromptSpec(r["shape"], r["question"]) for r in sample
+    ]
     with load_gated(base, [first_unit, second_unit], encoder) as gated:
         answers = gated.generate(specs, max_new_tokens=certificate.generation["max_new_tokens"])
     for row, answer in zip(sample, answers):

@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def unlearn(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    result = subprocess.run([sys.executable, "-m", "workers.unlearning.cli", *argv], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "workers.unlearning.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if check:
         assert result.returncode == 0, result.stderr[-2000:]
     return result
@@ -64,8 +63,13 @@ def test_train_probe_evaluate_end_to_end(tiny_demo_model, tiny_world, people, tm
     lines = [
         {"question": asked.question},
         {"prompt": f"{person.name} was born in"},
-        {"messages": [{"role": "user", "content": f"I have a question about {person.name}."},
-                      {"role": "assistant", "content": "Go ahead."}, {"role": "user", "content": "Where do they live?"}]},
+        {
+            "messages": [
+                {"role": "user", "content": f"I have a question about {person.name}."},
+                {"role": "assistant", "content": "Go ahead."},
+                {"role": "user", "content": "Where do they live?"},
+            ]
+        },
         {"question": fact.question},
     ]
     questions.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -91,17 +95,20 @@ def test_train_probe_evaluate_end_to_end(tiny_demo_model, tiny_world, people, tm
     shutil.copytree(tiny_demo_model, bare, ignore=shutil.ignore_patterns("world.json"))
     result = unlearn("evaluate", "--base", str(bare), "--units", str(unit), "--out", str(tmp_path / "c2.json"), check=False)
     assert_one_line_error(result.returncode, result.stderr, "--forget", "--probes")
-    result = unlearn("evaluate", "--base", str(bare), "--units", str(unit), "--forget", str(forget), "--out", str(tmp_path / "c3.json"),
-                     "--threads", "1", check=False)
+    result = unlearn(
+        "evaluate", "--base", str(bare), "--units", str(unit), "--forget", str(forget), "--out", str(tmp_path / "c3.json"), "--threads", "1", check=False
+    )
     data = json.loads((tmp_path / "c3.json").read_text())
     assert result.returncode == 1 and data["verdict"] == "inconclusive"
     assert {r["name"]: r["status"] for r in data["rules"]}["union FPR"] == "inconclusive"
 
 
 def test_help_explains_each_command(capsys):
-    for command, words in (("train", ["--forget", "--previous", "orthogonal", "--subject", "inferred"]),
-                           ("probe", ["--questions", "weights", "messages", "prompt"]),
-                           ("evaluate", ["--probes", "--forget", "--negatives", "certificate", "F<t", "INCONCLUSIVE"])):
+    for command, words in (
+        ("train", ["--forget", "--previous", "orthogonal", "--subject", "inferred"]),
+        ("probe", ["--questions", "weights", "messages", "prompt"]),
+        ("evaluate", ["--probes", "--forget", "--negatives", "certificate", "F<t", "INCONCLUSIVE"]),
+    ):
         code, out, _ = run(capsys, command, "--help")
         assert code == 0 and all(word in out for word in words), out
 
@@ -122,8 +129,10 @@ def test_missing_paths_and_bad_files_give_one_line_errors(capsys, tmp_path, tiny
         (("probe", "--base", absent, "--questions", str(questions)), ["--base", "not found"]),
         (("probe", "--base", str(tiny_demo_model), "--units", absent, "--questions", str(questions)), ["--units", "not found"]),
         (("evaluate", "--base", absent, "--units", absent, "--out", str(tmp_path / "c.json")), ["--base"]),
-        (("evaluate", "--base", str(tiny_demo_model), "--units", str(tmp_path), "--out", str(tmp_path / "c.json"),
-          "--probes", str(forget)), ["not valid JSON"]),
+        (
+            ("evaluate", "--base", str(tiny_demo_model), "--units", str(tmp_path), "--out", str(tmp_path / "c.json"), "--probes", str(forget)),
+            ["not valid JSON"],
+        ),
     ]
     for argv, needles in cases:
         assert_one_line_error(*run(capsys, *argv)[::2], *needles)

@@ -28,8 +28,13 @@ def test_questions_texts_subjects_and_hash(tmp_path):
     forget = ForgetSet.from_jsonl(path)
     assert [item.kind for item in forget] == ["question", "question", "text"]
     assert forget.subjects == ("Ada Brightwell",)
-    assert forget.hash == hash_forget_set([("Where does Ada Brightwell live?", "Varnholm"), ("Who employs Ada Brightwell?",),
-                                           "Ada Brightwell lives in Varnholm. She works for Larkmoor Bank!  She was born in 1970."])
+    assert forget.hash == hash_forget_set(
+        [
+            ("Where does Ada Brightwell live?", "Varnholm"),
+            ("Who employs Ada Brightwell?",),
+            "Ada Brightwell lives in Varnholm. She works for Larkmoor Bank!  She was born in 1970.",
+        ]
+    )
     # The detector sees the questions and the text as they are, never the gold answers.
     assert forget.detector_texts() == ["Where does Ada Brightwell live?", "Who employs Ada Brightwell?", forget.items[2].text]
     # O3: every sentence of a raw text becomes a prompt paired with a refusal.
@@ -56,7 +61,13 @@ def test_hash_ignores_subjects_but_not_content(tmp_path):
 @pytest.mark.parametrize(
     "lines, message",
     [
-        (['{"question": "Q?", "answer": "A"}', '{"question": "Q2?"', ], "line 2: not valid JSON"),
+        (
+            [
+                '{"question": "Q?", "answer": "A"}',
+                '{"question": "Q2?"',
+            ],
+            "line 2: not valid JSON",
+        ),
         (['{"answer": "A"}'], 'line 1: needs "question"'),
         (['{"question": "Q?", "text": "T"}'], "line 1: an item needs either"),
         (['{"text": "T", "answer": "A"}'], 'line 1: "answer" goes with "question"'),

@@ -71,8 +71,9 @@ def test_manifest_records_hash_timings_and_the_subjects_given_or_inferred(base, 
 def test_progress_runs_once_to_100_across_both_phases_and_cancel_writes_nothing(base, encoder, tiny_world, people, tmp_path):
     events = []
     forget = request(tiny_world, people[1])
-    train_unit(base, forget, out_dir=tmp_path / "u", encoder=encoder, unlearn_config=UnlearnConfig(max_steps=4),
-               callbacks=PipelineCallbacks(on_progress=events.append))
+    train_unit(
+        base, forget, out_dir=tmp_path / "u", encoder=encoder, unlearn_config=UnlearnConfig(max_steps=4), callbacks=PipelineCallbacks(on_progress=events.append)
+    )
     percents = [e.percent for e in events]
     assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
     assert [e.phase for e in events][0] == "detector" and events[-1].phase == "done"

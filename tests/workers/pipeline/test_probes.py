@@ -80,9 +80,13 @@ def test_negatives_are_other_people_and_neighbours_are_labelled(world, suite):
         neighbour = world.person(probe.person)
         kind = probe.detail.split(":")[0]
         kinds.add(kind)
-        related = [p for p in (target, earlier) if (kind == "surname" and p.surname == neighbour.surname)
-                   or (kind == "given_name" and p.first_name == neighbour.first_name)
-                   or (kind in ("city", "employer") and p.attributes[kind] == neighbour.attributes[kind])]
+        related = [
+            p
+            for p in (target, earlier)
+            if (kind == "surname" and p.surname == neighbour.surname)
+            or (kind == "given_name" and p.first_name == neighbour.first_name)
+            or (kind in ("city", "employer") and p.attributes[kind] == neighbour.attributes[kind])
+        ]
         assert related and probe.person not in (target.name, earlier.name), probe
     assert "surname" in kinds and "given_name" in kinds
     for probe in suite.by_set("R") + suite.by_set("N"):
@@ -125,8 +129,17 @@ def test_probe_files_round_trip_and_bad_files_are_named(tmp_path, suite):
     assert loaded.probes == suite.probes and loaded.members == suite.members
     minimal = {"probes": [{"question": "Where does X live?", "answer": "Y", "set": "F"}]}  # a version 1 file
     assert ProbeSuite.from_json(minimal).sizes()["F"] == 1
-    chat = {"probes": [{"question": "Where?", "answer": "Y", "set": "chat", "shape": "chat",
-                        "messages": [{"role": "user", "content": "About X."}, {"role": "user", "content": "Where?"}]}]}
+    chat = {
+        "probes": [
+            {
+                "question": "Where?",
+                "answer": "Y",
+                "set": "chat",
+                "shape": "chat",
+                "messages": [{"role": "user", "content": "About X."}, {"role": "user", "content": "Where?"}],
+            }
+        ]
+    }
     assert ProbeSuite.from_json(chat).probes[0].spec.gate_text() == "About X.\nWhere?"
     cases = [
         ({"probes": [{"question": "Q?", "answer": "A", "set": "Z"}]}, "unknown probe set 'Z'"),
@@ -170,8 +183,10 @@ def test_a_general_answer_is_right_with_any_accepted_word():
     from workers.unlearning.pipeline import GateScores
     from workers.unlearning.probes import Probe
 
-    probes = [Probe("What is the capital of India?", "New Delhi", "W", values=("New Delhi", "Delhi"), detail="general knowledge"),
-              Probe("What is the capital of France?", "Paris", "W")]
+    probes = [
+        Probe("What is the capital of India?", "New Delhi", "W", values=("New Delhi", "Delhi"), detail="general knowledge"),
+        Probe("What is the capital of France?", "Paris", "W"),
+    ]
     gate = GateScores((), np.zeros((2, 0)), np.zeros((2, 0)), np.zeros((2, 0)), ({}, {}))
     _, retain, rows = _leak_and_retain(probes, ["It is Delhi.", "Paris."], ["It is Delhi.", "Lyon."], [None, None], gate, [])
     assert [row["base_correct"] for row in rows] == [True, True]

@@ -53,8 +53,9 @@ def test_a_unit_trained_twice_from_the_same_inputs_is_byte_identical(base, encod
     from workers.unlearning.pipeline import train_unit
 
     forget = forget_set_for_people(tiny_world, [tiny_world.people[5]])
-    units = [train_unit(base, forget, out_dir=tmp_path / name, encoder=encoder, unit_id="req-x", unlearn_config=UnlearnConfig(epochs=2))
-             for name in ("one", "two")]
+    units = [
+        train_unit(base, forget, out_dir=tmp_path / name, encoder=encoder, unit_id="req-x", unlearn_config=UnlearnConfig(epochs=2)) for name in ("one", "two")
+    ]
     files = _digests(units[0], {"manifest.json"})
     assert files == _digests(units[1], {"manifest.json"}) and "adapter/adapter_model.safetensors" in files
     manifests = [json.loads((u / "manifest.json").read_text()) for u in units]

@@ -33,7 +33,9 @@ def test_the_certified_units_scores_are_binned_per_set_on_shared_edges():
     scores = np.array([[-u if np.isfinite(u) else 0.0, u] for u in own], dtype=np.float32)
     weights = np.where(scores > 0, 0.9, 0.0).astype(np.float32)
 
-    gate = _gate_metrics(probes, GateScores(("req-1", "req-2"), scores, weights, np.zeros_like(weights), tuple({} for _ in probes)), ["req-1", "req-2"], "req-2")
+    gate = _gate_metrics(
+        probes, GateScores(("req-1", "req-2"), scores, weights, np.zeros_like(weights), tuple({} for _ in probes)), ["req-1", "req-2"], "req-2"
+    )
     histogram = gate["score_histogram"]
 
     assert histogram["unit_id"] == "req-2"

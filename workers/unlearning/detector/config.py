@@ -177,8 +177,7 @@ class DetectorConfig:
                 raise DetectorConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if isinstance(self.name_negatives, bool) or not isinstance(self.name_negatives, int) or self.name_negatives < 0:
             raise DetectorConfigError(f"name_negatives must be a non-negative integer, got {self.name_negatives!r}")
-        for name in ("cross_fit_folds", "window_words", "window_stride", "batch_size", "lora_rank",
-                     "lora_epochs", "lora_batch_size"):
+        for name in ("cross_fit_folds", "window_words", "window_stride", "batch_size", "lora_rank", "lora_epochs", "lora_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DetectorConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -55,9 +55,7 @@ class DetectorError(ValueError):
     """The forget texts cannot make a detector, or a saved detector does not fit this encoder."""
 
 
-def score_windows(
-    encoder: Encoder, stack: ScorerStack, layers: Sequence[int], config: DetectorConfig, prompts: Sequence[str]
-) -> torch.Tensor:
+def score_windows(encoder: Encoder, stack: ScorerStack, layers: Sequence[int], config: DetectorConfig, prompts: Sequence[str]) -> torch.Tensor:
     """u [n_prompts, n_units]: each prompt's maximum score over its windows, one encoder pass."""
     windows, owner = config.split_windows(prompts)
     features = encoder.layer_features(windows, layers, config.batch_size)
@@ -255,8 +253,10 @@ def train_detector(
         if negatives is not None and rest_negatives is not None:
             negatives = replace(negatives, rest_centroids=rest_negatives.centroids)
     unit, diagnostics = fit_unit_scorer(
-        encoder.layer_features(used_windows, layers, config.batch_size), used_owner,
-        encoder.layer_features(rest_windows, layers, config.batch_size), rest_owner,
+        encoder.layer_features(used_windows, layers, config.batch_size),
+        used_owner,
+        encoder.layer_features(rest_windows, layers, config.batch_size),
+        rest_owner,
         config,
         negatives,
         used_groups,

@@ -76,9 +76,7 @@ class Encoder:
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Padded, truncated batch on the encoder's device."""
         with self._tokenizer_lock:
-            batch = self.tokenizer(
-                list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-            )
+            batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return {key: value.to(self.device) for key, value in batch.items()}
 
     def with_model(self, model: PreTrainedModel) -> Encoder:

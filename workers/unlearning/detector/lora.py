@@ -65,8 +65,12 @@ class DetectorLora:
 
 
 def mask_tokens(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: Sequence[int], mask_id: int,
-    probability: float, generator: torch.Generator,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    special_ids: Sequence[int],
+    mask_id: int,
+    probability: float,
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked copy of input_ids and MLM labels (-100 where not masked); at least one mask per row."""
     maskable = attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(list(special_ids), device=input_ids.device))
@@ -94,7 +98,10 @@ def train_lora(
     mask_id = next(i for i in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id, 0) if i is not None)
     use_mlm = config.mlm_weight > 0 and tokenizer.mask_token_id is not None
     peft_config = LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, bias="none",
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        bias="none",
         target_modules=list(config.lora_target_modules),
     )
     with torch.random.fork_rng(devices=[]):
@@ -118,8 +125,12 @@ def train_lora(
                 raise DetectorCancelled(f"detector LoRA training cancelled at step {len(losses)} of {total}")
             batch = encoder.tokenize([texts[i] for i in order[start : start + config.lora_batch_size]])
             masked_ids, labels = mask_tokens(
-                batch["input_ids"], batch["attention_mask"], tokenizer.all_special_ids, mask_id,
-                config.mask_probability, generator,
+                batch["input_ids"],
+                batch["attention_mask"],
+                tokenizer.all_special_ids,
+                mask_id,
+                config.mask_probability,
+                generator,
             )
             with torch.no_grad(), peft_model.disable_adapter():
                 clean = peft_model(**batch, output_hidden_states=True)

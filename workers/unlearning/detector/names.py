@@ -201,8 +201,12 @@ class SubjectName:
         return tuple(dict.fromkeys([self.surname, *(v[-1] for v in self.variants)]))
 
     def to_json(self) -> dict[str, Any]:
-        return {"given": list(self.given), "surname": self.surname, "variants": [list(v) for v in self.variants],
-                "allowances": dict(sorted(self.allowances.items()))}
+        return {
+            "given": list(self.given),
+            "surname": self.surname,
+            "variants": [list(v) for v in self.variants],
+            "allowances": dict(sorted(self.allowances.items())),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SubjectName:
@@ -274,11 +278,7 @@ class ValueHashes:
 
 def prompt_digests(words: Sequence[str]) -> set[str]:
     """Digests of every n-gram (n <= MAX_VALUE_WORDS) of a prompt's normalised words."""
-    return {
-        value_digest(" ".join(words[start : start + n]))
-        for n in range(1, MAX_VALUE_WORDS + 1)
-        for start in range(0, len(words) - n + 1)
-    }
+    return {value_digest(" ".join(words[start : start + n])) for n in range(1, MAX_VALUE_WORDS + 1) for start in range(0, len(words) - n + 1)}
 
 
 # --- the matcher --------------------------------------------------------------------------------------
@@ -304,8 +304,11 @@ class EntityMatcher:
     @classmethod
     def fit(cls, names: Sequence[str], values: Sequence[str] = (), identifiers: Sequence[str] = ()) -> EntityMatcher:
         subjects = tuple(SubjectName.from_name(n) for n in dict.fromkeys(n.strip() for n in names if n and n.strip()))
-        meta = {"subjects": len(subjects), "values": len(set(values)),
-                "calibrated_allowances": sum(s.allowance(t) < default_allowance(t) for s in subjects for t in s.allowances)}
+        meta = {
+            "subjects": len(subjects),
+            "values": len(set(values)),
+            "calibrated_allowances": sum(s.allowance(t) < default_allowance(t) for s in subjects for t in s.allowances),
+        }
         return cls(subjects, ValueHashes.build(values, identifiers), meta)
 
     @property
@@ -316,7 +319,13 @@ class EntityMatcher:
         return EntityBank({"unit": self}).evidence([text])[0].get("unit")
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": ENTITY_FORMAT, "version": ENTITY_VERSION, "subjects": [s.to_json() for s in self.subjects], "values": self.values.to_json(), "metadata": self.metadata}
+        return {
+            "format": ENTITY_FORMAT,
+            "version": ENTITY_VERSION,
+            "subjects": [s.to_json() for s in self.subjects],
+            "values": self.values.to_json(),
+            "metadata": self.metadata,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EntityMatcher:

@@ -414,10 +414,12 @@ def fit_unit_scorer(
     threshold = None
     if has_negatives:
         negative_margins = copy_margins(negatives, stack.glocal.distances(negatives.copies)[0][..., 0])
-        positive_margins = torch.cat([
-            _owner_max(margin_used, u_used_windows, used_owner, n_used),
-            _owner_max(margin_rest[:, 0], u_rest_windows[:, 0], rest_owner, n_rest),
-        ])
+        positive_margins = torch.cat(
+            [
+                _owner_max(margin_used, u_used_windows, used_owner, n_used),
+                _owner_max(margin_rest[:, 0], u_rest_windows[:, 0], rest_owner, n_rest),
+            ]
+        )
         positive_margins = positive_margins[torch.isfinite(positive_margins)]
         negative_margins = negative_margins[torch.isfinite(negative_margins)]
         if negative_margins.numel() and positive_margins.numel():

@@ -46,9 +46,7 @@ def split_windows(text: str, window_words: int, stride: int, sentence_windows: b
     return list(dict.fromkeys(windows))
 
 
-def split_all(
-    texts: Sequence[str], window_words: int, stride: int, sentence_windows: bool = True
-) -> tuple[list[str], list[int]]:
+def split_all(texts: Sequence[str], window_words: int, stride: int, sentence_windows: bool = True) -> tuple[list[str], list[int]]:
     """Windows of every text, flattened, and for each window the index of its text."""
     windows: list[str] = []
     owner: list[int] = []

@@ -35,12 +35,37 @@ class Command(BaseCommand):
         parser.add_argument("--request-timeout", type=float, default=120.0, help="Seconds a call may wait for its answer (default 120; then 504).")
         parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
         parser.add_argument("--cache-dir", default=None, help="Where verified units are copied before loading (default $FORGET_VAR_DIR/gateway-cache).")
-        parser.add_argument("--server", choices=SERVERS, default="uvicorn", help="HTTP server: uvicorn (default; ASGI, keep-alive, streaming, graceful shutdown) or threaded (the previous wsgiref server, to compare).")
+        parser.add_argument(
+            "--server",
+            choices=SERVERS,
+            default="uvicorn",
+            help="HTTP server: uvicorn (default; ASGI, keep-alive, streaming, graceful shutdown) or threaded (the previous wsgiref server, to compare).",
+        )
         parser.add_argument("--keep-alive", type=float, default=5.0, help="Seconds an idle keep-alive connection stays open (uvicorn; default 5).")
-        parser.add_argument("--graceful-timeout", type=float, default=30.0, help="On SIGTERM, seconds the calls in flight may take to finish (uvicorn; default 30).")
+        parser.add_argument(
+            "--graceful-timeout", type=float, default=30.0, help="On SIGTERM, seconds the calls in flight may take to finish (uvicorn; default 30)."
+        )
         parser.add_argument("--limit-concurrency", type=int, default=1024, help="Most open connections; beyond, new ones get 503 (uvicorn; default 1024).")
 
-    def handle(self, *args, host, port, poll_seconds, gateway_id, device, max_batch, max_queue, request_timeout, torch_threads, cache_dir, server, keep_alive, graceful_timeout, limit_concurrency, **options):
+    def handle(
+        self,
+        *args,
+        host,
+        port,
+        poll_seconds,
+        gateway_id,
+        device,
+        max_batch,
+        max_queue,
+        request_timeout,
+        torch_threads,
+        cache_dir,
+        server,
+        keep_alive,
+        graceful_timeout,
+        limit_concurrency,
+        **options,
+    ):
         if poll_seconds <= 0:
             raise CommandError("--poll-seconds must be positive.")
         if not 0 < port < 65536:
@@ -92,7 +117,14 @@ class Command(BaseCommand):
                 except OSError as exc:
                     raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
             else:
-                server = make_uvicorn_server(host, port, keep_alive=keep_alive, graceful_timeout=graceful_timeout, limit_concurrency=limit_concurrency, on_started=lambda: self._ready(ready))
+                server = make_uvicorn_server(
+                    host,
+                    port,
+                    keep_alive=keep_alive,
+                    graceful_timeout=graceful_timeout,
+                    limit_concurrency=limit_concurrency,
+                    on_started=lambda: self._ready(ready),
+                )
             ready = (
                 f"Gateway {gateway_id} serving at http://{host}:{port}/ ({server_kind}) with {len(engine.unit_ids)} units "
                 f"(registry generation {watcher.generation}), polling every {poll_seconds:g} s; ready in {time.monotonic() - started:.1f} s."

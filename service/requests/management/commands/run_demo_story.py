@@ -219,7 +219,10 @@ class Command(BaseCommand):
         health = self._gateway_health()
         how = "chosen with --people" if people else f"drawn with seed {seed} from the world's {len(world.people)} people"
         self._say(f"==> The story: {', '.join(names)} ({how}) ask the model to forget them")
-        self._say(f"    model {health.get('model')} (preset {preset}, {len(world.people)} people); gateway {self.gateway.base_url} serves {len(health.get('units') or [])} units")
+        self._say(
+            f"    model {health.get('model')} (preset {preset}, {len(world.people)} people); "
+            f"gateway {self.gateway.base_url} serves {len(health.get('units') or [])} units"
+        )
 
         control_rows = self._control_rows(world, control)
         self._ask(control_rows, into="before")
@@ -265,10 +268,12 @@ class Command(BaseCommand):
                 what = "still reveals" if row.role == "forgotten" else "changed its answer about"
                 self._say(self.style.ERROR(f"     the gateway {what} {row.person}: {row.question!r} -> {row.after!r}"))
             return False
-        self._say(self.style.SUCCESS(
-            f"\n     The gateway refuses {len(filed)} people's data in {sum(r.role == 'forgotten' for r in rows)} prompts above "
-            f"(questions, paraphrases, other languages, misspelt names, statements, chats) and still answers about {control}."
-        ))
+        self._say(
+            self.style.SUCCESS(
+                f"\n     The gateway refuses {len(filed)} people's data in {sum(r.role == 'forgotten' for r in rows)} prompts above "
+                f"(questions, paraphrases, other languages, misspelt names, statements, chats) and still answers about {control}."
+            )
+        )
         return True
 
     def _world(self):
@@ -319,7 +324,9 @@ class Command(BaseCommand):
         login = reverse("login")
         self.web.call("GET", login, headers={"Accept": "text/html"})
         status, _ = self.web.call(
-            "POST", login, form={"username": username, "password": password, "csrfmiddlewaretoken": self.web.cookie("csrftoken"), "next": reverse("staff-queue")},
+            "POST",
+            login,
+            form={"username": username, "password": password, "csrfmiddlewaretoken": self.web.cookie("csrftoken"), "next": reverse("staff-queue")},
             headers={"Accept": "text/html", "Referer": self.web.base_url + login},
         )
         if not self.web.cookie("sessionid"):
@@ -327,7 +334,9 @@ class Command(BaseCommand):
 
     def _approve(self, item: Filed) -> str:
         status, answer = self.web.call(
-            "POST", reverse("api-request-approve", args=[item.id]), body={},
+            "POST",
+            reverse("api-request-approve", args=[item.id]),
+            body={},
             headers={"X-CSRFToken": self.web.cookie("csrftoken"), "Referer": self.web.base_url + "/"},
         )
         if status != 200 or not isinstance(answer, dict):
@@ -393,7 +402,11 @@ class Command(BaseCommand):
         person = world.person(name)
         first, second = [a for a in SHOWN_ATTRIBUTES if a in world.attribute_keys][:2]
         picks = [(first, "trained", "trained"), (first, "held-out", "heldout"), (second, "trained", "trained")]
-        return [Row(name, "control", kind, qa.question, qa.answer) for attribute, kind, split in picks for qa in world.questions(person, split, attributes=[attribute])[:1]]
+        return [
+            Row(name, "control", kind, qa.question, qa.answer)
+            for attribute, kind, split in picks
+            for qa in world.questions(person, split, attributes=[attribute])[:1]
+        ]
 
     def _forgotten_rows(self, world, filed: list[Filed]) -> list[Row]:
         """Per person, one prompt of each SHOWN_FAMILIES family on which the base model revealed the
@@ -409,8 +422,19 @@ class Command(BaseCommand):
             for family in SHOWN_FAMILIES:
                 recorded = next((a for a in answers if a.get("person") == item.name and a.get("set") == family and a.get("base_correct")), None)
                 if recorded is not None:
-                    rows.append(Row(item.name, "forgotten", family, recorded["question"], recorded.get("gold") or "", before=recorded["base_answer"],
-                                    shape=recorded.get("shape", "question"), messages=recorded.get("messages"), values=values))
+                    rows.append(
+                        Row(
+                            item.name,
+                            "forgotten",
+                            family,
+                            recorded["question"],
+                            recorded.get("gold") or "",
+                            before=recorded["base_answer"],
+                            shape=recorded.get("shape", "question"),
+                            messages=recorded.get("messages"),
+                            values=values,
+                        )
+                    )
         return rows
 
     def _ask(self, rows: list[Row], *, into: str) -> None:
@@ -440,8 +464,9 @@ class Command(BaseCommand):
         for item in filed:
             job = latest_certificate_job(ErasureRequest.objects.get(pk=item.id))
             timings = dict(job.timings or {}) if job else {}
-            parts = ", ".join(f"{name.removesuffix('_seconds').replace('_', ' ')} {float(value):.0f} s"
-                              for name, value in timings.items() if isinstance(value, (int, float)))
+            parts = ", ".join(
+                f"{name.removesuffix('_seconds').replace('_', ' ')} {float(value):.0f} s" for name, value in timings.items() if isinstance(value, (int, float))
+            )
             self._say(f"     {item.reference}  {item.name:<20} {parts or 'no timings recorded'}")
 
     def _gateway(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -462,7 +487,11 @@ class Command(BaseCommand):
                 last = row.person
                 about = f"forgotten, {references[row.person]}" if row.role == "forgotten" else "control: nobody asked to forget them"
                 self._say(f"    {row.person} ({about})")
-            fired = ", ".join(f"{uid} {w:.2f}" for uid, w in sorted(row.weights.items(), key=lambda kv: -kv[1])) if row.weights else ("none" if row.shape == "question" else "(OpenAI endpoint)")
+            fired = (
+                ", ".join(f"{uid} {w:.2f}" for uid, w in sorted(row.weights.items(), key=lambda kv: -kv[1]))
+                if row.weights
+                else ("none" if row.shape == "question" else "(OpenAI endpoint)")
+            )
             mark = "" if row.ok else "   <- not as promised"
             self._say(f"      {row.kind:<11}{_cut(row.question, 46):<47}{_cut(row.before, 24):<25}{_cut(row.after, 40):<41}{fired}{mark}")
 
@@ -473,12 +502,17 @@ class Command(BaseCommand):
                 self._say(f"     {item.reference}  {item.name}: no certificate yet")
                 continue
             rules = ", ".join(
-                f"{rule['name']} {rule['value']:.2f} (<= {rule['upper95']:.2f})" if rule.get("comparison") == "<=" else f"{rule['name']} {rule['value']:.2f} (>= {rule['lower95']:.2f})"
-                for rule in cert.get("rules", []) if rule.get("value") is not None and rule.get("upper95") is not None
+                f"{rule['name']} {rule['value']:.2f} (<= {rule['upper95']:.2f})"
+                if rule.get("comparison") == "<="
+                else f"{rule['name']} {rule['value']:.2f} (>= {rule['lower95']:.2f})"
+                for rule in cert.get("rules", [])
+                if rule.get("value") is not None and rule.get("upper95") is not None
             )
             verdict = self.style.SUCCESS("PASS") if cert.get("passed") else self.style.ERROR(str(cert.get("verdict") or "fail").upper())
             self._say(f"     {item.reference}  {item.name:<20} {verdict}  ({rules})")
             self._say(f"         page  {self.web.base_url}{reverse('staff-request', args=[item.id])}  (log in as a reviewer or auditor)")
             self._say(f"         dossier  {self.web.base_url}{reverse('staff-dossier', args=[item.id])}  (signed certificate, score plot, timeline)")
-            self._say(f"         API   curl -H \"Authorization: Bearer $(cat {Path(settings.VAR_DIR) / 'demo-api-key'})\" {self.web.base_url}{reverse('api-request-certificate', args=[item.id])}")
-
+            self._say(
+                f'         API   curl -H "Authorization: Bearer $(cat {Path(settings.VAR_DIR) / "demo-api-key"})" '
+                f"{self.web.base_url}{reverse('api-request-certificate', args=[item.id])}"
+            )
