@@ -26,7 +26,7 @@ from service.common.action_api import ActionApi
 from service.common.errors import ApplicationError
 from service.common.pagination import PageNumberPagination
 from service.common.schema import NO_NUL_TEXT, NON_BLANK_TEXT, problem_example, problem_responses
-from service.common.serializers import StatusListField, StrictCharField, StrictSerializer
+from service.common.serializers import Serializer, StatusListField, StrictCharField, StrictSerializer
 from service.unlearning import selectors as unlearning_selectors
 from service.unlearning.serializers import JobProgressSerializer
 
@@ -93,7 +93,7 @@ def _detail_url(request, erasure: ErasureRequest) -> str:
 # --- the representation ---------------------------------------------------------------------------
 
 
-class RequestRepresentationSerializer(serializers.Serializer):
+class RequestRepresentationSerializer(Serializer):
     """What every operation answers with: the request's state and deadline, no personal data."""
 
     id = serializers.UUIDField()

@@ -143,17 +143,26 @@ def _endpoint_for(actor: Actor, endpoint_id) -> WebhookEndpoint:
 def deliveries_create_for_event(*, event_type: str, request, previous: str) -> list[WebhookDelivery]:
     """One delivery per active endpoint of the request's client subscribed to `event_type`, in the
     caller's transaction (the status change's): sent by a task once that commits."""
-    endpoints = [e for e in WebhookEndpoint.objects.filter(api_client_id=request.api_client_id, is_active=True) if event_type in e.events]
-    if not endpoints:
+    # Only ids and event lists: this runs in every API intake's transaction, and most clients have no
+    # endpoint; loading whole endpoints (and decrypting their secrets) would be paid on each one.
+    subscribed = WebhookEndpoint.objects.filter(api_client_id=request.api_client_id, is_active=True).values_list("pk", "events")
+    endpoint_ids = [pk for pk, events in subscribed if event_type in events]
+    if not endpoint_ids:
         return []
     now = timezone.now()
     payload = request_event_payload(event_type, request, previous=previous, at=now)
     deliveries = WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(
-                id=_new_message_id(), endpoint=e, event_type=event_type, request_id=request.pk, payload=payload, next_attempt_at=now, created_at=now
+                id=_new_message_id(),
+                endpoint_id=endpoint_id,
+                event_type=event_type,
+                request_id=request.pk,
+                payload=payload,
+                next_attempt_at=now,
+                created_at=now,
             )
-            for e in endpoints
+            for endpoint_id in endpoint_ids
         ]
     )
     ids = [d.pk for d in deliveries]
