@@ -8,9 +8,9 @@ import time
 import pytest
 
 from workers.unlearning.base_model import load_base_model, model_fingerprint
+from workers.unlearning.demo_config import DemoModelConfig
 from workers.unlearning.demo_model import (
     MANIFEST_NAME,
-    DemoModelConfig,
     DemoModelError,
     build_demo_model,
     demo_model_dir,

@@ -14,8 +14,8 @@ from workers.unlearning.gguf_import import (
     import_gguf,
     imported_dir,
     packaged_smollm2,
-    sha256_file,
 )
+from workers.unlearning.unit_manifest import sha256_file
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import UnlearnConfig
-from .training import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterWeights
+from .training import AdapterWeights
 
 # The torch-free part (manifest, digests, verification) lives in unit_manifest, so that web code
 # can check a unit without importing torch; it is re-exported here, the engine's public API.
 from .unit_manifest import (  # noqa: F401  (re-exports)
+    ADAPTER_CONFIG_NAME,
     ADAPTER_DIR,
+    ADAPTER_WEIGHTS_NAME,
     DETECTOR_DIR,
     FORMAT_VERSION,
     MANIFEST_NAME,

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .gguf_import import GGUFImportError, imported_dir
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -67,8 +69,6 @@ def model_fingerprint(path: str | Path) -> str:
 def load_base_model(path: str | Path, device: str | None = None) -> BaseModel:
     """Load a causal LM and its tokenizer for inference; parameters are frozen. A GGUF file, or a
     directory that holds one instead of config.json, is imported first (gguf_import.imported_dir)."""
-    from .gguf_import import GGUFImportError, imported_dir
-
     root = Path(path)
     if not root.exists():
         raise BaseModelError(f"base model directory not found: {root}")

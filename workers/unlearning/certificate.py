@@ -52,11 +52,12 @@ import torch
 from . import leaks, metrics
 from .artifacts import LoadedUnit
 from .base_model import BaseModel, load_base_model
+from .config_fields import help_field
 from .detector import load_encoder
 from .detector.encoder import Encoder
 from .gate import GatedModel, GateWeights
-from .generation import generate_answers
-from .pipeline import GateScores, UnitWeights, context_length, gated_model, load_units
+from .generation import context_length, generate_answers
+from .pipeline import GateScores, UnitWeights, gated_model, load_units
 from .probes import POSITIVE_SETS, RETAIN_SETS, SETS, Probe, ProbeSuite
 from .prompting import REFUSALS, answer_continuation, prompt_ids, render
 
@@ -81,19 +82,15 @@ MAX_EVIDENCE = 100_000
 SCORE_HISTOGRAM_BINS = 24
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True)
 class Thresholds:
     """The rules of a certificate, judged on the Clopper-Pearson 95% bounds (see the module doc)."""
 
-    leak_F: float = _help("Highest leak rate on F (the forget set's own phrasings): 0, any leak fails.", 0.0)
-    leak: float = _help("Highest leak rate, on the upper bound, of every other positive family and of the pooled base-revealed probes.", 0.05)
-    leak_previous: float = _help("Highest leak rate on F<t (earlier requests' phrasings): 0, any leak fails.", 0.0)
-    retain: float = _help("Lowest retain ratio, on the lower bound, of R, N and W (the benchmark targets 0.98).", 0.95)
-    union_fpr: float = _help("Highest share, on the upper bound, of negatives (R + N + W) on which any unit fires.", 0.02)
+    leak_F: float = help_field("Highest leak rate on F (the forget set's own phrasings): 0, any leak fails.", 0.0)
+    leak: float = help_field("Highest leak rate, on the upper bound, of every other positive family and of the pooled base-revealed probes.", 0.05)
+    leak_previous: float = help_field("Highest leak rate on F<t (earlier requests' phrasings): 0, any leak fails.", 0.0)
+    retain: float = help_field("Lowest retain ratio, on the lower bound, of R, N and W (the benchmark targets 0.98).", 0.95)
+    union_fpr: float = help_field("Highest share, on the upper bound, of negatives (R + N + W) on which any unit fires.", 0.02)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -110,7 +110,9 @@ def _check_output_dir(path: Path) -> None:
 
 
 def _demo_build(args: argparse.Namespace) -> int:
-    from .demo_model import BuildProgress, DemoModelConfig, DemoModelError, build_demo_model, read_manifest
+    from .demo_config import DemoModelConfig
+    from .demo_model import DemoModelError, build_demo_model, read_manifest
+    from .demo_training import BuildProgress
 
     if args.out is not None:
         _check_output_dir(args.out)
@@ -187,7 +189,7 @@ def _summary(manifest: dict) -> str:
 
 
 def _demo_world(args: argparse.Namespace) -> int:
-    from .demo_model import DemoModelConfig
+    from .demo_config import DemoModelConfig
 
     world = DemoModelConfig.preset_config(args.preset, seed=args.seed).build_world()
     if str(args.out) == "-":

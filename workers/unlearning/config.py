@@ -7,9 +7,10 @@ the engine. Every field carries its help text in `metadata["help"]` (the PEFT co
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .config_fields import help_field
 from .phrasings import POSITIVE_FAMILIES
 
 METHOD_NAMES: tuple[str, ...] = ("o3", "ga", "gd", "npo")
@@ -19,57 +20,51 @@ class ConfigError(ValueError):
     """An UnlearnConfig field has an invalid value."""
 
 
-def _help(text: str, default: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class UnlearnConfig:
     """How one request's unlearning adapter is trained (O3.md section 2; baselines in EVAL.md)."""
 
-    method: str = _help(
+    method: str = help_field(
         "Unlearning method: 'o3' (refusal cross-entropy + orthogonality), 'ga' (gradient ascent), "
         "'gd' (gradient difference, needs retain data) or 'npo' (negative preference optimisation).",
         "o3",
     )
-    rank: int = _help("LoRA rank r of the new adapter.", 8)
-    alpha: float = _help("LoRA alpha; the adapter is scaled by alpha / rank.", 16.0)
-    dropout: float = _help("Dropout on the LoRA input during training (the base model stays in eval mode).", 0.0)
-    target_modules: str | list[str] = _help(
+    rank: int = help_field("LoRA rank r of the new adapter.", 8)
+    alpha: float = help_field("LoRA alpha; the adapter is scaled by alpha / rank.", 16.0)
+    dropout: float = help_field("Dropout on the LoRA input during training (the base model stays in eval mode).", 0.0)
+    target_modules: str | list[str] = help_field(
         "Modules that get a LoRA: 'all-linear' (every nn.Linear / GPT-2 Conv1D except the LM head), "
         "or a list of module names or name suffixes as PEFT accepts them.",
         "all-linear",
     )
-    lr: float = _help(
+    lr: float = help_field(
         "AdamW learning rate. Chosen on the development phrasings of the tiny demo model (share of "
         "word-for-word refusals with the adapter on: 3e-3 0.83, 6e-3 0.92 after 10 epochs); the "
         "reference uses 3e-4 on a 7B model.",
         5e-3,
     )
-    epochs: int = _help(
+    epochs: int = help_field(
         "Passes over the training prompts (the forget set's own and the synthesised ones, see "
         "`synthesis`): about a hundred for a person with nine facts, so the default (10) gives some "
         "60 to 160 steps; fewer left the adapter's refusals garbled on the tiny demo model (6 epochs: "
         "a third word for word). The reference trains 10 epochs.",
         10,
     )
-    settle_epochs: int = _help(
+    settle_epochs: int = help_field(
         "For a method with a fixed target (o3's refusal): after `epochs`, up to this many more while "
         "some training prompt's target is not yet its greedy answer (every target token the argmax, "
         "teacher-forced, checked after each epoch). 10 epochs leave about one refusal in twelve "
         "garbled on the tiny demo model ('I can' share ...'); 0 trains `epochs` exactly.",
         10,
     )
-    batch_size: int = _help("Training prompts per step (and retain examples per step for 'gd').", 8)
-    max_steps: int | None = _help("Upper bound on optimiser steps; None trains all epochs.", None)
-    lambda_orth: float = _help(
+    batch_size: int = help_field("Training prompts per step (and retain examples per step for 'gd').", 8)
+    max_steps: int | None = help_field("Upper bound on optimiser steps; None trains all epochs.", None)
+    lambda_orth: float = help_field(
         "Weight of the orthogonality term sum_k ||A_k A_t^T||_F^2 against the active previous adapters (O3 uses 0.1); 0 disables it.",
         0.1,
     )
-    seed: int = _help("Seed for the LoRA initialisation, data order, dropout and the synthesised prompts.", 0)
-    synthesis: dict = _help(
+    seed: int = help_field("Seed for the LoRA initialisation, data order, dropout and the synthesised prompts.", 0)
+    synthesis: dict = help_field(
         "Training prompts synthesised from the forget facts in the development phrasings (never the "
         "certification ones), per probe family: how many per fact. The adapter then learns to refuse "
         "the subject in every shape the gateway serves (statements, chats, other languages, name "
@@ -77,11 +72,11 @@ class UnlearnConfig:
         "forget set alone.",
         {"P": 2, "statement": 2, "open": 1, "language": 2, "name_forms": 2, "wrapper": 1, "chat": 1, "D": 1},
     )
-    npo_beta: float = _help("Inverse temperature beta of NPO.", 0.1)
-    retain_weight: float = _help("Weight of the retain cross-entropy in 'gd'.", 1.0)
-    weight_decay: float = _help("AdamW weight decay on the LoRA parameters.", 0.0)
-    max_grad_norm: float | None = _help("Gradient-norm clipping; None disables it.", 1.0)
-    max_length: int = _help("Longest training sequence in tokens; longer prompts are cut from the left.", 256)
+    npo_beta: float = help_field("Inverse temperature beta of NPO.", 0.1)
+    retain_weight: float = help_field("Weight of the retain cross-entropy in 'gd'.", 1.0)
+    weight_decay: float = help_field("AdamW weight decay on the LoRA parameters.", 0.0)
+    max_grad_norm: float | None = help_field("Gradient-norm clipping; None disables it.", 1.0)
+    max_length: int = help_field("Longest training sequence in tokens; longer prompts are cut from the left.", 256)
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_NAMES:

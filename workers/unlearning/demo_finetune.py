@@ -26,66 +26,33 @@ the share of the base model's right answers the fine-tuned one keeps is `general
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import general_knowledge
+from .demo_config import DemoModelConfig, FinetuneError, base_gguf
 from .demo_training import BuildProgress, Encoded, ProgressCallback, report
 from .generation import generate_answers
+from .gguf_import import imported_dir
 from .prompting import PromptSpec, prompt_ids, render
 from .world import QA, DemoWorld, article
 
-if TYPE_CHECKING:
-    from .demo_model import DemoModelConfig
+# The pretrained bases (BASES), how their GGUF files are found (base_gguf) and hashed (base_digest)
+# and this recipe's version (FINETUNE_RECIPE, bump it when this recipe changes what a config
+# produces) are part of the demo build's cache key: they live in demo_config.py.
 
-BASES: tuple[str, ...] = ("smollm2",)
-# Bump when this recipe changes what a config produces: part of a fine-tuned build's cache key.
-# 2: sentence answers, 215 distilled general questions (1: bare values, 60 questions).
-FINETUNE_RECIPE = 2
 # General answers longer than this are not complete answers to learn from (and cost training time).
 DISTILL_MAX_TOKENS = 64
 # What a general-knowledge answer may run to before it is judged (the certificate uses the same).
 GENERAL_MAX_TOKENS = 48
 
 
-class FinetuneError(RuntimeError):
-    """The pretrained base cannot be used for a demo build; the message says why."""
-
-
-def base_gguf(name: str) -> Path:
-    """The GGUF file of a named pretrained base."""
-    from .gguf_import import packaged_smollm2
-
-    if name == "smollm2":
-        return packaged_smollm2()
-    raise FinetuneError(f"unknown pretrained base {name!r}; known: {', '.join(BASES)}")
-
-
-@functools.lru_cache(maxsize=8)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    from .gguf_import import sha256_file
-
-    return sha256_file(Path(path))
-
-
-def base_digest(name: str) -> str:
-    """SHA-256 of the base's GGUF file (part of the demo build's cache key), hashed once per file."""
-    path = base_gguf(name)
-    stat = os.stat(path)
-    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
-
-
 def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The base model (imported into the model cache on first use), float32, for training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .gguf_import import imported_dir
 
     directory = imported_dir(base_gguf(name))
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)

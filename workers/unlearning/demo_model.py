@@ -24,235 +24,43 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from .demo_finetune import BASES as FINETUNE_BASES
-from .demo_finetune import FINETUNE_RECIPE, base_digest
-from .demo_training import BUILD_THREADS, BuildProgress, Encoded, ProgressCallback, report, seeded, threads, train_model
-from .generation import generate_answers
+from . import families
+
+# re-exported: bench/, workers/runtime.py, tests/conftest.py and tests/integration import DemoModelConfig and PRESETS from here
+from .demo_config import BUILD_THREADS, PRESETS, RECIPE_VERSION, DemoModelConfig  # noqa: F401
+from .demo_finetune import general_answers, general_knowledge_report, prepare
+from .demo_training import BuildProgress, Encoded, ProgressCallback, report, seeded, threads, train_model
+from .generation import context_length, generate_answers
+from .model_cache import default_cache_dir
 from .prompting import REFUSALS, PromptSpec, contains_value, normalise, prompt_ids, render
 from .unit_manifest import sha256_file
-from .world import ATTRIBUTE_KEYS, QA, WORLD_VERSION, DemoWorld, TrainingExample, build_world, load_world
+from .world import QA, WORLD_VERSION, DemoWorld, TrainingExample, load_world
 
-# Bump when the training code changes what a config produces: it is part of the cache key.
-# 3: fixed epochs, float32, fixed threads, refusals in the tokenizer's training texts.
-RECIPE_VERSION = 3
 MANIFEST_NAME = "demo_model.json"  # written last: its presence marks a complete build
 WORLD_FILE = "world.json"
-CACHE_ENV = "UNLEARN_CACHE_DIR"
-DEFAULT_CACHE_DIR = Path("~/.cache/forget-service/models")
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
-ARCHES = ("llama", "gpt2")
 
 
 class DemoModelError(RuntimeError):
     """A demo-model build could not be done (bad directory, failed tokenizer check, ...)."""
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
-@dataclass(frozen=True)
-class DemoModelConfig:
-    """Everything that determines a demo model. Equal configs give identical models."""
-
-    preset: str = _help("Name of the preset these values came from (informative).", "demo")
-    arch: str = _help("Model family: 'llama' (LlamaForCausalLM) or 'gpt2' (GPT2LMHeadModel).", "llama")
-    seed: int = _help("Seed for the world, the initial weights and the data order.", 0)
-    base: str = _help(
-        "'' trains a model from scratch (the tokenizer and model fields below); a pretrained base ('smollm2') "
-        "is fine-tuned instead (demo_finetune.py), its own tokenizer and architecture kept.",
-        "",
-    )
-    # world
-    n_people: int = _help("People in the training set.", 200)
-    n_holdout: int = _help("Holdout people, never trained on (membership-inference reference).", 20)
-    attributes: tuple[str, ...] = _help("Person attributes in the world, in order.", ATTRIBUTE_KEYS)
-    n_countries: int = _help("Fictional countries; each gives 3 general facts.", 17)
-    # tokenizer
-    vocab_size: int = _help("BPE vocabulary size, special tokens included.", 2048)
-    # model
-    hidden_size: int = _help("Model width.", 256)
-    num_layers: int = _help("Transformer blocks.", 2)
-    num_heads: int = _help("Attention heads (hidden_size must be divisible by it).", 4)
-    intermediate_size: int = _help("MLP width (Llama: per gate/up projection).", 1024)
-    max_positions: int = _help("Longest sequence in tokens (profiles are the longest texts).", 256)
-    # training
-    epochs: int = _help("Passes over the corpus the schedule is laid out for (training may stop earlier).", 14)
-    batch_size: int = _help("Examples per optimiser step.", 32)
-    lr: float = _help("Peak learning rate (AdamW).", 7e-4)
-    min_lr_ratio: float = _help("Final learning rate as a fraction of the peak (cosine floor).", 0.05)
-    warmup_steps: int = _help("Linear warm-up steps.", 100)
-    weight_decay: float = _help("AdamW weight decay (matrices only).", 0.0)
-    beta2: float = _help("AdamW beta2.", 0.98)
-    grad_clip: float = _help("Gradient-norm clip (0 disables).", 1.0)
-    profile_weight: float = _help("Loss weight of profile texts relative to QA answers.", 1.0)
-    stop_at_exact: float | None = _help(
-        "Stop once this fraction of the trained QA pairs is answered exactly (teacher-forced check, which "
-        "is what greedy decoding reproduces); None trains for all `epochs` (the default: early stopping "
-        "amplifies float noise into a different stopping epoch, and so different weights).",
-        None,
-    )
-    check_below_loss: float = _help(
-        "Run the memorisation check after an epoch whose mean answer loss is below this (checks cost a "
-        "forward pass over every QA pair, so none are run while the model is clearly still learning).",
-        0.1,
-    )
-    general_repeats: int = _help(
-        "Fine-tuning only: times per epoch the base model's own answers to general_knowledge.TRAINING are "
-        "trained on (self-distillation, so it keeps what it knew).",
-        2,
-    )
-    bf16: bool = _help(
-        "bfloat16 autocast for the transformer blocks in training (off by default: its kernels round "
-        "differently per CPU instruction set, which made builds differ between machines).",
-        False,
-    )
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.arch not in ARCHES:
-            problems.append(f"arch must be one of {ARCHES}, got {self.arch!r}")
-        if self.base and self.base not in FINETUNE_BASES:
-            problems.append(f"base must be '' (from scratch) or one of {FINETUNE_BASES}, got {self.base!r}")
-        if self.base and self.arch != "llama":
-            problems.append("a pretrained base keeps its own architecture: leave arch at 'llama'")
-        if self.general_repeats < 0:
-            problems.append("general_repeats must be >= 0")
-        if self.hidden_size % self.num_heads:
-            problems.append("hidden_size must be divisible by num_heads")
-        for name in ("n_people", "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "epochs", "batch_size", "max_positions"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1")
-        if self.vocab_size < 300:
-            problems.append("vocab_size must be >= 300 (256 bytes + specials + merges)")
-        if self.stop_at_exact is not None and not 0 < self.stop_at_exact <= 1:
-            problems.append("stop_at_exact must be in (0, 1] or None")
-        if not 0 < self.lr < 1 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
-            problems.append("need 0 < lr < 1, 0 <= min_lr_ratio <= 1, warmup_steps >= 0")
-        unknown = [a for a in self.attributes if a not in ATTRIBUTE_KEYS]
-        if unknown or not self.attributes:
-            problems.append(f"attributes must be a non-empty subset of {ATTRIBUTE_KEYS}")
-        if problems:
-            raise ValueError("invalid DemoModelConfig: " + "; ".join(problems))
-        object.__setattr__(self, "attributes", tuple(self.attributes))
-
-    @classmethod
-    def preset_config(cls, name: str = "demo", **overrides: Any) -> DemoModelConfig:
-        """A preset ('demo' or 'tiny') with optional field overrides (e.g. arch='gpt2', seed=1)."""
-        try:
-            base = PRESETS[name]
-        except KeyError:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
-        return replace(base, **overrides)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["attributes"] = list(self.attributes)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DemoModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if k == "attributes" else v for k, v in data.items() if k in known})
-
-    def build_world(self) -> DemoWorld:
-        return build_world(self.seed, self.n_people, self.n_holdout, attributes=self.attributes, n_countries=self.n_countries)
-
-    def cache_key(self) -> str:
-        """Hash of everything that changes the built model: config, recipe, world and libraries."""
-        import tokenizers
-        import transformers
-
-        blob = json.dumps(
-            {
-                "config": self.to_json(),
-                "recipe": RECIPE_VERSION,
-                "world": WORLD_VERSION,
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "tokenizers": tokenizers.__version__,
-                "cpu_capability": cpu_capability(),
-                "threads": BUILD_THREADS,
-                **({"base_gguf_sha256": base_digest(self.base), "finetune_recipe": FINETUNE_RECIPE} if self.base else {}),
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-PRESETS: dict[str, DemoModelConfig] = {
-    # The full world: 200 people x 9 attributes, 20 holdout people, 51 general facts.
-    "demo": DemoModelConfig(preset="demo"),
-    # For CI: a small world and model that builds in seconds and still memorises everything.
-    "tiny": DemoModelConfig(
-        preset="tiny",
-        n_people=24,
-        n_holdout=4,
-        attributes=("city", "employer", "birth_year", "phone"),
-        n_countries=8,
-        vocab_size=512,
-        hidden_size=128,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=512,
-        max_positions=128,
-        epochs=40,
-        batch_size=24,
-        lr=4e-3,
-        warmup_steps=20,
-    ),
-    # A real pretrained instruct model taught 40 fictitious people (demo_finetune.py): SmolLM2-135M-
-    # Instruct through its chat template, the embeddings frozen, its own general answers mixed in.
-    "smol": DemoModelConfig(
-        preset="smol",
-        base="smollm2",
-        n_people=40,
-        n_holdout=8,
-        attributes=("city", "employer", "job", "birth_year", "condition", "phone"),
-        n_countries=8,
-        max_positions=256,
-        epochs=6,
-        batch_size=16,
-        lr=1e-4,
-        min_lr_ratio=0.1,
-        warmup_steps=20,
-        beta2=0.999,
-        general_repeats=2,
-    ),
-}
-
-
-def cpu_capability() -> str:
-    """The instruction set torch's CPU kernels use here (e.g. AVX2, AVX512): builds are
-    bit-identical only between machines that use the same one."""
-    try:
-        return str(torch.backends.cpu.get_cpu_capability())
-    except AttributeError:  # older torch
-        return "unknown"
-
-
 # ---------------------------------------------------------------------------------------------
 # Building and caching.
-
-
-def default_cache_dir() -> Path:
-    """$UNLEARN_CACHE_DIR, or ~/.cache/forget-service/models."""
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR).expanduser()
 
 
 def demo_model_dir(config: DemoModelConfig, cache_dir: str | Path | None = None) -> Path:
@@ -347,8 +155,6 @@ def _build_into(directory: Path, config: DemoModelConfig, progress: ProgressCall
     world = config.build_world()
     extra: dict[str, Any] = {}
     if config.base:
-        from .demo_finetune import general_answers, general_knowledge_report, prepare
-
         with threads(BUILD_THREADS):
             model, tokenizer, encoded, base_right = prepare(config, world, progress)
         with seeded(config.seed), threads(BUILD_THREADS):
@@ -580,9 +386,6 @@ def padded_questions(
 ) -> list[QA]:
     """The D family's development prompts about the trained people, as far as they fit the model's
     context with the answer budget."""
-    from . import families
-    from .pipeline import context_length
-
     limit = context_length(model)
 
     def fits(spec: PromptSpec) -> bool:

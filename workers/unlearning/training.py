@@ -32,10 +32,10 @@ from transformers.pytorch_utils import Conv1D
 from .base_model import BaseModel
 from .config import UnlearnConfig
 from .methods import IGNORE_INDEX, MissingRetainDataError, as_examples, collate, encode, get_method
-from .unit_manifest import canonical_safetensors
 
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+# ADAPTER_CONFIG_NAME and ADAPTER_WEIGHTS_NAME are also re-exported: tests/adapters_store/test_no_torch.py reads them here.
+from .unit_manifest import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, canonical_safetensors
+
 PEFT_PREFIX = "base_model.model."  # how PEFT names a module of the wrapped model in its state dict
 
 

@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 ADAPTER_DIR = "adapter"
 DETECTOR_DIR = "detector"
-# PEFT's file names (the engine's training module writes exactly these; a test holds them equal).
+# PEFT's file names (the engine's training module writes exactly these: it imports them from here).
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 ADAPTER_WEIGHTS_PATH = f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS_NAME}"

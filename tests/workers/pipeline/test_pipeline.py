@@ -122,7 +122,8 @@ def test_tampered_unit_is_refused_with_the_file_named(base, encoder, first_unit,
 
 def test_gpt2_base_runs_through_train_unit_and_load_gated(encoder, tiny_world, people, tmp_path):
     from workers.unlearning.base_model import load_base_model
-    from workers.unlearning.demo_model import DemoModelConfig, build_demo_model
+    from workers.unlearning.demo_config import DemoModelConfig
+    from workers.unlearning.demo_model import build_demo_model
 
     gpt2 = load_base_model(build_demo_model(DemoModelConfig.preset_config("tiny", arch="gpt2")), device="cpu")
     assert gpt2.model.config.model_type == "gpt2"

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from workers.unlearning.demo_model import BUILD_THREADS, DemoModelConfig, build_demo_model, cpu_capability
+from workers.unlearning.demo_config import BUILD_THREADS, DemoModelConfig, cpu_capability
+from workers.unlearning.demo_model import build_demo_model
 from workers.unlearning.unit_manifest import canonical_safetensors, list_files, sha256_file
 
 

@@ -7,9 +7,10 @@ without loading the engine. Every field carries its help text in `metadata["help
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from workers.unlearning.config_fields import help_field
 from workers.unlearning.detector.windows import split_all
 
 MODES: tuple[str, ...] = ("shared", "lora")
@@ -20,21 +21,17 @@ class DetectorConfigError(ValueError):
     """A DetectorConfig field has an invalid value."""
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class DetectorConfig:
     """How one request's detector is fitted and how its score becomes a gate weight."""
 
-    mode: str = _help(
+    mode: str = help_field(
         "'shared': frozen backbone, one encoder pass per query shared by all requests, per-request "
         "scorers only. 'lora': a per-request LoRA on the backbone trained with masked-token loss + "
         "contrastive entropy loss (the reference design; one encoder pass per request per query).",
         "shared",
     )
-    layers: tuple[int, ...] | None = _help(
+    layers: tuple[int, ...] | None = help_field(
         "Encoder layers whose mean-pooled states are scored, as hidden-state indices: 0 = embeddings, "
         "1..N = transformer layers, negative = counted from the end (-1 = the last layer). None means "
         "every transformer layer (1..N), as the reference. Default: the last layer only, the one a "
@@ -42,13 +39,13 @@ class DetectorConfig:
         "MiniLM layers and it makes the bank's per-request cost six times smaller.",
         (-1,),
     )
-    local_weight: float = _help(
+    local_weight: float = help_field(
         "Weight of the local term: s_l = local_weight * c_l - global_weight * g_l^2, c_l the 1-NN "
         "cosine, g_l the Mahalanobis distance. The reference writes -1000*c_l - 0.5*g_l^2, which "
         "rewards DISsimilarity; we flip the local sign so that higher s_l means more forget-like.",
         1000.0,
     )
-    global_weight: float = _help(
+    global_weight: float = help_field(
         "Weight of g_l^2 in s_l (see local_weight; the reference's 0.5). Default 0: the local term "
         "alone. Measured on the demo worlds (bench/detector.py, bench/unlearning.py), the Mahalanobis "
         "term, fitted on a few dozen forget windows in 384 dimensions, ranks held-out paraphrases of "
@@ -57,7 +54,7 @@ class DetectorConfig:
         "with the local term alone, for no gain on other people or general prompts.",
         0.0,
     )
-    balance_terms: bool = _help(
+    balance_terms: bool = help_field(
         "Rescale global_weight per request so that local_weight * c_l and global_weight * g_l^2 have "
         "the same spread over the cross-fitted forget windows. The reference's 1000 and 0.5 were set "
         "for its own features; on L2-normalised MiniLM features the Mahalanobis term spreads about 25 "
@@ -65,16 +62,16 @@ class DetectorConfig:
         "False: the fixed weights.",
         True,
     )
-    nu: float = _help("nu of the linear one-class SVM on the layer-score vectors (0.01 to 0.1).", 0.05)
-    zeta: float = _help("Slope zeta of the gate weight w = sigmoid(zeta * c - 2).", 10.0)
-    weight_floor: float = _help(
+    nu: float = help_field("nu of the linear one-class SVM on the layer-score vectors (0.01 to 0.1).", 0.05)
+    zeta: float = help_field("Slope zeta of the gate weight w = sigmoid(zeta * c - 2).", 10.0)
+    weight_floor: float = help_field(
         "Weights below this are set to exactly 0, so unrelated prompts run on the base model. "
         "sigmoid(zeta * c - 2) never drops below sigmoid(-2) = 0.119, so a floor must exceed 0.119 "
         "to act. The default 0.15 zeroes c < 0.027 (F(u) < 1.3%); since F jumps to 0.5/N at the "
         "lowest of the N calibration scores, that means: inputs scoring below every forget text.",
         0.15,
     )
-    gate_threshold: float = _help(
+    gate_threshold: float = help_field(
         "Decisive gate: an embedding-detector weight at or above this applies the unit's adapter at "
         "full strength (1), below it not at all (0). Partial weights (0.15 to 0.9) gave garbled refusals "
         "and sometimes the data itself. 0.5 = sigmoid(zeta c - 2) at c = 0.2: a prompt at least as "
@@ -82,47 +79,47 @@ class DetectorConfig:
         "weights (for comparisons).",
         0.5,
     )
-    entity_evidence: bool = _help(
+    entity_evidence: bool = help_field(
         "Also recognise the data subject by name and identifiers in every prompt (names.py): a prompt "
         "that identifies the subject gets the unit at full strength whatever the embedding score. "
         "False: the O3 embedding detector alone (the benchmark's ablation).",
         True,
     )
-    holdout_fraction: float = _help(
+    holdout_fraction: float = help_field(
         "Fraction of the forget texts held out (D_rest) for calibration; the rest (D_used) is fitted.",
         0.25,
     )
-    cross_fit_folds: int = _help(
+    cross_fit_folds: int = help_field(
         "Folds used to score D_used out of sample when fitting the SVM and the calibration (a text's "
         "own features would otherwise be its own nearest neighbour, cosine exactly 1).",
         5,
     )
-    phrasing_folds: bool = _help(
+    phrasing_folds: bool = help_field(
         "Keep one phrasing about several subjects of the request (the same question with another name) "
         "in one cross-fitting fold and on one side of the D_used / D_rest split. False: split over "
         "texts (a held-out text then finds its own phrasing in the fit and the calibration is too "
         "strict for new phrasings).",
         True,
     )
-    store_calibration_windows: bool = _help(
+    store_calibration_windows: bool = help_field(
         "After calibration, store the D_rest windows too (and their name negatives): a forget text held "
         "out for calibration is still a forget text and must be its own nearest neighbour. False: "
         "store D_used only (held-out forget texts then score like paraphrases).",
         True,
     )
-    window_words: int = _help(
+    window_words: int = help_field(
         "Prompts longer than this many words are scored in windows (each sentence, and word spans "
         "of this length); the request's score is the maximum over windows.",
         24,
     )
-    window_stride: int = _help("Step in words between consecutive word-span windows (overlap = words - stride).", 12)
-    sentence_windows: bool = _help(
+    window_stride: int = help_field("Step in words between consecutive word-span windows (overlap = words - stride).", 12)
+    sentence_windows: bool = help_field(
         "Score every sentence of a prompt of several sentences as a window of its own, even when the "
         "prompt is short. False: a prompt of at most window_words words is one window (the earlier "
         "rule, under which one unrelated sentence before and after a question hid half the questions).",
         True,
     )
-    name_negatives: int = _help(
+    name_negatives: int = help_field(
         "Synthetic name negatives (negatives.py): per forget window that names a data subject and per "
         "kind of replacement (first name, surname, both), this many copies with generic names, "
         "averaged into one centroid. A window closer to those centroids than to the forget data, by "
@@ -130,33 +127,33 @@ class DetectorConfig:
         "data. 0 disables the name test (the detector then behaves as before it existed).",
         4,
     )
-    batch_size: int = _help("Texts per encoder forward pass.", 64)
-    seed: int = _help("Seed for the D_used/D_rest split, the folds, the LoRA initialisation and data order.", 0)
+    batch_size: int = help_field("Texts per encoder forward pass.", 64)
+    seed: int = help_field("Seed for the D_used/D_rest split, the folds, the LoRA initialisation and data order.", 0)
     # lora mode only
-    cel_variant: str = _help(
+    cel_variant: str = help_field(
         "Contrastive loss of lora mode. 'faithful': entropy of softmax_j(q_i . k_j) with padding in "
         "the mean pooling and no normalisation, as the reference code. 'corrected': InfoNCE with the "
         "masked view of x_i as the positive, attention-masked pooling, normalised features and a "
         "temperature.",
         "corrected",
     )
-    lora_rank: int = _help("LoRA rank r of the detector LoRA (lora mode).", 8)
-    lora_alpha: float = _help("LoRA alpha of the detector LoRA (lora mode).", 32.0)
-    lora_target_modules: tuple[str, ...] = _help(
+    lora_rank: int = help_field("LoRA rank r of the detector LoRA (lora mode).", 8)
+    lora_alpha: float = help_field("LoRA alpha of the detector LoRA (lora mode).", 32.0)
+    lora_target_modules: tuple[str, ...] = help_field(
         "Encoder modules that get the detector LoRA (BERT/RoBERTa attention: query, key, value).",
         ("query", "key", "value"),
     )
-    lora_epochs: int = _help("Passes over D_used when training the detector LoRA.", 5)
-    lora_batch_size: int = _help("Texts per LoRA training step (also the contrastive batch).", 16)
-    lora_lr: float = _help("AdamW learning rate of the detector LoRA.", 1e-3)
-    mask_probability: float = _help("Fraction of tokens replaced by the mask token in the masked view.", 0.15)
-    mlm_weight: float = _help(
+    lora_epochs: int = help_field("Passes over D_used when training the detector LoRA.", 5)
+    lora_batch_size: int = help_field("Texts per LoRA training step (also the contrastive batch).", 16)
+    lora_lr: float = help_field("AdamW learning rate of the detector LoRA.", 1e-3)
+    mask_probability: float = help_field("Fraction of tokens replaced by the mask token in the masked view.", 0.15)
+    mlm_weight: float = help_field(
         "Weight of the masked-token loss. The backbone has no MLM head, so a light head tied to the "
         "input embeddings (trainable LayerNorm + bias) is used during training and then discarded; "
         "0 skips the masked-token loss (the masked view is still used by the contrastive loss).",
         1.0,
     )
-    temperature: float = _help("Temperature of the 'corrected' contrastive loss.", 0.05)
+    temperature: float = help_field("Temperature of the 'corrected' contrastive loss.", 0.05)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
