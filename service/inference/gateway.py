@@ -18,6 +18,7 @@ from django.utils import timezone
 from service.common.errors import ApplicationError, NotFound
 
 from .batcher import BatcherClosed, Overloaded
+from .openai_errors import openai_error_for
 from .protocol import SSE_DONE, ChunkWriter, Completion, GenerationRequest, max_tokens_limit
 from .streaming import StreamCancelled, StreamChannel, StreamEvent
 
@@ -254,8 +255,6 @@ class GatewayStream:
         return ([usage] if usage else []) + [SSE_DONE]
 
     def _error_chunk(self, exc: BaseException) -> bytes:
-        from .api import openai_error_for  # the error object OpenAI's clients read
-
         return self.writer.error(openai_error_for(exc))
 
     def __iter__(self) -> Iterator[bytes]:

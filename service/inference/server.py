@@ -29,7 +29,7 @@ from django.db import connections
 
 from service.common.problems import PROBLEM_CONTENT_TYPE
 
-from .api import openai_error
+from .openai_errors import openai_error
 
 GATEWAY_URLCONF = "service.inference.urls_gateway"
 # The gateway's middleware: the request id, the body limit and the Host check, all of them able to

@@ -10,16 +10,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import pytest  # noqa: E402
 
+from tests.torch_threads import one_intra_op_thread  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def one_torch_thread():
-    """Two shared cores: one intra-op thread is the fastest here (tests/workers/pipeline/conftest.py)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """One intra-op torch thread for the session, once a model is loaded (tests/torch_threads.py)."""
+    with one_intra_op_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

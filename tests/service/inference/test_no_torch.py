@@ -13,6 +13,7 @@ def test_web_side_of_the_gateway_imports_no_torch():
         "service.inference.batcher",
         "service.inference.client",
         "service.inference.gateway",
+        "service.inference.openai_errors",
         "service.inference.protocol",
         "service.inference.server",
         "service.inference.urls",

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from adapters_store.models import AdapterVersion
 from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
 from service.requests.services import request_approve
 from service.unlearning.models import ForgetSet, UnlearningJob
+from tests.torch_threads import one_intra_op_thread
 from workers.forget_pipeline import run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -25,10 +25,9 @@ PERSON = "Greta Northcott"
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: one intra-op thread is the fastest (tests/workers)
-    yield
-    torch.set_num_threads(threads)
+    """One intra-op torch thread for each test here (tests/torch_threads.py)."""
+    with one_intra_op_thread():
+        yield
 
 
 def approved_job(request, reviewer, actor_of) -> UnlearningJob:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
+from tests.torch_threads import one_intra_op_thread
 from workers.unlearning.detector import DetectorConfig, load_encoder, train_detector
 
 PERSON = "Orla Vantrees"
@@ -86,9 +86,6 @@ def lora_detector(encoder):
 
 @pytest.fixture(scope="package", autouse=True)
 def one_torch_thread():
-    """These tests run on small CPU machines shared with other test runs; torch's intra-op threads
-    spin-wait when the cores are oversubscribed (LoRA steps were 15x slower), one thread is not."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """One intra-op torch thread for the package (tests/torch_threads.py)."""
+    with one_intra_op_thread():
+        yield

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
+from tests.torch_threads import one_intra_op_thread
 from workers.unlearning.base_model import load_base_model
 from workers.unlearning.config import UnlearnConfig
 from workers.unlearning.training import train_unit_adapter
@@ -13,22 +13,19 @@ from .tiny_models import FAST, FORGET, OTHER, build_tiny_model
 
 
 @pytest.fixture(scope="package", autouse=True)
-def single_thread_torch():
-    """Tiny models run fastest on one thread, and the CI box's cores are shared: a second
-    intra-op thread makes these tests ten times slower under load. Restored after the package."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_torch_thread():
+    """One intra-op thread for the package (tests/torch_threads.py says why)."""
+    with one_intra_op_thread():
+        yield
 
 
 @pytest.fixture(scope="package")
-def tiny_llama_dir(single_thread_torch, tmp_path_factory):
+def tiny_llama_dir(one_torch_thread, tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
 
 @pytest.fixture(scope="package")
-def tiny_gpt2_dir(single_thread_torch, tmp_path_factory):
+def tiny_gpt2_dir(one_torch_thread, tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
 
 

@@ -4,18 +4,16 @@ trained on it one after the other (the second orthogonal to the first), built on
 from __future__ import annotations
 
 import pytest
-import torch
 
+from tests.torch_threads import one_intra_op_thread
 from workers.unlearning.forget_set import ForgetSet, forget_set_for_people
 
 
 @pytest.fixture(scope="package", autouse=True)
 def one_torch_thread():
-    """The CI box's two cores are shared with other jobs; one intra-op thread is the fastest there."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """One intra-op torch thread for the package (tests/torch_threads.py)."""
+    with one_intra_op_thread():
+        yield
 
 
 @pytest.fixture(scope="package")
