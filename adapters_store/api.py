@@ -3,7 +3,7 @@
 Staff only, with their session login: reviewers, auditors and admins read; reviewers and admins
 activate, deactivate, revoke and roll back. API clients (products) have no access: the registry is
 the operator's. One class per operation; each parses, calls one service or selector, and renders
-(the changes through service.common.action_api).
+(the changes through service.accounts.action_api).
 Errors are problem+json (service.common.problems).
 """
 
@@ -20,10 +20,11 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from service.accounts.action_api import ActionApi
 from service.accounts.roles import Actor, Capability, actor_for_request
-from service.common.action_api import ActionApi
 from service.common.errors import ApplicationError
 from service.common.pagination import PageNumberPagination
+from service.common.reasons import MAX_REASON
 from service.common.schema import problem_responses
 from service.common.serializers import StatusListField, StrictCharField, StrictSerializer
 
@@ -32,7 +33,7 @@ from .models import AdapterVersion
 from .states import EventAction, VersionStatus, can_transition
 
 TAG = "registry"
-MAX_REASON = services.MAX_REASON
+
 
 _READ_NOTE = "Staff only (session login): reviewers, auditors and admins. API clients are refused with 403."
 _WRITE_NOTE = (

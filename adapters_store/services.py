@@ -31,7 +31,9 @@ from django.utils import timezone
 from service.accounts.roles import SYSTEM, Actor, Capability
 from service.audit.services import audit_record
 from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, PermissionDenied
+from service.common.reasons import require_reason
 from service.requests.models import ErasureRequest
+from service.requests.services import request_mark_pipeline, request_roll_back
 from service.requests.states import TERMINAL, Status
 from workers.unlearning.unit_manifest import Manifest, UnitCompatibilityError, UnitIntegrityError, list_files, verify_unit
 
@@ -44,7 +46,6 @@ logger = logging.getLogger(__name__)
 # whose bytes do not match what was registered.
 alerts = logging.getLogger("adapters_store.alerts")
 
-MAX_REASON = 2000
 MAX_GATEWAY_ID = 128
 
 
@@ -58,23 +59,6 @@ def _get(version_id) -> AdapterVersion:
         return AdapterVersion.objects.select_related("request").get(pk=version_id)
     except (AdapterVersion.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such unit version.") from None
-
-
-def _require_reason(reason: str, what: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ApplicationError(
-            f"A reason is required to {what}.",
-            code="reason_required",
-            extra={"errors": [{"field": "reason", "message": "This field is required.", "code": "required"}]},
-        )
-    if len(reason) > MAX_REASON:
-        raise ApplicationError(
-            f"The reason is longer than {MAX_REASON} characters.",
-            code="reason_too_long",
-            extra={"errors": [{"field": "reason", "message": f"At most {MAX_REASON} characters.", "code": "max_length"}]},
-        )
-    return reason
 
 
 def _resolve_request(request) -> ErasureRequest | None:
@@ -99,17 +83,20 @@ def _bump_generation() -> int:
     return current + 1
 
 
-def _integrity_failed(*, actor: Actor, unit_id: str, error: UnitIntegrityError, problem: str, stage: str, location: str) -> None:
-    """Audits (in its own transaction: it must outlive the refusal) and raises the alert."""
+def adapter_integrity_failed(
+    *, unit_id: str, error: UnitIntegrityError, problem: str, stage: str, location: str, actor: Actor = SYSTEM, gateway_id: str = ""
+) -> None:
+    """A unit's bytes do not match the registry: audited as `adapter.integrity_failed` (in its own
+    transaction: it must outlive the refusal) and alerted on the registry's alert channel. Used by
+    the registry's own checks and by the gateway (`gateway_id`) when a verified copy changed before
+    it was loaded."""
+    data = {"file": error.path or "(unit)", "problem": problem, "stage": stage, "location": location}
+    if gateway_id:
+        data["gateway_id"] = gateway_id
     with transaction.atomic():
-        audit_record(
-            action="adapter.integrity_failed",
-            actor=actor,
-            target_type="adapter",
-            target_id=unit_id[:64],
-            data={"file": error.path or "(unit)", "problem": problem, "stage": stage, "location": location},
-        )
-    alerts.error("ALERT: unit %s failed its integrity check at %s (%s): %s", unit_id, stage, location, problem)
+        audit_record(action="adapter.integrity_failed", actor=actor, target_type="adapter", target_id=unit_id[:64], data=data)
+    where = f"{stage} on gateway {gateway_id}" if gateway_id else stage
+    alerts.error("ALERT: unit %s failed its integrity check at %s (%s): %s", unit_id, where, location, problem)
 
 
 def _change(
@@ -191,7 +178,7 @@ def adapter_register(
         except UnitIntegrityError as exc:
             message = str(exc).replace(str(snapshot), str(source))
             problem = message.removeprefix(f"{source}: ")
-            _integrity_failed(actor=actor, unit_id=source.name, error=exc, problem=problem, stage="register", location=str(source))
+            adapter_integrity_failed(actor=actor, unit_id=source.name, error=exc, problem=problem, stage="register", location=str(source))
             raise UnitIntegrityError(message, path=exc.path) from exc
         except UnitCompatibilityError as exc:
             raise ApplicationError(str(exc).replace(str(snapshot), str(source)), code="unit_incompatible", status=422) from exc
@@ -320,10 +307,8 @@ def adapter_override_certificate(*, version_id, actor: Actor, reason: str) -> Ad
     the worker's remediation): the reason is required and audited, the approver of the request may
     not do it (403 `second_approver_required`), and the request goes needs_review -> staged; the
     unit is then activated as a passing one would be (FORGET['AUTO_ACTIVATE'])."""
-    from service.requests.services import request_mark_pipeline  # the request's transition, in this transaction
-
     actor.require(Capability.REVIEW)
-    reason = _require_reason(reason, "override a certificate")
+    reason = require_reason(reason, "override a certificate")
     with transaction.atomic():
         version = _get(version_id)
         erasure = version.request
@@ -351,7 +336,7 @@ def adapter_override_certificate(*, version_id, actor: Actor, reason: str) -> Ad
 def adapter_deactivate(*, version_id, actor: Actor, reason: str) -> AdapterVersion:
     """Takes a live unit off the gateway (it may be activated again). Reason required."""
     actor.require(Capability.REVIEW)
-    reason = _require_reason(reason, "deactivate a unit")
+    reason = require_reason(reason, "deactivate a unit")
     with transaction.atomic():
         version = _get(version_id)
         _change(version, EventAction.DEACTIVATED, actor=actor, reason=reason)
@@ -361,7 +346,7 @@ def adapter_deactivate(*, version_id, actor: Actor, reason: str) -> AdapterVersi
 def adapter_revoke(*, version_id, actor: Actor, reason: str) -> AdapterVersion:
     """Retires a unit for good (live or not): it is never served again. Reason required."""
     actor.require(Capability.REVIEW)
-    reason = _require_reason(reason, "revoke a unit")
+    reason = require_reason(reason, "revoke a unit")
     with transaction.atomic():
         version = _get(version_id)
         _change(version, EventAction.REVOKED, actor=actor, reason=reason)
@@ -371,10 +356,8 @@ def adapter_revoke(*, version_id, actor: Actor, reason: str) -> AdapterVersion:
 def adapter_rollback(*, request_id, actor: Actor, reason: str) -> AdapterVersion:
     """Undoes a request's erasure: its live unit is deactivated (event `rolled_back`) and an `active`
     request becomes `rolled_back`, in one transaction. Reason required."""
-    from service.requests.services import request_roll_back
-
     actor.require(Capability.REVIEW)
-    reason = _require_reason(reason, "roll back a request")
+    reason = require_reason(reason, "roll back a request")
     with transaction.atomic():
         erasure = _resolve_request(request_id)
         version = AdapterVersion.objects.filter(request=erasure, status=VersionStatus.ACTIVE).select_related("request").first()
@@ -431,7 +414,7 @@ def adapter_verify_stored(*, version, dest_dir: str | Path | None = None, actor:
     except UnitIntegrityError as exc:
         shutil.rmtree(target, ignore_errors=True)
         problem = str(exc).removeprefix(f"{target}: ")
-        _integrity_failed(actor=actor, unit_id=version.unit_id, error=exc, problem=problem, stage="load", location=version.storage_uri)
+        adapter_integrity_failed(actor=actor, unit_id=version.unit_id, error=exc, problem=problem, stage="load", location=version.storage_uri)
         raise
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)

@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.setup_django()
         from service.accounts.roles import Scope
         from service.accounts.services import api_client_create
-        from service.requests.management.commands.run_demo_story import story_people
+        from service.unlearning.management.commands.run_demo_story import story_people
         from workers.unlearning.world import load_world
 
         _, key = api_client_create(name="bench-gateway", scopes=[Scope.GENERATE.value])

@@ -62,7 +62,7 @@ LABELS = {
 def choose_people(world, preset: str, count: int, given: list[str]) -> list[str]:
     """The story's people first (drawn by its rule, story_people), then the people with the fewest
     neighbours who are no neighbour of anyone chosen."""
-    from service.requests.management.commands.run_demo_story import story_people
+    from service.unlearning.management.commands.run_demo_story import story_people
 
     chosen = list(given) or list(story_people(world)[0])
     for person in sorted(world.people, key=lambda p: (len(world.neighbours(p, by=("surname",))), len(world.neighbours(p)))):

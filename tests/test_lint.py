@@ -1,5 +1,7 @@
-"""The linter and the formatter (ruff, configured in pyproject.toml) find nothing: style is checked
-by CI, not by review. `.venv/bin/ruff check --fix .` and `.venv/bin/ruff format .` mend most of it."""
+"""The linter and the formatter (ruff, configured in pyproject.toml) find nothing, and the import
+contracts (import-linter, pyproject.toml [tool.importlinter]) hold: style and structure are checked
+by CI, not by review. `.venv/bin/ruff check --fix .` and `.venv/bin/ruff format .` mend most of it;
+`.venv/bin/lint-imports` names each import that breaks a contract."""
 
 from __future__ import annotations
 
@@ -21,3 +23,9 @@ def test_ruff_check_finds_nothing():
 def test_every_file_is_formatted():
     result = subprocess.run([str(RUFF), "format", "--check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_import_contracts_hold():
+    result = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout

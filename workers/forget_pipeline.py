@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 
@@ -183,7 +184,10 @@ class _JobRun:
             if isinstance(exc, UnitCancelled):
                 return self._stopped()
             logger.exception("job %s failed", self.job.pk)
-            reason = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, SoftTimeLimitExceeded):
+                reason = f"The job ran past its time limit ({settings.FORGET['JOB_TIME_LIMIT_SECONDS']} s)."
+            else:
+                reason = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
             try:
                 services.job_fail(job_id=self.job.pk, worker=self.worker, reason=reason)
             except services.JobLost:

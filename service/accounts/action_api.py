@@ -33,8 +33,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from service.accounts.roles import Actor, Capability, actor_for_request
-
-from .serializers import StrictSerializer
+from service.common.serializers import StrictSerializer
 
 
 class NoBodySerializer(StrictSerializer):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -15,13 +14,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from service.accounts.roles import Actor, Capability
-from service.common.errors import NotFound
 from service.common.hashing import sha256_hex
 
+from .chain import GENESIS_HASH, event_hash_payload
 from .cursors import Cursor, Page, keyset_page
 from .models import AuditEvent
 from .search import search_condition, with_search_document
-from .services import GENESIS_HASH, event_hash_payload
 
 
 @dataclass(frozen=True)
@@ -111,20 +109,24 @@ def audit_filter_criteria_from(*, actor: Actor, fields: dict[str, Any]) -> dict[
     )
 
 
-def _target_id(actor: Actor, value: str) -> str:
-    """Requests are audited under their public reference; accept their id (UUID) too."""
-    if value.upper().startswith("RTBF-"):
-        return value.upper()
-    try:
-        request_id = uuid.UUID(value)
-    except ValueError:
-        return value
-    from service.requests.selectors import request_get
+# Resolvers of the names a filter may give a target by (a request's id for its reference, ...), each
+# registered by the app that owns the target type in its apps.py: the audit log is the lower layer
+# and imports none of them.
+_TARGET_RESOLVERS: list[Callable[[Actor, str], str | None]] = []
 
-    try:
-        return request_get(actor=actor, request_id=request_id).reference
-    except NotFound:
-        return value
+
+def register_target_resolver(resolver: Callable[[Actor, str], str | None]) -> None:
+    """`resolver(actor, value)` answers the target id that `value` names, or None."""
+    if resolver not in _TARGET_RESOLVERS:
+        _TARGET_RESOLVERS.append(resolver)
+
+
+def _target_id(actor: Actor, value: str) -> str:
+    for resolver in _TARGET_RESOLVERS:
+        target_id = resolver(actor, value)
+        if target_id is not None:
+            return target_id
+    return value
 
 
 def audit_events_page(*, actor: Actor, criteria: dict[str, Any], cursor: str = "", size: int = 50) -> Page[AuditEvent]:

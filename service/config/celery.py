@@ -1,12 +1,5 @@
-"""The Celery application; settings come from Django settings (CELERY_* names)."""
+"""The Celery application, where `celery -A service.config` looks for it (service/common/celery_app.py defines it)."""
 
-import os
+from service.common.celery_app import app
 
-from celery import Celery
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.config.settings")
-
-# DjangoTask gives delay_on_commit: jobs are enqueued only after the transaction commits.
-app = Celery("forget", task_cls="celery.contrib.django.task:DjangoTask")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers", "service.webhooks"], related_name="tasks")
+__all__ = ["app"]

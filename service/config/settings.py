@@ -232,6 +232,13 @@ FORGET = {
     # A running job whose heartbeat is older than this is taken to have lost its worker: a
     # redelivered task resumes it (from scratch, in a fresh unit directory).
     "JOB_STALE_SECONDS": env.float("FORGET_JOB_STALE_SECONDS", default=120.0),
+    # A training job's time limit (Celery's hard limit; the soft one, JOB_TIME_LIMIT_SECONDS - 120,
+    # ends the job `failed` with that reason). Under the broker's visibility timeout (6 h), so Redis
+    # never redelivers a job that is still running. Enforced by the prefork pool (production).
+    "JOB_TIME_LIMIT_SECONDS": env.int("FORGET_JOB_TIME_LIMIT_SECONDS", default=5 * 3600 + 30 * 60),
+    # A job whose worker was lost this many times (killed, out of memory, over its hard limit) is
+    # not resumed again: it ends `failed` with that reason, for a reviewer to retry.
+    "JOB_MAX_DELIVERIES": env.int("FORGET_JOB_MAX_DELIVERIES", default=3),
     # Overrides of the engine's UnlearnConfig (JSON object, e.g. {"epochs": 20}) and of the
     # certificate's Thresholds (e.g. {"leak_P": 0.1}); empty: the engine's defaults.
     "UNLEARN_CONFIG": json.loads(env("FORGET_UNLEARN_CONFIG", default="") or "{}"),
@@ -343,11 +350,18 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Every task has a time limit: the bookkeeping tasks (housekeeping, purges, resends, webhook
+# deliveries with their 5 s HTTP timeout) finish in seconds; run_job sets its own (JOB_TIME_LIMIT_SECONDS).
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=270)
+CELERY_TASK_ANNOTATIONS = {
+    "workers.tasks.unlearning.run_job": {
+        "time_limit": FORGET["JOB_TIME_LIMIT_SECONDS"],
+        "soft_time_limit": max(FORGET["JOB_TIME_LIMIT_SECONDS"] - 120, 1),
+    },
+}
 CELERY_TASK_ROUTES = {
-    # Bookkeeping tasks of the pipeline need no GPU (exact names win over the pattern below).
-    "workers.tasks.unlearning.purge_forget_sets": {"queue": "default"},
-    "workers.tasks.unlearning.send_unsent_jobs": {"queue": "default"},
-    "workers.tasks.unlearning.*": {"queue": "gpu"},
+    "workers.tasks.unlearning.*": {"queue": "gpu"},  # training; every other task (housekeeping, webhooks) on `default`
 }
 # Longer than the longest training job, so Redis does not redeliver a job still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)}
@@ -358,8 +372,8 @@ if CELERY_BROKER_URL.startswith("sqla+"):
 CELERY_BEAT_SCHEDULE = {
     "expire-and-remind": {"task": "workers.tasks.housekeeping.expire_and_remind", "schedule": env.float("FORGET_HOUSEKEEPING_SECONDS", default=3600.0)},
     # docs/pipeline.md: purge raw forget sets past their retention; send jobs whose enqueue failed.
-    "purge-forget-sets": {"task": "workers.tasks.unlearning.purge_forget_sets", "schedule": env.float("FORGET_RETENTION_SECONDS", default=3600.0)},
-    "send-unsent-jobs": {"task": "workers.tasks.unlearning.send_unsent_jobs", "schedule": env.float("FORGET_RESEND_SECONDS", default=300.0)},
+    "purge-forget-sets": {"task": "workers.tasks.housekeeping.purge_forget_sets", "schedule": env.float("FORGET_RETENTION_SECONDS", default=3600.0)},
+    "send-unsent-jobs": {"task": "workers.tasks.housekeeping.send_unsent_jobs", "schedule": env.float("FORGET_RESEND_SECONDS", default=300.0)},
     # Status webhooks (docs/api.md): retries due, and deliveries whose first enqueue failed.
     "send-due-webhooks": {"task": "service.webhooks.tasks.send_due_webhooks", "schedule": env.float("FORGET_WEBHOOK_SWEEP_SECONDS", default=30.0)},
 }

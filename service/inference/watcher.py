@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from adapters_store.selectors import active_versions, registry_generation
-from adapters_store.services import adapter_verify_stored, gateway_report_loaded
+from adapters_store.services import adapter_integrity_failed, adapter_verify_stored, gateway_report_loaded
 from service.accounts.roles import SYSTEM
-from service.audit.services import audit_record
 from service.common.errors import InvalidTransition
 from service.requests.models import ErasureRequest
 from service.requests.services import request_mark_active
@@ -47,7 +46,6 @@ from service.requests.states import Status
 from workers.unlearning.unit_manifest import UnitIntegrityError
 
 logger = logging.getLogger(__name__)
-alerts = logging.getLogger("adapters_store.alerts")  # the registry's alert channel (docs/registry.md)
 
 
 @dataclass(frozen=True)
@@ -215,15 +213,7 @@ class RegistryWatcher:
         except UnitIntegrityError as exc:
             # The local copy changed between its verification and its loading: same refusal, same alert.
             _remove_tree(local)
-            with transaction.atomic():
-                audit_record(
-                    action="adapter.integrity_failed",
-                    actor=SYSTEM,
-                    target_type="adapter",
-                    target_id=unit_id[:64],
-                    data={"file": exc.path or "(unit)", "problem": str(exc), "stage": "gateway_load", "location": str(local), "gateway_id": self.gateway_id},
-                )
-            alerts.error("ALERT: unit %s failed its integrity check on gateway %s: %s", unit_id, self.gateway_id, exc)
+            adapter_integrity_failed(unit_id=unit_id, error=exc, problem=str(exc), stage="gateway_load", location=str(local), gateway_id=self.gateway_id)
             self._refuse(unit_id, "integrity", str(exc))
             return False
         except Exception as exc:  # noqa: BLE001 - UnitCompatibilityError, DetectorError, GateError: not servable here

@@ -2,7 +2,7 @@
 
 One class per operation, each with its nested serializers; every class only parses, calls one
 service or selector, and renders (the operations on one request through RequestActionApi,
-service.common.action_api). Who may do what is decided in the service layer (roles.py);
+service.accounts.action_api). Who may do what is decided in the service layer (roles.py);
 errors come out as problem+json through service.common.problems.
 
 Personal data never leaves through the API: a request's representation carries the subject's
@@ -21,10 +21,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from service.accounts.action_api import ActionApi
 from service.accounts.roles import Actor, Capability, Scope, actor_for_request
-from service.common.action_api import ActionApi
 from service.common.errors import ApplicationError
 from service.common.pagination import PageNumberPagination
+from service.common.reasons import MAX_REASON
 from service.common.schema import NO_NUL_TEXT, NON_BLANK_TEXT, problem_example, problem_responses
 from service.common.serializers import Serializer, StatusListField, StrictCharField, StrictSerializer
 from service.unlearning import selectors as unlearning_selectors
@@ -42,7 +43,6 @@ PROBLEM = "application/problem+json"
 MAX_FACTS = 50
 MAX_EVIDENCE_PROMPTS = 20
 MAX_TEXT = 1000
-MAX_REASON = 2000
 MAX_BULK_IDS = 200
 
 # 1 to 128 printable ASCII characters, no leading or trailing space.

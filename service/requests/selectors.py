@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,9 +12,9 @@ from django.utils import timezone
 
 from service.accounts.roles import Actor, Capability, Scope
 from service.common.errors import NotFound
+from service.common.hashing import pii_hash
 
 from .models import ErasureRequest
-from .services import _subject_request
 from .states import OPEN, Status
 
 
@@ -81,6 +82,27 @@ def request_get(*, actor: Actor, request_id) -> ErasureRequest:
         raise NotFound("No such request.") from None
 
 
-def request_for_subject(*, reference: str, email: str) -> ErasureRequest:
-    """The subject sees their own request only, found by reference AND email."""
-    return _subject_request(reference, email)
+def request_for_subject(*, reference: str, email: str, lock: bool = False) -> ErasureRequest:
+    """The subject sees their own request only, found by reference AND email. `lock`: the row is
+    locked until the caller's transaction ends (SELECT ... FOR UPDATE), so concurrent callers take turns."""
+    requests = ErasureRequest.objects.select_for_update() if lock else ErasureRequest.objects
+    request = requests.filter(reference=reference.strip().upper(), subject_email_hash=pii_hash(email)).first()
+    if request is None:
+        raise NotFound("No request with this reference and email address.")
+    return request
+
+
+def audit_target_for(actor: Actor, value: str) -> str | None:
+    """The audit log's target id of a request named by its reference (any case) or its id (UUID):
+    requests are audited under their public reference. None when `value` names no request the
+    actor may see. Registered with the audit log's filters in apps.py (the audit app is the lower layer)."""
+    if value.upper().startswith("RTBF-"):
+        return value.upper()
+    try:
+        request_id = uuid.UUID(value)
+    except ValueError:
+        return None
+    try:
+        return request_get(actor=actor, request_id=request_id).reference
+    except NotFound:
+        return None

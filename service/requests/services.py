@@ -10,8 +10,9 @@ import hashlib
 import hmac
 import secrets
 import string
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -24,11 +25,13 @@ from service.audit.services import audit_deferred, audit_record
 from service.common import ratelimits
 from service.common.errors import ApplicationError, Conflict, InvalidTransition, NotFound, RateLimited
 from service.common.hashing import canonical_json, pii_hash, sha256_hex
+from service.common.reasons import require_reason
 
 from . import notifications
 from .deadlines import extended_deadline, legal_deadline
 from .models import Channel, ErasureRequest
-from .signals import request_status_changed
+from .selectors import request_for_subject
+from .signals import request_approved, request_status_changed
 from .states import Status, sources_for
 
 _REFERENCE_ALPHABET = "".join(c for c in string.ascii_uppercase + string.digits if c not in "0O1IL")
@@ -171,42 +174,22 @@ def _insert(
     return request
 
 
-def _create(
-    *,
-    channel: str,
-    name: str,
-    email: str,
-    regulation: str,
-    facts: list[str],
-    evidence_prompts: list[str],
-    attested: bool,
-    actor: Actor,
-    api_client=None,
-    idempotency_key: str = "",
-    body_hash: str = "",
-) -> ErasureRequest:
-    received = timezone.now()
-    for _ in range(5):  # a reference collision is astronomically rare; retry rather than fail
+T = TypeVar("T")
+
+_REFERENCE_TRIES = 5  # a reference collision is astronomically rare; retry rather than fail
+
+
+def _with_fresh_reference(attempt: Callable[[], T], *, replayed: Callable[[], T | None] | None = None) -> T:
+    """Runs `attempt()`, one transaction (or savepoint) that inserts a request under a new random
+    reference, until it commits. An IntegrityError is a replay when `replayed()` finds the stored
+    answer (an Idempotency-Key used before), else a reference collision: the attempt was rolled back
+    whole, and the next one draws another reference."""
+    for _ in range(_REFERENCE_TRIES):
         try:
-            with transaction.atomic():
-                return _insert(
-                    channel=channel,
-                    name=name,
-                    email=email,
-                    regulation=regulation,
-                    facts=facts,
-                    evidence_prompts=evidence_prompts,
-                    attested=attested,
-                    actor=actor,
-                    received=received,
-                    api_client=api_client,
-                    idempotency_key=idempotency_key,
-                    body_hash=body_hash,
-                )
+            return attempt()
         except IntegrityError:
-            if idempotency_key and ErasureRequest.objects.filter(api_client=api_client, idempotency_key=idempotency_key).exists():
-                raise
-            continue
+            if replayed is not None and (hit := replayed()) is not None:
+                return hit
     raise ApplicationError("Could not allocate a request reference; try again.", code="reference_exhausted", status=503)
 
 
@@ -219,16 +202,23 @@ def request_submit_web(*, name: str, email: str, regulation: str, facts: list[st
     if not attested:
         raise ApplicationError("You must confirm that the data is about you.", code="attestation_required")
     ratelimits.hit("submit_per_email", pii_hash(email))  # one victim's address flooded from many places
-    request = _create(
-        channel=Channel.WEB,
-        name=name,
-        email=email,
-        regulation=regulation,
-        facts=facts,
-        evidence_prompts=evidence_prompts,
-        attested=True,
-        actor=subject_actor("new request"),
-    )
+    received = timezone.now()
+
+    def attempt() -> ErasureRequest:
+        with transaction.atomic():  # a savepoint: a collision rolls back this attempt only
+            return _insert(
+                channel=Channel.WEB,
+                name=name,
+                email=email,
+                regulation=regulation,
+                facts=facts,
+                evidence_prompts=evidence_prompts,
+                attested=True,
+                actor=subject_actor("new request"),
+                received=received,
+            )
+
+    request = _with_fresh_reference(attempt)
     _issue_code(request, actor=subject_actor(request.reference))
     request.refresh_from_db()
     return request
@@ -261,9 +251,9 @@ def request_create_api(
     # unique (api_client, idempotency_key) constraint and is answered below.
     #
     # The hot path is one transaction with no savepoints (each costs two round trips and Django
-    # bookkeeping): an IntegrityError rolls the whole attempt back and the loop decides, outside any
-    # transaction, whether it was a replay (answered from the stored row) or a reference collision
-    # (astronomically rare: a new attempt with a new reference), as _create's retry did before.
+    # bookkeeping): an IntegrityError rolls the whole attempt back and _with_fresh_reference decides,
+    # outside any transaction, whether it was a replay (answered from the stored row) or a reference
+    # collision (astronomically rare: a new attempt with a new reference).
     trusted = actor.has_scope(Scope.TRUSTED_IDENTITY)
     fields = dict(
         channel=Channel.API,
@@ -278,50 +268,37 @@ def request_create_api(
         idempotency_key=idempotency_key,
         body_hash=body_hash,
     )
-    for _ in range(5):
-        try:
-            with transaction.atomic(), audit_deferred():  # audit events appended last, chain lock held briefly
-                received = timezone.now()
-                if trusted:
-                    # The client verified the subject: the row is inserted `verified` at once instead of
-                    # INSERT `submitted` + compare-and-set UPDATE to `verified` in the same transaction
-                    # (nobody else can see or change the row in between, so the CAS can never fail). Same
-                    # committed row, same two audit events in the same order as _transition wrote them;
-                    # one statement and one savepoint less.
-                    request = _insert(**fields, received=received, status=Status.VERIFIED.value, verified_at=received)
-                    audit_record(
-                        action=f"request.{Status.VERIFIED.value}",
-                        actor=actor,
-                        target_type="request",
-                        target_id=request.reference,
-                        data={"from": Status.SUBMITTED.value, "method": "trusted_identity"},
-                    )
-                    request_status_changed.send(sender=ErasureRequest, request=request, previous=Status.SUBMITTED.value)
-                    _maybe_auto_approve(request)
-                else:
-                    request = _insert(**fields, received=received)
-                    _issue_code(request, actor=actor)
-                    request.refresh_from_db()  # _issue_code updates the row behind this object
-        except IntegrityError:
-            # A replay, or two concurrent calls with the same key (the other one won): answer with its request.
-            if idempotency_key and (hit := existing()):
-                return hit
-            continue  # the reference was taken: the attempt was rolled back whole; try another
+
+    def attempt() -> tuple[ErasureRequest, bool]:
+        with transaction.atomic(), audit_deferred():  # audit events appended last, chain lock held briefly
+            received = timezone.now()
+            if trusted:
+                # The client verified the subject: the row is inserted `verified` at once instead of
+                # INSERT `submitted` + compare-and-set UPDATE to `verified` in the same transaction
+                # (nobody else can see or change the row in between, so the CAS can never fail). Same
+                # committed row, same two audit events in the same order as _transition wrote them;
+                # one statement and one savepoint less.
+                request = _insert(**fields, received=received, status=Status.VERIFIED.value, verified_at=received)
+                audit_record(
+                    action=f"request.{Status.VERIFIED.value}",
+                    actor=actor,
+                    target_type="request",
+                    target_id=request.reference,
+                    data={"from": Status.SUBMITTED.value, "method": "trusted_identity"},
+                )
+                request_status_changed.send(sender=ErasureRequest, request=request, previous=Status.SUBMITTED.value)
+                _maybe_auto_approve(request)
+            else:
+                request = _insert(**fields, received=received)
+                _issue_code(request, actor=actor)
+                request.refresh_from_db()  # _issue_code updates the row behind this object
         return request, True
-    raise ApplicationError("Could not allocate a request reference; try again.", code="reference_exhausted", status=503)
+
+    # A replay, or two concurrent calls with the same key (the other one won): answer with its request.
+    return _with_fresh_reference(attempt, replayed=existing if idempotency_key else None)
 
 
 # --- verification --------------------------------------------------------------------------------
-
-
-def _subject_request(reference: str, email: str, *, lock: bool = False) -> ErasureRequest:
-    """The request with this reference and email. `lock`: the row is locked until the caller's
-    transaction ends (SELECT ... FOR UPDATE), so concurrent callers take turns."""
-    requests = ErasureRequest.objects.select_for_update() if lock else ErasureRequest.objects
-    request = requests.filter(reference=reference.strip().upper(), subject_email_hash=pii_hash(email)).first()
-    if request is None:
-        raise NotFound("No request with this reference and email address.")
-    return request
 
 
 def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
@@ -332,7 +309,7 @@ def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
     CODE_MAX_GUESSES against all the codes of a request; the others are refused unchecked.
     """
     with transaction.atomic():
-        request = _subject_request(reference, email, lock=True)
+        request = request_for_subject(reference=reference, email=email, lock=True)
         actor = subject_actor(request.reference)
         if request.status != Status.SUBMITTED:
             raise InvalidTransition(f"Request {request.reference} is already {request.status}.")
@@ -373,7 +350,7 @@ def request_verify(*, reference: str, email: str, code: str) -> ErasureRequest:
 
 def request_resend_code(*, reference: str, email: str) -> ErasureRequest:
     with transaction.atomic():
-        request = _subject_request(reference, email, lock=True)
+        request = request_for_subject(reference=reference, email=email, lock=True)
         if request.status != Status.SUBMITTED:
             raise InvalidTransition(f"Request {request.reference} is already {request.status}.")
         wait = settings.FORGET["CODE_RESEND_SECONDS"]
@@ -391,12 +368,14 @@ def _maybe_auto_approve(request: ErasureRequest) -> None:
 
 
 def _queue_unlearning_after_commit(request: ErasureRequest) -> None:
-    """Once the approval is committed, the pipeline queues the request and sends its job
-    (service.unlearning, docs/pipeline.md). A failure there leaves the approval in place; the
-    periodic send_unsent_jobs task picks the request up again."""
-    from service.unlearning.services import job_enqueue_approved
+    """Once the approval is committed, `request_approved` tells the pipeline, which queues the
+    request and sends its job (service.unlearning, docs/pipeline.md). A failure there leaves the
+    approval in place (robust: logged); the periodic send_unsent_jobs task picks the request up again."""
 
-    transaction.on_commit(lambda: job_enqueue_approved(request_id=request.pk), robust=True)
+    def announce_approval() -> None:  # a named function: Django logs a robust callback's failure by its name
+        request_approved.send(sender=ErasureRequest, request_id=request.pk)
+
+    transaction.on_commit(announce_approval, robust=True)
 
 
 # --- review --------------------------------------------------------------------------------------
@@ -407,17 +386,6 @@ def _get(request_id) -> ErasureRequest:
         return ErasureRequest.objects.get(pk=request_id)
     except (ErasureRequest.DoesNotExist, ValidationError, ValueError, TypeError):  # ValidationError: not a UUID
         raise NotFound("No such request.") from None
-
-
-def _require_reason(reason: str, what: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ApplicationError(
-            f"A reason is required to {what}.",
-            code="reason_required",
-            extra={"errors": [{"field": "reason", "message": "This field is required.", "code": "required"}]},
-        )
-    return reason
 
 
 def request_approve(*, actor: Actor, request_id) -> ErasureRequest:
@@ -432,7 +400,7 @@ def request_approve(*, actor: Actor, request_id) -> ErasureRequest:
 
 def request_reject(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
     actor.require(Capability.REVIEW)
-    reason = _require_reason(reason, "reject a request")
+    reason = require_reason(reason, "reject a request")
     request = _get(request_id)
     with transaction.atomic():
         request = _transition(
@@ -463,7 +431,7 @@ def request_roll_back(*, actor: Actor, request_id, reason: str) -> ErasureReques
     """An active request whose unit was taken off the gateway (adapters_store's adapter_rollback
     calls this in its own transaction): the erasure no longer holds, and the reason says why."""
     actor.require(Capability.REVIEW)
-    reason = _require_reason(reason, "roll back a request")
+    reason = require_reason(reason, "roll back a request")
     return _transition(_get(request_id), Status.ROLLED_BACK, actor=actor, data={"reason": reason})
 
 
@@ -500,7 +468,7 @@ def request_mark_pipeline(*, request_id, to: Status, actor: Actor = SYSTEM, data
 def request_extend_deadline(*, actor: Actor, request_id, reason: str) -> ErasureRequest:
     """Once per request, with a reason (GDPR: +2 months; CCPA: +45 days)."""
     actor.require(Capability.REVIEW)
-    reason = _require_reason(reason, "extend a deadline")
+    reason = require_reason(reason, "extend a deadline")
     with transaction.atomic():
         request = _get(request_id)
         if not request.is_open:
@@ -536,7 +504,7 @@ def requests_bulk_decide(*, actor: Actor, request_ids: list, decision: str, reas
     if decision not in ("approve", "reject"):
         raise ApplicationError("decision must be 'approve' or 'reject'.", code="invalid_decision")
     if decision == "reject":
-        reason = _require_reason(reason, "reject requests")
+        reason = require_reason(reason, "reject requests")
     done, failed = [], []
     for request_id in request_ids:
         try:

@@ -11,3 +11,10 @@ it after the commit (transaction.on_commit).
 from django.dispatch import Signal
 
 request_status_changed = Signal()
+
+# Sent once an approval has committed (the reviewer's, or the auto-approve policy's), outside any
+# transaction: service.unlearning queues the request and sends its job (its apps.py connects it).
+# A receiver's failure is logged and leaves the approval in place.
+#
+#     sender=ErasureRequest, request_id=<the approved request's id>
+request_approved = Signal()

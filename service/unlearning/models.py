@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from service.common.crypto import EncryptedJSONField
 
+from .states import FINISHED_JOB_STATUSES, JobStatus  # JobStatus is imported from here too (with the models)
+
 
 class CorpusDocument(models.Model):
     """One document of the operator's training corpus, indexed for the subject-identifier search.
@@ -66,20 +68,6 @@ class ForgetSet(models.Model):
     @property
     def purged(self) -> bool:
         return self.purged_at is not None
-
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    NOT_FOUND = "not_found", "Data not found in the model (back to review)"
-    NEEDS_REVIEW = "needs_review", "Certificate did not pass after remediation (back to review)"
-
-
-# A job in one of these never runs again: a redelivered task for it is a no-op.
-FINISHED_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.NOT_FOUND, JobStatus.NEEDS_REVIEW})
 
 
 class JobPhase(models.TextChoices):

@@ -25,9 +25,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from adapters_store.models import AdapterVersion
+from adapters_store.services import adapter_override_certificate
 from service.accounts.roles import SYSTEM, Actor, Capability
 from service.audit.services import audit_record
-from service.common.errors import InvalidTransition
+from service.common.celery_app import app as celery_app
+from service.common.errors import ApplicationError, InvalidTransition
+from service.common.reasons import MAX_REASON
 from service.requests.models import ErasureRequest
 from service.requests.selectors import request_get
 from service.requests.services import request_mark_pipeline
@@ -36,10 +40,10 @@ from service.requests.states import TERMINAL, Status
 from .forget_sets import build_forget_set
 from .models import CorpusDocument, ForgetSet, JobPhase, JobStatus, UnlearningJob
 from .selectors import corpus_search
+from .states import job_sources
 
 logger = logging.getLogger(__name__)
 
-MAX_REASON = 2000
 # Requests whose forget set is purged once the retention window has passed: done (active, rolled
 # back) or closed without a unit.
 RETENTION_STATUSES = frozenset({Status.ACTIVE, *TERMINAL})
@@ -180,13 +184,14 @@ def _new_job(request: ErasureRequest, options: dict[str, Any] | None = None) -> 
     return UnlearningJob.objects.create(request=request, attempt=attempt, celery_task_id=str(uuid.uuid4()), options=options or {})
 
 
+RUN_JOB_TASK = "workers.tasks.unlearning.run_job"  # sent by name: the worker layer sits above this one
+
+
 def job_send(*, job_id: int) -> None:
     """Hands the job to the GPU queue (the task id was chosen when the job was created, so a resend
     is recognisable in the worker's log). A job the worker already finished is never resent."""
-    from workers.tasks.unlearning import run_job
-
     job = UnlearningJob.objects.only("pk", "celery_task_id").get(pk=job_id)
-    run_job.apply_async(args=[job.pk], task_id=job.celery_task_id)
+    celery_app.send_task(RUN_JOB_TASK, args=[job.pk], task_id=job.celery_task_id)
     UnlearningJob.objects.filter(pk=job.pk, sent_at__isnull=True).update(sent_at=timezone.now())
 
 
@@ -224,7 +229,6 @@ RETRYABLE = frozenset({Status.FAILED, Status.NEEDS_REVIEW})
 
 def job_options(options: dict[str, Any] | None) -> dict[str, Any]:
     """A retry's options, validated (RETRY_OPTIONS); ApplicationError `invalid_options` otherwise."""
-    from service.common.errors import ApplicationError
 
     options = dict(options or {})
     unknown = sorted(set(options) - set(RETRY_OPTIONS))
@@ -269,8 +273,6 @@ def job_retry(*, actor: Actor, request_id, options: dict[str, Any] | None = None
 def job_override(*, actor: Actor, request_id, reason: str) -> UnlearningJob:
     """A second approver accepts the unit of a request whose certificate did not pass
     (adapters_store.services.adapter_override_certificate: reason required, audited)."""
-    from adapters_store.models import AdapterVersion
-    from adapters_store.services import adapter_override_certificate
 
     actor.require(Capability.REVIEW)
     request = request_get(actor=actor, request_id=request_id)
@@ -367,6 +369,17 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
         silent = (now - job.heartbeat_at).total_seconds() if job.heartbeat_at else math.inf
         if silent < stale_after:
             raise JobBusy(job.pk, retry_in=max(stale_after - silent, 1.0) + 1.0)
+        if job.deliveries >= settings.FORGET["JOB_MAX_DELIVERIES"]:
+            # Resuming it again would likely lose this worker too (out of memory, over the time limit).
+            try:
+                job_fail(
+                    job_id=job.pk,
+                    worker=None,
+                    reason=f"Its worker was lost {job.deliveries} times (killed, out of memory, or over the time limit); it is not resumed again.",
+                )
+            except JobLost:
+                continue  # it changed meanwhile: read it again
+            return None
         with transaction.atomic():
             won = UnlearningJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at).update(
                 worker=worker,
@@ -461,8 +474,10 @@ def job_record_certificate(*, job_id: int, worker: str, certificate: dict[str, A
 
 
 def _finish(job: UnlearningJob, worker: str | None, status: JobStatus, **fields: Any) -> bool:
+    """Compare-and-set into a finished status, from a status the transition table allows: from
+    `running` on `worker` when one is named (the job is still this worker's), else from any allowed."""
     rows = UnlearningJob.objects.filter(pk=job.pk)
-    rows = rows.filter(status=JobStatus.RUNNING, worker=worker) if worker else rows.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+    rows = rows.filter(status=JobStatus.RUNNING, worker=worker) if worker else rows.filter(status__in=sorted(job_sources(status)))
     return bool(rows.update(status=status, finished_at=timezone.now(), **fields))
 
 

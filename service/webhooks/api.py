@@ -10,8 +10,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from service.accounts.action_api import ActionApi
 from service.accounts.roles import Actor, Scope, actor_for_request
-from service.common.action_api import ActionApi
 from service.common.pagination import PageNumberPagination
 from service.common.schema import problem_responses
 from service.common.serializers import StrictCharField, StrictSerializer

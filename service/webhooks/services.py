@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope
 from service.audit.services import audit_record
+from service.common.celery_app import app as celery_app
 from service.common.errors import ApplicationError, NotFound
-from service.config.celery import app as celery_app
 
 from . import delivery as http_delivery
 from .events import EVENT_TYPES, request_event_payload

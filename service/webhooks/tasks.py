@@ -1,7 +1,7 @@
 """Celery tasks of the status webhooks: thin callers of services (docs/api.md, "Status webhooks").
 
 Here rather than in workers/tasks/: they need no model and no GPU, run on the `default` queue, and
-the Celery app discovers them here (service/config/celery.py).
+the Celery app discovers them here (service/common/celery_app.py).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def _processes_with(marker: str) -> list[int]:
 
 
 def _assert_story(output: str) -> None:
-    from service.requests.management.commands.run_demo_story import story_people
+    from service.unlearning.management.commands.run_demo_story import story_people
     from workers.unlearning.demo_model import DemoModelConfig
 
     forgotten, control = story_people(DemoModelConfig.preset_config("tiny").build_world())  # the stated rule, seed 0

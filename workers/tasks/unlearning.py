@@ -1,41 +1,44 @@
-"""The unlearning pipeline's Celery tasks (docs/pipeline.md). Thin: they take ids, and call one
-function each. `run_job` goes to the `gpu` queue (CELERY_TASK_ROUTES); the periodic bookkeeping
-tasks to `default`. Nothing heavy is imported at module level: the web process imports this module
-to send jobs, and must not load torch.
+"""The unlearning pipeline's GPU task (docs/pipeline.md): `run_job` takes a job id and calls the job
+runner; it goes to the `gpu` queue (CELERY_TASK_ROUTES). The pipeline's periodic bookkeeping, which
+needs no GPU, is in housekeeping.py on the `default` queue. The runner is imported in the task body:
+Celery's autodiscovery imports this module in every process, and the web process must not load torch.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import socket
 
 from celery import shared_task
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
-@shared_task(name="workers.tasks.unlearning.run_job", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None, ignore_result=True)
+def busy_retries() -> int:
+    """How often a message for a job that another live worker holds comes back: long enough to
+    outlast the holder (its time limit, at one try per stale window), then it is dropped: the
+    holder finishes the job, and if it dies its own message is redelivered and resumes it."""
+    cfg = settings.FORGET
+    return math.ceil(cfg["JOB_TIME_LIMIT_SECONDS"] / cfg["JOB_STALE_SECONDS"]) + 2
+
+
+# Time limits: CELERY_TASK_ANNOTATIONS in settings.py (JOB_TIME_LIMIT_SECONDS).
+@shared_task(name="workers.tasks.unlearning.run_job", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(self, job_id: int) -> dict:
     """Claims job `job_id` (compare-and-set) and runs it: a redelivered or duplicate message for a
     finished job does nothing, one for a job whose worker died resumes it, and one for a job that
-    another live worker holds comes back later (retry with a countdown)."""
+    another live worker holds comes back later (retry with a countdown, at most busy_retries() times)."""
     from service.unlearning.services import JobBusy
     from workers.forget_pipeline import run_job as run
 
     try:
         return run(job_id, node=self.request.hostname or socket.gethostname())
     except JobBusy as busy:
-        raise self.retry(countdown=busy.retry_in) from None
-
-
-@shared_task(name="workers.tasks.unlearning.purge_forget_sets", ignore_result=True)
-def purge_forget_sets() -> list[str]:
-    """Periodic (celery beat): raw forget sets past their retention window are purged."""
-    from service.unlearning.services import forget_sets_purge_expired
-
-    return forget_sets_purge_expired()
-
-
-@shared_task(name="workers.tasks.unlearning.send_unsent_jobs", ignore_result=True)
-def send_unsent_jobs() -> dict[str, list[str]]:
-    """Periodic (celery beat): approved requests never queued, and jobs never sent, are sent now."""
-    from service.unlearning.services import jobs_send_unsent
-
-    return jobs_send_unsent()
+        limit = busy_retries()
+        if self.request.retries >= limit:
+            reason = f"another live worker still holds job {job_id} after {limit} tries; this duplicate message is dropped"
+            logger.warning("unlearning job %s: %s", job_id, reason)
+            return {"job": job_id, "outcome": "busy", "reason": reason}
+        raise self.retry(countdown=busy.retry_in, max_retries=limit) from None

@@ -8,9 +8,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from service.accounts.roles import SYSTEM, Actor
+from service.audit.chain import GENESIS_HASH, event_hash_payload
 from service.audit.models import AuditEvent
 from service.audit.selectors import audit_chain_verify
-from service.audit.services import GENESIS_HASH, audit_record, event_hash_payload
+from service.audit.services import audit_record
 from service.common.hashing import sha256_hex
 from tests.service.audit.tampering import tamper as _tamper
 

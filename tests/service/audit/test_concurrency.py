@@ -20,9 +20,10 @@ import pytest
 from django.db import connection, transaction
 
 from service.accounts.roles import SYSTEM, Actor
+from service.audit.chain import GENESIS_HASH
 from service.audit.models import AuditEvent
 from service.audit.selectors import audit_chain_verify
-from service.audit.services import GENESIS_HASH, audit_deferred, audit_record
+from service.audit.services import audit_deferred, audit_record
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -72,8 +72,22 @@ def file_request(trusted_client):
 def sent_jobs(monkeypatch):
     """Records the job messages the service hands to the broker instead of sending them (the
     broker is the boundary here; the integration tests use a real one)."""
-    from workers.tasks.unlearning import run_job
-
     sent = []
-    monkeypatch.setattr(run_job, "apply_async", lambda args=None, task_id=None, **kwargs: sent.append({"args": args, "task_id": task_id}))
+    fake_broker(monkeypatch, lambda args=None, task_id=None, **kwargs: sent.append({"args": args, "task_id": task_id}))
     return sent
+
+
+def fake_broker(monkeypatch, send_job):
+    """Job messages (the run_job task, sent by name) go to `send_job(args=..., task_id=...)`; any
+    other task is sent as usual."""
+    from service.common.celery_app import app
+    from service.unlearning.services import RUN_JOB_TASK
+
+    send_task = app.send_task
+
+    def send(name, args=None, kwargs=None, **options):
+        if name == RUN_JOB_TASK:
+            return send_job(args=args, **options)
+        return send_task(name, args=args, kwargs=kwargs, **options)
+
+    monkeypatch.setattr(app, "send_task", send)

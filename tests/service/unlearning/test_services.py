@@ -17,6 +17,7 @@ from service.requests.services import request_approve
 from service.unlearning import services
 from service.unlearning.models import CorpusDocument, ForgetSet, JobStatus, UnlearningJob
 from service.unlearning.selectors import corpus_search
+from tests.service.unlearning.conftest import fake_broker
 
 PERSON = "Greta Northcott"
 
@@ -108,18 +109,16 @@ def test_approval_queues_the_request_and_sends_its_job_after_the_commit(file_req
 
 
 def test_a_failed_send_is_picked_up_by_the_periodic_resend(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, monkeypatch):
-    from workers.tasks.unlearning import run_job
-
     def broker_down(**kwargs):
         raise ConnectionError("broker unreachable")
 
     request = file_request(PERSON)
-    monkeypatch.setattr(run_job, "apply_async", broker_down)
+    fake_broker(monkeypatch, broker_down)
     approve(request, staff("reviewer"), actor_of, django_capture_on_commit_callbacks)  # robust: the approval stands
     job = UnlearningJob.objects.get(request=request)
     assert request.status == "queued" and job.sent_at is None
 
-    monkeypatch.setattr(run_job, "apply_async", lambda args=None, task_id=None, **kw: sent_jobs.append(args))
+    fake_broker(monkeypatch, lambda args=None, task_id=None, **kw: sent_jobs.append(args))
     assert services.jobs_send_unsent(now=timezone.now()) == {"queued": [], "resent": []}  # within the grace period
     assert services.jobs_send_unsent(now=timezone.now() + timedelta(minutes=2)) == {"queued": [], "resent": [request.reference]}
     assert sent_jobs == [[job.pk]] and UnlearningJob.objects.get(pk=job.pk).sent_at is not None
@@ -193,6 +192,68 @@ def test_a_job_of_a_cancelled_request_is_cancelled_when_claimed(file_request, st
     assert services.job_claim(job_id=job.pk, worker="gpu-1:1") is None
     assert UnlearningJob.objects.get(pk=job.pk).status == JobStatus.CANCELLED
     assert AuditEvent.objects.filter(action="unlearning.job_cancelled", target_id=request.reference).exists()
+
+
+def test_a_job_whose_worker_was_lost_too_often_is_not_resumed_again(file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, settings):
+    request = approve(file_request(PERSON), staff("reviewer"), actor_of, django_capture_on_commit_callbacks)
+    job = UnlearningJob.objects.get(request=request)
+    limit = settings.FORGET["JOB_MAX_DELIVERIES"]
+
+    def worker_dies():
+        UnlearningJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.FORGET["JOB_STALE_SECONDS"] + 1))
+
+    assert services.job_claim(job_id=job.pk, worker="gpu-0:1") is not None
+    for n in range(1, limit):
+        worker_dies()
+        assert services.job_claim(job_id=job.pk, worker=f"gpu-{n}:1").resumed is True
+    assert UnlearningJob.objects.get(pk=job.pk).deliveries == limit
+    worker_dies()
+    assert services.job_claim(job_id=job.pk, worker="gpu-last:1") is None
+    job.refresh_from_db()
+    request.refresh_from_db()
+    assert job.status == JobStatus.FAILED and f"lost {limit} times" in job.failure_reason and job.deliveries == limit
+    assert request.status == "failed"
+    assert AuditEvent.objects.filter(action="unlearning.job_failed", target_id=request.reference).exists()
+
+
+def test_a_duplicate_message_for_a_job_a_live_worker_holds_comes_back_a_bounded_number_of_times(
+    file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, settings
+):
+    from workers.tasks.unlearning import busy_retries, run_job
+
+    settings.FORGET = {**settings.FORGET, "JOB_TIME_LIMIT_SECONDS": 240, "JOB_STALE_SECONDS": 120}
+    assert busy_retries() == 4
+    request = approve(file_request(PERSON), staff("reviewer"), actor_of, django_capture_on_commit_callbacks)
+    job = UnlearningJob.objects.get(request=request)
+    services.job_claim(job_id=job.pk, worker="gpu-1:100")  # a live worker holds it (fresh heartbeat)
+
+    # Run eagerly, Celery's apply() runs each retry at once (no countdown): the real task, the real claim.
+    result = run_job.apply(args=[job.pk]).get()
+    assert result["outcome"] == "busy" and "after 4 tries" in result["reason"]
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.worker == "gpu-1:100" and job.deliveries == 1
+
+
+def test_every_task_has_a_time_limit(settings):
+    from service.common.celery_app import app
+
+    app.loader.import_default_modules()
+    ours = {name: task for name, task in app.tasks.items() if name.startswith(("workers.", "service."))}
+    assert {"workers.tasks.unlearning.run_job", "service.webhooks.tasks.deliver_webhook", "workers.tasks.housekeeping.expire_and_remind"} <= set(ours)
+    for name, task in ours.items():
+        assert (task.time_limit or app.conf.task_time_limit) and (task.soft_time_limit or app.conf.task_soft_time_limit), name
+    run_job = ours["workers.tasks.unlearning.run_job"]
+    assert run_job.time_limit == settings.FORGET["JOB_TIME_LIMIT_SECONDS"] and run_job.soft_time_limit == run_job.time_limit - 120
+    assert app.conf.task_time_limit == 300 and app.conf.task_soft_time_limit == 270
+
+
+def test_training_goes_to_the_gpu_queue_and_everything_else_to_default():
+    from service.common.celery_app import app
+
+    app.loader.import_default_modules()
+    queue = {name: app.amqp.router.route({}, name)["queue"].name for name in app.tasks if name.startswith(("workers.", "service."))}
+    assert queue.pop("workers.tasks.unlearning.run_job") == "gpu"
+    assert set(queue.values()) == {"default"} and "workers.tasks.housekeeping.send_unsent_jobs" in queue
 
 
 # --- retention -----------------------------------------------------------------------------------------
