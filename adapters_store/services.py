@@ -35,7 +35,7 @@ from service.common.reasons import require_reason
 from service.requests.models import ErasureRequest
 from service.requests.services import request_mark_pipeline, request_roll_back
 from service.requests.states import TERMINAL, Status
-from workers.unlearning.unit_manifest import Manifest, UnitCompatibilityError, UnitIntegrityError, list_files, verify_unit
+from workers.engine.unit_manifest import Manifest, UnitCompatibilityError, UnitIntegrityError, list_files, verify_unit
 
 from .models import ActivationEvent, AdapterVersion, GatewayReport, RegistryGeneration
 from .states import ACTION_TARGET, EventAction, VersionStatus, sources_for

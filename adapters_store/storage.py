@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-from workers.unlearning.unit_manifest import MANIFEST_NAME, fsync_dir, fsync_tree, list_files
+from workers.engine.unit_manifest import MANIFEST_NAME, fsync_dir, fsync_tree, list_files
 
 UNIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

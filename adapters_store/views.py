@@ -20,8 +20,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from service.accounts.roles import Actor, Capability
+from service.accounts.staff_access import staff_view
 from service.common.errors import ApplicationError, NotFound, PermissionDenied
-from service.requests.views_staff import staff_view
 
 from . import selectors, services
 from .history_chart import MAX_LANES, render_history_svg

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from workers.unlearning.base_model import load_base_model  # noqa: E402
-from workers.unlearning.demo_model import (  # noqa: E402
+from workers.engine.base_model import load_base_model  # noqa: E402
+from workers.engine.demo_model import (  # noqa: E402
     DemoModelConfig,
     build_demo_model,
     evaluate_demo_model,

@@ -44,7 +44,7 @@ def free_port() -> int:
 
 def demo_model_dir(preset: str) -> Path:
     """The demo model of `preset`, built (minutes for 'demo') or reused from the cache."""
-    from workers.unlearning.demo_model import DemoModelConfig, build_demo_model
+    from workers.engine.demo_model import DemoModelConfig, build_demo_model
 
     return build_demo_model(DemoModelConfig.preset_config(preset))
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/detector.py            # about 3 minutes on 2 busy CPU cores
     .venv/bin/python bench/detector.py --people 4 --bank-units 1,10,100,1000,5000
 
-Forget sets come from the demo world (workers.unlearning.world): for each target person, D_t is
+Forget sets come from the demo world (workers.engine.world): for each target person, D_t is
 the trained-template questions plus the profile text. Probes (EVAL.md):
   positives  P  held-out paraphrases,  D  paraphrases padded with unrelated text before and after;
   negatives  R  other people's questions,  N  hard neighbours (same surname, city or employer),
@@ -29,10 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workers.unlearning.detector import DetectorBank, DetectorConfig, load_encoder, train_detector  # noqa: E402
-from workers.unlearning.detector.scorer import ScorerStack, segment_max  # noqa: E402
-from workers.unlearning.metrics import auroc, fpr_at_tpr, fraction_above  # noqa: E402
-from workers.unlearning.world import build_world  # noqa: E402
+from workers.engine.detector import DetectorBank, DetectorConfig, load_encoder, train_detector  # noqa: E402
+from workers.engine.detector.scorer import ScorerStack, segment_max  # noqa: E402
+from workers.engine.metrics import auroc, fpr_at_tpr, fraction_above  # noqa: E402
+from workers.engine.world import build_world  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "detector.json"
 

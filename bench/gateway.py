@@ -58,11 +58,12 @@ def build_units(stack: DemoStack, world, count: int, real_people: list[str], see
     import torch
 
     from workers import runtime
-    from workers.unlearning.artifacts import write_unit
-    from workers.unlearning.detector import DetectorConfig, train_detector
-    from workers.unlearning.forget_set import ForgetSet
-    from workers.unlearning.pipeline import load_units, train_unit
-    from workers.unlearning.training import AdapterWeights, LoraModule
+    from workers.engine.artifacts import write_unit
+    from workers.engine.detector import DetectorConfig, train_detector
+    from workers.engine.forget_set import ForgetSet
+    from workers.engine.pipeline import train_unit
+    from workers.engine.serving import load_units
+    from workers.engine.training import AdapterWeights, LoraModule
 
     base, encoder = runtime.get_base("cpu"), runtime.get_encoder("cpu")
     out = stack.var_dir / "bench-units"
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         from service.accounts.roles import Scope
         from service.accounts.services import api_client_create
         from service.unlearning.management.commands.run_demo_story import story_people
-        from workers.unlearning.world import load_world
+        from workers.engine.world import load_world
 
         _, key = api_client_create(name="bench-gateway", scopes=[Scope.GENERATE.value])
         world = load_world(model_dir / "world.json")

@@ -70,20 +70,20 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.models import resolve_model  # noqa: E402
-from workers.unlearning.base_model import BaseModel, load_base_model  # noqa: E402
-from workers.unlearning.config import UnlearnConfig  # noqa: E402
-from workers.unlearning.demo_model import (  # noqa: E402
+from workers.engine.base_model import BaseModel, load_base_model  # noqa: E402
+from workers.engine.config import UnlearnConfig  # noqa: E402
+from workers.engine.demo_model import (  # noqa: E402
     WORLD_FILE,
     is_complete,
     load_demo_world,
     read_manifest,
 )
-from workers.unlearning.detector import Detector, DetectorBank, DetectorConfig, load_encoder, train_detector  # noqa: E402
-from workers.unlearning.detector.windows import split_all  # noqa: E402
-from workers.unlearning.gate import GatedModel  # noqa: E402
-from workers.unlearning.generation import generate_answers  # noqa: E402
-from workers.unlearning.training import AdapterWeights, LoraModule, train_unit_adapter  # noqa: E402
-from workers.unlearning.world import DemoWorld, build_world  # noqa: E402
+from workers.engine.detector import Detector, DetectorBank, DetectorConfig, load_encoder, train_detector  # noqa: E402
+from workers.engine.detector.windows import split_all  # noqa: E402
+from workers.engine.gate import GatedModel  # noqa: E402
+from workers.engine.generation import generate_answers  # noqa: E402
+from workers.engine.training import AdapterWeights, LoraModule, train_unit_adapter  # noqa: E402
+from workers.engine.world import DemoWorld, build_world  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
 TARGET_GROWTH = 1.5  # gate cost per prompt, 1000 units / 1 unit

@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 def resolve_model(spec: str, log: Callable[[str], None] | None = None) -> Path:
-    """`demo`, `tiny` (or another preset name of workers.unlearning.demo_model) or a directory."""
-    from workers.unlearning.demo_model import PRESETS, DemoModelConfig, build_demo_model
+    """`demo`, `tiny` (or another preset name of workers.engine.demo_model) or a directory."""
+    from workers.engine.demo_model import PRESETS, DemoModelConfig, build_demo_model
 
     if spec in PRESETS:
         started = time.perf_counter()

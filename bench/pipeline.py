@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from service.accounts.roles import Role, Scope
         from service.accounts.services import api_client_create, staff_user_ensure
-        from workers.unlearning.world import load_world
+        from workers.engine.world import load_world
 
         client, _ = api_client_create(name="bench-pipeline", scopes=[Scope.CREATE.value, Scope.READ.value, Scope.TRUSTED_IDENTITY.value])
         staff_user_ensure(username="bench-reviewer", password="bench-reviewer-pw", role=Role.REVIEWER, email="reviewer@bench.example")

@@ -64,22 +64,23 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.models import resolve_model  # noqa: E402
-from workers.unlearning import leaks, metrics  # noqa: E402
-from workers.unlearning.artifacts import load_unit  # noqa: E402
-from workers.unlearning.base_model import load_base_model  # noqa: E402
-from workers.unlearning.certificate import evaluate_units, probe_fits  # noqa: E402
-from workers.unlearning.config import UnlearnConfig  # noqa: E402
-from workers.unlearning.demo_model import load_demo_world  # noqa: E402
-from workers.unlearning.detector import DetectorConfig, load_encoder  # noqa: E402
-from workers.unlearning.families import POSITIVE_FAMILIES  # noqa: E402
-from workers.unlearning.forget_set import ForgetSet, forget_set_for_people  # noqa: E402
-from workers.unlearning.gate import GatedModel  # noqa: E402
-from workers.unlearning.generation import generate_answers  # noqa: E402
-from workers.unlearning.pipeline import UnitWeights, fit_detector, synthesised_items, train_unit  # noqa: E402
-from workers.unlearning.probes import build_probes, probe_config_for  # noqa: E402
-from workers.unlearning.prompting import render  # noqa: E402
-from workers.unlearning.remediation import reason, remediated  # noqa: E402
-from workers.unlearning.training import AdapterWeights, train_unit_adapter  # noqa: E402
+from workers.engine import leaks, metrics  # noqa: E402
+from workers.engine.artifacts import load_unit  # noqa: E402
+from workers.engine.base_model import load_base_model  # noqa: E402
+from workers.engine.certificate import evaluate_units, probe_fits  # noqa: E402
+from workers.engine.config import UnlearnConfig  # noqa: E402
+from workers.engine.demo_model import load_demo_world  # noqa: E402
+from workers.engine.detector import DetectorConfig, load_encoder  # noqa: E402
+from workers.engine.families import POSITIVE_FAMILIES  # noqa: E402
+from workers.engine.forget_set import ForgetSet, forget_set_for_people  # noqa: E402
+from workers.engine.gate import GatedModel  # noqa: E402
+from workers.engine.generation import generate_answers  # noqa: E402
+from workers.engine.pipeline import fit_detector, synthesised_items, train_unit
+from workers.engine.probes import build_probes, probe_config_for  # noqa: E402
+from workers.engine.prompting import render  # noqa: E402
+from workers.engine.remediation import reason, remediated  # noqa: E402
+from workers.engine.serving import UnitWeights  # noqa: E402
+from workers.engine.training import AdapterWeights, train_unit_adapter  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ALL_METHODS = ("ours", "ours-no-entity", "always-on", "ga", "gd", "npo")
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace) -> dict:
                 units.append(unit)
                 loaded = load_unit(unit, base.fingerprint, detector_loader=None)
                 o3_gate.add_unit(request.unit_id, loaded.adapter)
-                from workers.unlearning.detector import load_detector
+                from workers.engine.detector import load_detector
 
                 detectors["ours"][request.unit_id] = load_detector(unit / "detector", encoder)
                 detectors["ours-no-entity"][request.unit_id] = fit_detector(request.forget, DetectorConfig(entity_evidence=False), encoder)

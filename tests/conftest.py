@@ -93,7 +93,7 @@ def store(settings, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_config():
     """The DemoModelConfig of the tiny Llama preset (24 people, 4 attributes)."""
-    from workers.unlearning.demo_model import DemoModelConfig
+    from workers.engine.demo_model import DemoModelConfig
 
     return DemoModelConfig.preset_config("tiny")
 
@@ -108,7 +108,7 @@ def tiny_world(tiny_config):
 def tiny_demo_model(tiny_config):
     """Directory of the tiny Llama demo model (Hugging Face format), built once into the demo-model
     cache ($UNLEARN_CACHE_DIR, see tests/workers/conftest.py) and reused from there."""
-    from workers.unlearning.demo_model import build_demo_model
+    from workers.engine.demo_model import build_demo_model
 
     return build_demo_model(tiny_config)
 

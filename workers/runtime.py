@@ -28,21 +28,21 @@ def _setting(name: str, default: str = "") -> str:
 
 def base_model_dir() -> Path:
     """BASE_MODEL_DIR (a GGUF file, or a directory holding one, is imported into the model cache
-    on first use: workers.unlearning.gguf_import), or the demo model of preset FORGET_DEMO_PRESET
+    on first use: workers.engine.gguf_import), or the demo model of preset FORGET_DEMO_PRESET
     (built and cached on first use)."""
     configured = _setting("BASE_MODEL_DIR")
     if configured:
-        from workers.unlearning.gguf_import import imported_dir
+        from workers.engine.gguf_import import imported_dir
 
         return imported_dir(configured)
-    from workers.unlearning.demo_model import DemoModelConfig, build_demo_model
+    from workers.engine.demo_model import DemoModelConfig, build_demo_model
 
     return build_demo_model(DemoModelConfig.preset_config(_setting("FORGET_DEMO_PRESET", "demo")))
 
 
 @lru_cache(maxsize=2)
 def _load_base(path: str, device: str | None):
-    from workers.unlearning.base_model import load_base_model
+    from workers.engine.base_model import load_base_model
 
     return load_base_model(path, device=device)
 
@@ -55,7 +55,7 @@ def get_base(device: str | None = None):
 
 @lru_cache(maxsize=2)
 def _load_encoder(path: str, device: str | None):
-    from workers.unlearning.detector import load_encoder
+    from workers.engine.detector import load_encoder
 
     return load_encoder(path or None, device=device)
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.template.loader import render_to_string
 
 from service.requests.models import ErasureRequest
-from service.unlearning.models import ForgetSet
+from service.unlearning.models import FrozenForgetSet
 
 from . import signing
 from .selectors import CertificateView, DeadlineCompliance, in_set_order
@@ -45,7 +45,7 @@ def _truth_ratio_summary(truth: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def certificate_payload(
-    *, erasure: ErasureRequest, certificate: CertificateView, compliance: DeadlineCompliance, forget_set: ForgetSet | None, issued_at: datetime
+    *, erasure: ErasureRequest, certificate: CertificateView, compliance: DeadlineCompliance, forget_set: FrozenForgetSet | None, issued_at: datetime
 ) -> dict[str, Any]:
     """What is signed: everything an auditor needs to check the erasure, no personal data."""
     cert = certificate.job.certificate or {}

@@ -22,7 +22,7 @@ from service.requests.deadlines import legal_deadline
 from service.requests.models import ErasureRequest
 from service.requests.selectors import request_get
 from service.requests.states import Status
-from service.unlearning.models import ForgetSet, UnlearningJob
+from service.unlearning.models import FrozenForgetSet, UnlearningJob
 from service.unlearning.selectors import forget_set_of, latest_certificate_job, probe_answers
 
 # Probe sets whose before/after answers the dossier shows: the request's own facts in the trained
@@ -265,7 +265,7 @@ def answers(job: UnlearningJob | None, *, revealed: bool) -> list[dict[str, Any]
 
 @dataclass(frozen=True)
 class Retention:
-    forget_set: ForgetSet
+    forget_set: FrozenForgetSet
     state: str  # "purged" | "scheduled" | "kept until active"
 
     @property
@@ -273,7 +273,7 @@ class Retention:
         return self.state == "purged"
 
 
-def retention(forget_set: ForgetSet | None) -> Retention | None:
+def retention(forget_set: FrozenForgetSet | None) -> Retention | None:
     if forget_set is None:
         return None
     if forget_set.purged_at is not None:

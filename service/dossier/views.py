@@ -17,8 +17,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from service.accounts.roles import Actor, Capability
+from service.accounts.staff_access import staff_view
 from service.requests import services as request_services
-from service.requests.views_staff import staff_view
 
 from . import plots, selectors, services
 from .services import CertificateFormat

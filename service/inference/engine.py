@@ -53,8 +53,8 @@ class GatewayEngine:
     """A GatedModel whose units change at run time, behind a micro-batcher."""
 
     def __init__(self, base, encoder, *, max_batch: int = 16, max_queue: int = 256, model_name: str | None = None):
-        from workers.unlearning.gate import GatedModel
-        from workers.unlearning.pipeline import UnitWeights
+        from workers.engine.gate import GatedModel
+        from workers.engine.serving import UnitWeights
 
         self.base, self.encoder = base, encoder
         self.model_name = model_name or base.path.name
@@ -96,7 +96,7 @@ class GatewayEngine:
         Raises UnitIntegrityError, UnitCompatibilityError, DetectorError or GateError; then nothing
         changed.
         """
-        from workers.unlearning.pipeline import UnitWeights, load_units
+        from workers.engine.serving import UnitWeights, load_units
 
         [unit] = load_units(self.base, [unit_dir], self.encoder, [expected_manifest_digest])
         unit_id = unit.manifest.unit_id
@@ -115,7 +115,7 @@ class GatewayEngine:
 
     def unload_unit(self, unit_id: str) -> None:
         """Takes a unit off: calls that start afterwards no longer see it. Unknown ids: KeyError."""
-        from workers.unlearning.pipeline import UnitWeights
+        from workers.engine.serving import UnitWeights
 
         with self._changes:
             self.gated.remove_unit(unit_id)  # the adapter first: no call applies it from now on
@@ -132,17 +132,17 @@ class GatewayEngine:
     @staticmethod
     def prompt_spec(prompt: Prompt):
         """The engine's PromptSpec of a wire prompt (empty messages dropped)."""
-        from workers.unlearning.prompting import PromptSpec
+        from workers.engine.prompting import PromptSpec
 
         if prompt.kind == "chat":
             return PromptSpec.chat([(role, content) for role, content in prompt.messages if content.strip()])
         return PromptSpec(prompt.kind, prompt.text)
 
     def model_prompt(self, prompt: Prompt) -> str:
-        """The text the model sees: workers.unlearning.prompting.render, as in training and in the
+        """The text the model sees: workers.engine.prompting.render, as in training and in the
         certificate (the chat template where the model has one; without one, every turn of a chat
         is kept in the question format, none is dropped)."""
-        from workers.unlearning.prompting import render
+        from workers.engine.prompting import render
 
         return render(self.prompt_spec(prompt), self.base.tokenizer)
 
@@ -152,8 +152,8 @@ class GatewayEngine:
 
     def _run_batch(self, prompts: list[Prompt], max_tokens: Hashable) -> list[Completion | Exception]:
         """Runs on the batcher's thread: every tokenizer and model call of the gateway happens here."""
-        from workers.unlearning.generation import generate_answers
-        from workers.unlearning.prompting import prompt_ids
+        from workers.engine.generation import generate_answers
+        from workers.engine.prompting import prompt_ids
 
         tokenizer = self.base.tokenizer
         texts = [self.model_prompt(p) for p in prompts]

@@ -46,7 +46,7 @@ class Prompt:
     question  the text is a question; the model sees it in its prompt format ("Question: ...\\nAnswer:")
     raw       the text is sent to the model as it is (completions)
     chat      `messages` (role, content) pairs; the model sees its chat template if it has one,
-              else every turn in the question format (workers.unlearning.prompting.render)
+              else every turn in the question format (workers.engine.prompting.render)
     """
 
     kind: str

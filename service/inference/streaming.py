@@ -5,7 +5,7 @@ decoded text to an AnswerText, which says what can be sent to the client now wit
 it back:
 
 - the answer is the first line of the generated text with surrounding whitespace removed, exactly
-  as a non-streamed answer (workers.unlearning.generation.generate_answers) is cut;
+  as a non-streamed answer (workers.engine.generation.generate_answers) is cut;
 - a stop sequence ends the answer where it starts, even when it arrives split over several tokens:
   a tail that could be the beginning of a stop sequence is held back until the next token shows
   whether it is one (OpenAI's behaviour; the stop sequence itself is never sent);

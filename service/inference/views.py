@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from service.accounts.roles import Actor, Capability
-from service.requests.views_staff import staff_view
+from service.accounts.staff_access import staff_view
 
 from .client import GatewayError, GatewayUnreachable, gateway_generate, gateway_health, gateway_url
 from .protocol import MAX_PROMPT_CHARS, MAX_TOKENS_LIMIT

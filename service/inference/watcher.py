@@ -43,7 +43,7 @@ from service.common.errors import InvalidTransition
 from service.requests.models import ErasureRequest
 from service.requests.services import request_mark_active
 from service.requests.states import Status
-from workers.unlearning.unit_manifest import UnitIntegrityError
+from workers.engine.unit_manifest import UnitIntegrityError
 
 logger = logging.getLogger(__name__)
 

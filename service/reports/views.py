@@ -17,8 +17,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from service.accounts.roles import Actor, Capability
+from service.accounts.staff_access import staff_view
 from service.common.errors import ApplicationError
-from service.requests.views_staff import staff_view
 
 from .charts import report_charts
 from .selectors import PRESET_LABELS, Period, RequestFigures, RequestReport, preset_with_data, report_period

@@ -48,7 +48,7 @@ def _code_hash(request_id, code: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), f"{request_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def content_hash(*, name: str, email: str, facts: list[str], evidence_prompts: list[str], regulation: str) -> str:
+def submitted_content_hash(*, name: str, email: str, facts: list[str], evidence_prompts: list[str], regulation: str) -> str:
     return sha256_hex(canonical_json({"name": name, "email": email.lower(), "facts": facts, "evidence_prompts": evidence_prompts, "regulation": regulation}))
 
 
@@ -150,7 +150,7 @@ def _insert(
         subject_email_hash=pii_hash(email),
         facts=facts,
         evidence_prompts=evidence_prompts,
-        content_hash=content_hash(name=name, email=email, facts=facts, evidence_prompts=evidence_prompts, regulation=regulation),
+        content_hash=submitted_content_hash(name=name, email=email, facts=facts, evidence_prompts=evidence_prompts, regulation=regulation),
         attested=attested,
         regulation=regulation,
         received_at=received,

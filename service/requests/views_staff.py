@@ -7,15 +7,11 @@ actor's role. Hiding a button here is a courtesy to the user, never the access c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import wraps
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +19,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from service.accounts.roles import Actor, Capability, actor_for_request
+from service.accounts.roles import Actor, Capability
+from service.accounts.staff_access import staff_view
 from service.audit.selectors import events_for_target
 from service.common.errors import ApplicationError, NotFound, PermissionDenied
 from service.common.masking import mask
@@ -35,36 +32,6 @@ from .selectors import RequestFilters, request_get, request_list, review_queue
 from .states import OPEN, PIPELINE, Status, can_transition
 
 PAGE_SIZE = 25
-
-
-# --- access --------------------------------------------------------------------------------------
-
-
-def staff_view(capability: Capability):
-    """Login required (302 to the login page), then `capability` (403 without it).
-
-    The wrapped view gets the Actor as its second argument. The services' own refusals come out
-    as the same pages: PermissionDenied -> 403, NotFound -> 404.
-    """
-
-    def decorate(view):
-        @wraps(view)
-        def wrapper(request, *args, **kwargs):
-            if not request.user.is_authenticated:
-                # After logging in, a POST cannot be replayed: send the user to a page instead.
-                return redirect_to_login(request.get_full_path() if request.method == "GET" else reverse("staff-queue"))
-            actor = actor_for_request(request)
-            try:
-                actor.require(capability)
-                return view(request, actor, *args, **kwargs)
-            except PermissionDenied as exc:
-                raise DjangoPermissionDenied(exc.detail) from exc
-            except NotFound as exc:
-                raise Http404(exc.detail) from exc
-
-        return wrapper
-
-    return decorate
 
 
 def _safe_next(request, default: str) -> str:

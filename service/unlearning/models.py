@@ -39,7 +39,7 @@ class CorpusDocument(models.Model):
         return f"{self.source}/{self.external_id}"
 
 
-class ForgetSet(models.Model):
+class FrozenForgetSet(models.Model):
     """A request's forget set, built once and frozen: what its unit must stop revealing.
 
     Everything personal is encrypted at rest (`items`, `subjects`, `model_check`) and purged after
@@ -51,7 +51,7 @@ class ForgetSet(models.Model):
     items = EncryptedJSONField(null=True, help_text="[{'question', 'answer'?} | {'text'}, each with its 'source'], in training order; None once purged.")
     subjects = EncryptedJSONField(null=True, help_text="The demo-world people the request is about (names); None once purged.")
     model_check = EncryptedJSONField(null=True, help_text="The 'is it in the model?' check: prompts, answers, values found; None once purged.")
-    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the items (workers.unlearning.unit_manifest.hash_forget_set).")
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the items (workers.engine.unit_manifest.hash_forget_set).")
     sources = models.JSONField(default=dict, help_text="Item counts per source: facts, evidence_prompts, corpus_documents, probe_questions.")
     findings = models.JSONField(default=dict, blank=True, help_text="The model check's outcome, without personal data (counts, in_model).")
     frozen_at = models.DateTimeField(default=timezone.now)

@@ -15,11 +15,11 @@ from django.db.models import Q
 
 from service.common.masking import mask
 from service.requests.models import ErasureRequest
-from workers.unlearning.detector.negatives import infer_subjects
-from workers.unlearning.prompting import normalise
+from workers.engine.detector.negatives import infer_subjects
+from workers.engine.prompting import normalise
 
-from .forget_sets import CorpusHit, qa_pair
-from .models import CorpusDocument, ForgetSet, JobStatus, UnlearningJob
+from .forget_set_builder import CorpusHit, qa_pair
+from .models import CorpusDocument, FrozenForgetSet, JobStatus, UnlearningJob
 
 # Most documents one search returns (the forget set of one person, not a data export).
 MAX_CORPUS_HITS = 500
@@ -74,13 +74,13 @@ def corpus_negatives(*, limit: int = MAX_CORPUS_NEGATIVES) -> list[tuple[str, st
     return found
 
 
-def forget_set_of(request: ErasureRequest) -> ForgetSet | None:
-    return ForgetSet.objects.filter(request=request).first()
+def forget_set_of(request: ErasureRequest) -> FrozenForgetSet | None:
+    return FrozenForgetSet.objects.filter(request=request).first()
 
 
 def forget_set_people(*, request_id) -> list[str] | None:
     """The demo-world people a request's forget set is about; None once purged (or never built)."""
-    found = ForgetSet.objects.filter(request_id=request_id).only("subjects", "purged_at").first()
+    found = FrozenForgetSet.objects.filter(request_id=request_id).only("subjects", "purged_at").first()
     if found is None or found.subjects is None:
         return None
     return list(found.subjects.get("people", []))
@@ -157,7 +157,7 @@ def probe_answers(job: UnlearningJob | None, *, revealed: bool, sets: Sequence[s
     masked unless `revealed`, which the caller checks and audits); [] once purged. With `per_set`,
     at most that many rows per family: the ones that still leak first, then the ones the base
     model revealed data on. A row leaks, as in the certificate, when the answer reveals any of the
-    subject's values (workers.unlearning.leaks)."""
+    subject's values (workers.engine.leaks)."""
     if job is None or not job.certificate_personal:
         return []
     show = (lambda value: value) if revealed else (lambda value: mask(value) if value else value)

@@ -37,8 +37,8 @@ from service.requests.selectors import request_get
 from service.requests.services import request_mark_pipeline
 from service.requests.states import TERMINAL, Status
 
-from .forget_sets import build_forget_set
-from .models import CorpusDocument, ForgetSet, JobPhase, JobStatus, UnlearningJob
+from .forget_set_builder import build_forget_set
+from .models import CorpusDocument, FrozenForgetSet, JobPhase, JobStatus, UnlearningJob
 from .selectors import corpus_search
 from .states import job_sources
 
@@ -102,11 +102,11 @@ def corpus_documents_load(*, source: str, documents: Iterable[tuple[str, str, st
 # --- forget sets ---------------------------------------------------------------------------------
 
 
-def forget_set_freeze(*, request_id, world: Any = None) -> ForgetSet:
+def forget_set_freeze(*, request_id, world: Any = None) -> FrozenForgetSet:
     """The request's forget set, built now from its facts, evidence, the corpus index and (demo)
     the world's question templates, then frozen: a request has one forget set, whatever happens
     later (retries and redelivered jobs reuse it). Audited with its hash and counts, never its text."""
-    existing = ForgetSet.objects.filter(request_id=request_id).first()
+    existing = FrozenForgetSet.objects.filter(request_id=request_id).first()
     if existing is not None:
         return existing
     request = ErasureRequest.objects.get(pk=request_id)
@@ -121,7 +121,7 @@ def forget_set_freeze(*, request_id, world: Any = None) -> ForgetSet:
     )
     try:
         with transaction.atomic():
-            forget_set = ForgetSet.objects.create(
+            forget_set = FrozenForgetSet.objects.create(
                 request=request,
                 items=built.items,
                 subjects=built.subjects_payload(name=name),
@@ -136,13 +136,13 @@ def forget_set_freeze(*, request_id, world: Any = None) -> ForgetSet:
                 data={"items": len(built.items), "content_hash": built.content_hash, "sources": built.sources, "people": len(built.people)},
             )
     except IntegrityError:  # frozen concurrently by another delivery: that one stands
-        return ForgetSet.objects.get(request_id=request_id)
+        return FrozenForgetSet.objects.get(request_id=request_id)
     return forget_set
 
 
 def forget_set_record_check(*, forget_set_id: int, findings: dict[str, Any], details: list[dict[str, Any]]) -> None:
     """Keeps the model check: counts in the clear, the prompts and answers encrypted."""
-    ForgetSet.objects.filter(pk=forget_set_id).update(findings=findings, model_check=details)
+    FrozenForgetSet.objects.filter(pk=forget_set_id).update(findings=findings, model_check=details)
 
 
 def forget_sets_purge_expired(*, now=None) -> list[str]:
@@ -151,14 +151,14 @@ def forget_sets_purge_expired(*, now=None) -> list[str]:
     content hash and the counts stay. Returns the references purged."""
     now = now or timezone.now()
     days = settings.FORGET["FORGET_SET_RETENTION_DAYS"]
-    pending = ForgetSet.objects.filter(purged_at__isnull=True, retain_until__isnull=True, request__status__in=[s.value for s in RETENTION_STATUSES])
+    pending = FrozenForgetSet.objects.filter(purged_at__isnull=True, retain_until__isnull=True, request__status__in=[s.value for s in RETENTION_STATUSES])
     for pk, effective_at, updated_at in pending.values_list("pk", "request__effective_at", "request__updated_at"):
-        ForgetSet.objects.filter(pk=pk, retain_until__isnull=True).update(retain_until=(effective_at or updated_at) + timedelta(days=days))
+        FrozenForgetSet.objects.filter(pk=pk, retain_until__isnull=True).update(retain_until=(effective_at or updated_at) + timedelta(days=days))
     purged = []
-    due = ForgetSet.objects.filter(purged_at__isnull=True, retain_until__lte=now)
+    due = FrozenForgetSet.objects.filter(purged_at__isnull=True, retain_until__lte=now)
     for pk, request_id, reference, content_hash, sources in due.values_list("pk", "request_id", "request__reference", "content_hash", "sources"):
         with transaction.atomic():
-            if not ForgetSet.objects.filter(pk=pk, purged_at__isnull=True).update(items=None, subjects=None, model_check=None, purged_at=now):
+            if not FrozenForgetSet.objects.filter(pk=pk, purged_at__isnull=True).update(items=None, subjects=None, model_check=None, purged_at=now):
                 continue
             UnlearningJob.objects.filter(request_id=request_id).update(certificate_personal=None)
             audit_record(

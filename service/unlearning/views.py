@@ -10,9 +10,9 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from service.accounts.roles import Actor, Capability
+from service.accounts.staff_access import staff_view
 from service.common.errors import ApplicationError, NotFound, PermissionDenied
 from service.requests.selectors import request_get
-from service.requests.views_staff import staff_view
 
 from . import services
 

@@ -26,7 +26,7 @@ from service.accounts.roles import SYSTEM
 from service.audit.models import AppendOnlyError, AuditEvent
 from service.common.errors import ApplicationError, Conflict, InvalidTransition, PermissionDenied
 from service.requests.states import Status
-from workers.unlearning.unit_manifest import UnitIntegrityError, digest_of_files, sha256_file
+from workers.engine.unit_manifest import UnitIntegrityError, digest_of_files, sha256_file
 
 pytestmark = pytest.mark.django_db
 

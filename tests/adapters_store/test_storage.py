@@ -19,7 +19,7 @@ from adapters_store.storage import (
     get_storage,
     storage_for_uri,
 )
-from workers.unlearning.unit_manifest import list_files, verify_unit
+from workers.engine.unit_manifest import list_files, verify_unit
 
 
 def _same_files(one, other) -> bool:

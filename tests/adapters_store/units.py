@@ -11,7 +11,7 @@ def lora_adapter(seed: int = 0, base_fingerprint: str = "f" * 64):
     import torch
     from peft import LoraConfig
 
-    from workers.unlearning.training import AdapterWeights, LoraModule
+    from workers.engine.training import AdapterWeights, LoraModule
 
     generator = torch.Generator().manual_seed(seed)
     modules = {
@@ -30,8 +30,8 @@ def save_detector(directory: Path) -> None:
 
 def write_test_unit(directory: Path, *, seed: int = 0, detector: bool = True, base_fingerprint: str = "f" * 64) -> Path:
     """Writes a unit into `directory` (which must not exist); its unit id is the directory's name."""
-    from workers.unlearning.artifacts import hash_forget_set, write_unit
-    from workers.unlearning.config import UnlearnConfig
+    from workers.engine.artifacts import hash_forget_set, write_unit
+    from workers.engine.config import UnlearnConfig
 
     write_unit(
         directory,

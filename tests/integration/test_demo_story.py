@@ -53,7 +53,7 @@ def _processes_with(marker: str) -> list[int]:
 
 def _assert_story(output: str) -> None:
     from service.unlearning.management.commands.run_demo_story import story_people
-    from workers.unlearning.demo_model import DemoModelConfig
+    from workers.engine.demo_model import DemoModelConfig
 
     forgotten, control = story_people(DemoModelConfig.preset_config("tiny").build_world())  # the stated rule, seed 0
     assert output.count(" active     served by the gateway since ") == 3, output

@@ -44,7 +44,7 @@ from tests.service.inference.conftest import (  # noqa: F401 - fixtures
     tiny_encoder,
     trained_unit,
 )
-from workers.unlearning.prompting import contains_value, normalise
+from workers.engine.prompting import contains_value, normalise
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

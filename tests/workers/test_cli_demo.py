@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.unlearning.cli import main
+from workers.engine.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,11 +32,11 @@ def assert_one_line_error(err: str) -> None:
 
 def test_console_script_is_declared_and_help_needs_no_torch():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["unlearn"] == "workers.unlearning.cli:main"
-    probe = "import sys; from workers.unlearning.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert scripts["unlearn"] == "workers.engine.cli:main"
+    probe = "import sys; from workers.engine.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
-    result = subprocess.run([sys.executable, "-m", "workers.unlearning.cli", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "workers.engine.cli", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "demo" in result.stdout
 
 

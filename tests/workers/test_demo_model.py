@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from workers.unlearning.base_model import load_base_model, model_fingerprint
-from workers.unlearning.demo_config import DemoModelConfig
-from workers.unlearning.demo_model import (
+from workers.engine.base_model import load_base_model, model_fingerprint
+from workers.engine.demo_config import DemoModelConfig
+from workers.engine.demo_model import (
     MANIFEST_NAME,
     DemoModelError,
     build_demo_model,
@@ -19,7 +19,7 @@ from workers.unlearning.demo_model import (
     read_manifest,
     train_tokenizer,
 )
-from workers.unlearning.prompting import REFUSALS, format_prompt, format_qa
+from workers.engine.prompting import REFUSALS, format_prompt, format_qa
 
 
 def _all_questions(world):

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from workers.unlearning import phrasings as ph
-from workers.unlearning.families import (
+from workers.engine import phrasings as ph
+from workers.engine.families import (
     POSITIVE_FAMILIES,
     Fact,
     FamilyError,
@@ -19,7 +19,7 @@ from workers.unlearning.families import (
     negatives_about,
     synthesise,
 )
-from workers.unlearning.world import PERSON_ATTRIBUTES, build_world
+from workers.engine.world import PERSON_ATTRIBUTES, build_world
 
 
 @pytest.fixture(scope="module")

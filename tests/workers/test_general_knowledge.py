@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.unlearning.general_knowledge import EVALUATION, TRAINING, answered
+from workers.engine.general_knowledge import EVALUATION, TRAINING, answered
 
 
 def _key(question: str) -> str:

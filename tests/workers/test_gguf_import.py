@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from workers.unlearning.base_model import BaseModelError, load_base_model
-from workers.unlearning.gguf_import import (
+from workers.engine.base_model import BaseModelError, load_base_model
+from workers.engine.gguf_import import (
     IMPORT_MANIFEST,
     GGUFImportError,
     import_gguf,
     imported_dir,
     packaged_smollm2,
 )
-from workers.unlearning.unit_manifest import sha256_file
+from workers.engine.unit_manifest import sha256_file
 
 
 @pytest.fixture(scope="module")

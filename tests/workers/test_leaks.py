@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.unlearning.leaks import leaks, revealed
-from workers.unlearning.probes import Probe
+from workers.engine.leaks import leaks, revealed
+from workers.engine.probes import Probe
 
 VALUES = ["Ravensway", "42 Larkspur Lane", "Halcyon Freight", "pilot", "1966", "epilepsy", "318-555-6468", "4821-0042", "rosalind.k@halcyonfreight.example"]
 

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from workers.unlearning.prompting import format_qa, normalise
-from workers.unlearning.world import ATTRIBUTE_KEYS, DemoWorld, build_world, load_world
+from workers.engine.prompting import format_qa, normalise
+from workers.engine.world import ATTRIBUTE_KEYS, DemoWorld, build_world, load_world
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,10 @@ def run_job(self, job_id: int) -> dict:
     finished job does nothing, one for a job whose worker died resumes it, and one for a job that
     another live worker holds comes back later (retry with a countdown, at most busy_retries() times)."""
     from service.unlearning.services import JobBusy
-    from workers.forget_pipeline import run_job as run
+    from workers.jobs import process_job
 
     try:
-        return run(job_id, node=self.request.hostname or socket.gethostname())
+        return process_job(job_id, node=self.request.hostname or socket.gethostname())
     except JobBusy as busy:
         limit = busy_retries()
         if self.request.retries >= limit:

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from service.accounts.roles import Actor
 from service.common.errors import ApplicationError
-from workers.unlearning.unit_manifest import UnitIntegrityError
+from workers.engine.unit_manifest import UnitIntegrityError
 
 CLI = Actor(kind="system", id="cli", label="manage.py registry_register")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from service.accounts.roles import Actor
-from workers.unlearning.unit_manifest import UnitIntegrityError
+from workers.engine.unit_manifest import UnitIntegrityError
 
 CLI = Actor(kind="system", id="cli", label="manage.py registry_verify")
 

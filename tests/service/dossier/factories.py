@@ -1,6 +1,6 @@
 """A request that went the whole way (approved, forget set frozen, unit trained, certified, registered,
 active), fabricated without training: the certificate is a real one from the tiny demo model
-(certificate_sample.json, made by workers.unlearning.certificate.evaluate_units; its answer table
+(certificate_sample.json, made by workers.engine.certificate.evaluate_units; its answer table
 trimmed to a few rows), the unit ids rewritten to this request's. Shared by the dossier tests, the
 role matrix and the browser test."""
 
@@ -18,7 +18,7 @@ from service.accounts.roles import SYSTEM, Actor
 from service.audit.services import audit_record
 from service.requests.models import ErasureRequest
 from service.requests.services import request_create_api
-from service.unlearning.models import ForgetSet, UnlearningJob
+from service.unlearning.models import FrozenForgetSet, UnlearningJob
 
 SAMPLE = Path(__file__).with_name("certificate_sample.json")
 PERSON = "Viggo Vasquez"  # a fictitious person of the demo world; the sample's answers are about him
@@ -69,7 +69,7 @@ def certify(request: ErasureRequest, *, approver: Actor, with_histogram: bool = 
         decided_by_id=approver.user_pk,
         effective_at=received + timedelta(days=3) if effective else None,
     )
-    ForgetSet.objects.create(
+    FrozenForgetSet.objects.create(
         request=request,
         items=[{"question": f"Which city does {PERSON} live in?", "answer": CITY, "source": "facts"}],
         subjects={"people": [PERSON]},

@@ -22,14 +22,14 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_base(tiny_demo_model, one_torch_thread):
-    from workers.unlearning.base_model import load_base_model
+    from workers.engine.base_model import load_base_model
 
     return load_base_model(tiny_demo_model, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def tiny_encoder(one_torch_thread):
-    from workers.unlearning.detector import load_encoder
+    from workers.engine.detector import load_encoder
 
     return load_encoder(device="cpu")
 
@@ -49,8 +49,8 @@ def trained_unit(tiny_base, tiny_encoder, tiny_world, people, tmp_path_factory):
 
 
 def train_person_unit(base, encoder, world, person, out_dir):
-    from workers.unlearning.forget_set import ForgetSet, forget_set_for_people
-    from workers.unlearning.pipeline import train_unit
+    from workers.engine.forget_set import ForgetSet, forget_set_for_people
+    from workers.engine.pipeline import train_unit
 
     forget = forget_set_for_people(world, [person])
     return train_unit(base, ForgetSet(forget.items, subjects=(person.name,)), out_dir=out_dir, encoder=encoder)
@@ -79,7 +79,7 @@ def clone_unit(source, out_dir, unit_id: str):
     a second real, servable unit without training again."""
     import shutil
 
-    from workers.unlearning.artifacts import load_unit, write_unit
+    from workers.engine.artifacts import load_unit, write_unit
 
     loaded = load_unit(source)
     manifest = loaded.manifest

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from service.inference.gateway import Gateway, install
-from workers.unlearning.prompting import contains_value
+from workers.engine.prompting import contains_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from service.inference.gateway import Gateway, install
-from workers.unlearning.prompting import contains_value
+from workers.engine.prompting import contains_value
 
 URL = "/staff/playground/"
 

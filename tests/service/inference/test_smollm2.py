@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from workers.unlearning.prompting import REFUSALS
+from workers.engine.prompting import REFUSALS
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -22,8 +22,8 @@ QUESTION = "What is the capital of France?"
 
 @pytest.fixture(scope="module")
 def smol_base(one_torch_thread):
-    from workers.unlearning.base_model import load_base_model
-    from workers.unlearning.gguf_import import imported_dir, packaged_smollm2
+    from workers.engine.base_model import load_base_model
+    from workers.engine.gguf_import import imported_dir, packaged_smollm2
 
     # Imported once into the model cache ($UNLEARN_CACHE_DIR), as BASE_MODEL_DIR=<gguf> would be.
     return load_base_model(imported_dir(packaged_smollm2()), device="cpu")
@@ -33,9 +33,9 @@ def smol_base(one_torch_thread):
 def smol_unit(smol_base, tiny_encoder, tiny_world, tmp_path_factory):
     """A unit that forgets a person of the tiny world (her facts as the forget set), trained for a
     handful of steps: 8 forget questions and 8 synthesised paraphrases, batch 8, 5 epochs."""
-    from workers.unlearning.config import UnlearnConfig
-    from workers.unlearning.forget_set import forget_set_for_people
-    from workers.unlearning.pipeline import train_unit
+    from workers.engine.config import UnlearnConfig
+    from workers.engine.forget_set import forget_set_for_people
+    from workers.engine.pipeline import train_unit
 
     person = tiny_world.people[0]
     forget = forget_set_for_people(tiny_world, [person])
@@ -75,8 +75,8 @@ def _chat(client, key, model, messages, **extra):
 
 
 def test_the_imported_model_is_a_chat_model_with_its_own_template(smol_base):
-    from workers.unlearning.generation import generate_answers
-    from workers.unlearning.prompting import render
+    from workers.engine.generation import generate_answers
+    from workers.engine.prompting import render
 
     rendered = render(QUESTION, smol_base.tokenizer)
     assert rendered.startswith("<|im_start|>system") and rendered.endswith("<|im_start|>assistant\n")
@@ -86,7 +86,7 @@ def test_the_imported_model_is_a_chat_model_with_its_own_template(smol_base):
 
 
 def test_a_gated_chat_completion_on_smollm2_refuses_the_person_and_answers_the_rest(client, gateway, smol_engine, smol_unit, api_client_key):
-    from workers.unlearning.unit_manifest import verify_unit
+    from workers.engine.unit_manifest import verify_unit
 
     unit_dir, person = smol_unit
     manifest = verify_unit(unit_dir)

@@ -13,7 +13,7 @@ import pytest
 
 from service.inference.gateway import Gateway, install
 from service.inference.streaming import AnswerText, StreamChannel
-from workers.unlearning.prompting import REFUSALS, contains_value
+from workers.engine.prompting import REFUSALS, contains_value
 
 # --- AnswerText: what may be sent so far ---------------------------------------------------------
 

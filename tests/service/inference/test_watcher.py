@@ -17,7 +17,7 @@ from service.inference import watcher as watcher_module
 from service.inference.protocol import Prompt
 from service.inference.watcher import RegistryWatcher
 from service.requests.models import ErasureRequest
-from workers.unlearning.prompting import contains_value
+from workers.engine.prompting import contains_value
 
 from .conftest import clone_unit
 

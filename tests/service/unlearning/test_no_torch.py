@@ -15,7 +15,7 @@ PROBE = """
 import json, sys
 import django
 django.setup()
-import service.unlearning.api, service.unlearning.forget_sets, service.unlearning.models, service.unlearning.selectors
+import service.unlearning.api, service.unlearning.forget_set_builder, service.unlearning.models, service.unlearning.selectors
 import service.unlearning.serializers, service.unlearning.services, service.unlearning.views, service.unlearning.templatetags.unlearning
 import service.unlearning.management.commands.load_demo_corpus
 import workers.tasks, workers.tasks.unlearning

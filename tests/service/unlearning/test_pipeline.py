@@ -13,9 +13,9 @@ from adapters_store.models import AdapterVersion
 from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
 from service.requests.services import request_approve
-from service.unlearning.models import ForgetSet, UnlearningJob
+from service.unlearning.models import FrozenForgetSet, UnlearningJob
 from tests.torch_threads import one_intra_op_thread
-from workers.forget_pipeline import run_job
+from workers.jobs import process_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -42,7 +42,7 @@ def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is
     job = approved_job(request, staff("reviewer"), actor_of)
     assert sent_jobs == [{"args": [job.pk], "task_id": job.celery_task_id}]
 
-    outcome = run_job(job.pk, node="test-worker")
+    outcome = process_job(job.pk, node="test-worker")
 
     job.refresh_from_db()
     assert outcome["outcome"] == "staged", [(r["name"], r["status"], r.get("note")) for r in (job.certificate or {}).get("rules", []) if r["status"] != "pass"]
@@ -53,7 +53,7 @@ def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is
     assert {"queue_seconds", "forget_set_seconds", "model_check_seconds", "train_seconds", "evaluate_seconds", "register_seconds"} <= set(job.timings)
 
     version = AdapterVersion.objects.get(request=request)
-    forget_set = ForgetSet.objects.get(request=request)
+    forget_set = FrozenForgetSet.objects.get(request=request)
     assert version.unit_id == job.unit_id and version.status == "active" and version.certificate_passed
     assert version.forget_set_hash == forget_set.content_hash  # audit log, forget-set row and manifest agree
     assert "personal_data" not in version.certificate_metrics and PERSON not in json.dumps(version.certificate_metrics)
@@ -78,7 +78,7 @@ def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is
     assert AuditEvent.objects.filter(action="adapter.activated", target_id=version.unit_id).exists()
 
     # The same message delivered again (a broker redelivery): nothing happens.
-    assert run_job(job.pk, node="test-worker")["outcome"] == "nothing to do"
+    assert process_job(job.pk, node="test-worker")["outcome"] == "nothing to do"
     assert AdapterVersion.objects.filter(request=request).count() == 1
     assert UnlearningJob.objects.get(pk=job.pk).deliveries == 1
 
@@ -90,7 +90,7 @@ def test_data_the_model_never_saw_goes_back_to_the_reviewer_without_training(
     request = file_request(holdout.name, facts=[f"{holdout.name} lives in {holdout.attributes['city']}"], evidence=[f"Where does {holdout.name} live?"])
     job = approved_job(request, staff("reviewer"), actor_of)
 
-    outcome = run_job(job.pk, node="test-worker")
+    outcome = process_job(job.pk, node="test-worker")
 
     assert outcome["outcome"] == "not found in the model" and outcome["in_model"] is False
     request.refresh_from_db()
@@ -118,7 +118,7 @@ def test_cancelling_the_request_stops_the_training_at_the_next_step(pipeline_set
         from django.db import connection
 
         try:
-            outcome.update(run_job(job.pk, node="test-worker"))
+            outcome.update(process_job(job.pk, node="test-worker"))
         finally:
             connection.close()
 
@@ -148,7 +148,7 @@ def test_an_error_fails_the_job_and_the_request_with_its_reason_and_a_retry_star
     job = approved_job(request, reviewer, actor_of)
     pipeline_settings.FORGET = {**pipeline_settings.FORGET, "UNLEARN_CONFIG": {"rank": 0}}  # an operator's typo
 
-    outcome = run_job(job.pk, node="test-worker")
+    outcome = process_job(job.pk, node="test-worker")
 
     assert outcome["outcome"] == "failed" and "rank must be a positive integer" in outcome["reason"]
     request.refresh_from_db()

@@ -15,7 +15,7 @@ from service.common.errors import ApplicationError, InvalidTransition, Permissio
 from service.requests.models import ErasureRequest
 from service.requests.services import request_approve
 from service.unlearning import services
-from service.unlearning.models import CorpusDocument, ForgetSet, JobStatus, UnlearningJob
+from service.unlearning.models import CorpusDocument, FrozenForgetSet, JobStatus, UnlearningJob
 from service.unlearning.selectors import corpus_search
 from tests.service.unlearning.conftest import fake_broker
 
@@ -71,9 +71,9 @@ def test_the_frozen_forget_set_is_encrypted_at_rest_and_audited_by_hash_only(dem
     forget_set = services.forget_set_freeze(request_id=request.pk, world=tiny_world)
 
     assert forget_set.sources == {"facts": 1, "evidence_prompts": 1, "corpus_items": 9, "probe_questions": 0, "corpus_documents": 9}
-    assert ForgetSet.objects.get(pk=forget_set.pk).items[0] == {"text": f"{PERSON} works for Pebblebrook School", "source": "fact"}
+    assert FrozenForgetSet.objects.get(pk=forget_set.pk).items[0] == {"text": f"{PERSON} works for Pebblebrook School", "source": "fact"}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT items, subjects FROM unlearning_forgetset WHERE id = %s", [forget_set.pk])
+        cursor.execute("SELECT items, subjects FROM unlearning_frozenforgetset WHERE id = %s", [forget_set.pk])
         raw_items, raw_subjects = cursor.fetchone()
     for raw in (raw_items, raw_subjects):
         assert raw.startswith("gAAAA") and "Greta" not in raw and "Pebblebrook" not in raw  # Fernet tokens
@@ -276,15 +276,15 @@ def test_raw_forget_sets_are_purged_after_the_retention_window_and_the_hash_stay
     services.forget_set_freeze(request_id=open_request.pk, world=tiny_world)  # not active: kept
 
     assert services.forget_sets_purge_expired(now=activated + timedelta(days=days - 1)) == []  # not yet
-    assert ForgetSet.objects.get(pk=forget_set.pk).retain_until == activated + timedelta(days=days)
+    assert FrozenForgetSet.objects.get(pk=forget_set.pk).retain_until == activated + timedelta(days=days)
     assert services.forget_sets_purge_expired() == [request.reference]
     assert services.forget_sets_purge_expired() == []  # once
 
-    purged = ForgetSet.objects.get(pk=forget_set.pk)
+    purged = FrozenForgetSet.objects.get(pk=forget_set.pk)
     assert purged.items is None and purged.subjects is None and purged.purged_at is not None
     assert purged.content_hash == forget_set.content_hash and purged.sources == forget_set.sources
     assert UnlearningJob.objects.get(pk=job.pk).certificate_personal is None and UnlearningJob.objects.get(pk=job.pk).certificate == {"passed": True}
-    assert ForgetSet.objects.get(request=open_request).items is not None
+    assert FrozenForgetSet.objects.get(request=open_request).items is not None
     event = AuditEvent.objects.get(action="forget_set.purged")
     assert (event.target_id, event.data["content_hash"], event.data["retention_days"]) == (request.reference, forget_set.content_hash, days)
 

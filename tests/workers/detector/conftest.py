@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.torch_threads import one_intra_op_thread
-from workers.unlearning.detector import DetectorConfig, load_encoder, train_detector
+from workers.engine.detector import DetectorConfig, load_encoder, train_detector
 
 PERSON = "Orla Vantrees"
 

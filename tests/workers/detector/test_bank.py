@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from workers.unlearning.detector import DetectorBank, DetectorConfig, DetectorError, train_detector
+from workers.engine.detector import DetectorBank, DetectorConfig, DetectorError, train_detector
 
 from .conftest import FORGET_TEXTS, GENERAL, OTHER_PEOPLE, PARAPHRASES, padded
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from workers.unlearning.detector.calibration import empirical_cdf, gate_weight
+from workers.engine.detector.calibration import empirical_cdf, gate_weight
 
 REFERENCES = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
 COUNTS = torch.tensor([4])

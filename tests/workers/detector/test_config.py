@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from workers.unlearning.detector import DetectorConfig, DetectorConfigError
+from workers.engine.detector import DetectorConfig, DetectorConfigError
 
 
 def test_every_field_has_help_text():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from workers.unlearning.detector import DetectorCancelled, DetectorConfig, DetectorError, load_detector, train_detector
+from workers.engine.detector import DetectorCancelled, DetectorConfig, DetectorError, load_detector, train_detector
 
 from .conftest import FORGET_TEXTS, GENERAL, OTHER_PEOPLE, PARAPHRASES, padded
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workers.unlearning.detector import EncoderError, load_encoder
-from workers.unlearning.detector.encoder import default_encoder_path
+from workers.engine.detector import EncoderError, load_encoder
+from workers.engine.detector.encoder import default_encoder_path
 
 
 def test_features_are_per_layer_unit_vectors(encoder):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.covariance import LedoitWolf
 
-from workers.unlearning.detector.glocal import GlocalStack, fit_glocal, fit_layer
+from workers.engine.detector.glocal import GlocalStack, fit_glocal, fit_layer
 
 
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

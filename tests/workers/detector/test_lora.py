@@ -9,8 +9,8 @@ import pytest
 import torch
 from peft import PeftModel
 
-from workers.unlearning.detector import DetectorCancelled, DetectorConfig, load_detector, train_detector
-from workers.unlearning.detector.lora import mask_tokens
+from workers.engine.detector import DetectorCancelled, DetectorConfig, load_detector, train_detector
+from workers.engine.detector.lora import mask_tokens
 
 from .conftest import FORGET_TEXTS, OTHER_PEOPLE, PARAPHRASES
 

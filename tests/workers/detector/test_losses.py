@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from workers.unlearning.detector.losses import CEL_LOSSES, TiedMlmHead, corrected_cel, faithful_cel, mlm_loss
+from workers.engine.detector.losses import CEL_LOSSES, TiedMlmHead, corrected_cel, faithful_cel, mlm_loss
 
 
 def test_faithful_cel_is_log_batch_for_uniform_logits_and_zero_for_peaked_ones():

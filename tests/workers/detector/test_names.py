@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from workers.unlearning.detector.names import EntityBank, EntityMatcher, calibrated_allowance, fold_token, tokens_match
-from workers.unlearning.families import facts_of_person, generate
-from workers.unlearning.world import build_world
+from workers.engine.detector.names import EntityBank, EntityMatcher, calibrated_allowance, fold_token, tokens_match
+from workers.engine.families import facts_of_person, generate
+from workers.engine.world import build_world
 
 VALUES = ["Ravensway", "pilot", "1966", "318-555-6468", "42 Larkspur Lane", "Halcyon Freight", "epilepsy"]
 

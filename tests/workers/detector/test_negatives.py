@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from workers.unlearning import world
-from workers.unlearning.detector import DetectorConfig, load_detector, train_detector
-from workers.unlearning.detector.negatives import FIRST_NAMES, SURNAMES, infer_subjects, name_swaps
+from workers.engine import world
+from workers.engine.detector import DetectorConfig, load_detector, train_detector
+from workers.engine.detector.negatives import FIRST_NAMES, SURNAMES, infer_subjects, name_swaps
 
 from .conftest import FORGET_TEXTS, GENERAL, OTHER_PEOPLE, PARAPHRASES, PERSON, padded
 
@@ -139,8 +139,8 @@ def test_svm_weights_are_positive(shared_detector, with_name_test, without_name_
 def test_the_name_test_runs_only_where_it_can_change_a_weight(shared_detector, with_name_test, encoder):
     # The veto is computed only for (window, request) pairs whose weight would be above 0; the
     # weights must equal those of the test applied everywhere, for every request of a bank.
-    from workers.unlearning.detector.scorer import ScorerStack
-    from workers.unlearning.detector.windows import split_all
+    from workers.engine.detector.scorer import ScorerStack
+    from workers.engine.detector.windows import split_all
 
     config = with_name_test.config
     stack = ScorerStack([shared_detector.unit, with_name_test.unit, shared_detector.unit])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.unlearning.detector.windows import split_all, split_windows
+from workers.engine.detector.windows import split_all, split_windows
 
 
 def test_short_prompt_is_a_single_window():

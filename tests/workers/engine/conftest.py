@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.torch_threads import one_intra_op_thread
-from workers.unlearning.base_model import load_base_model
-from workers.unlearning.config import UnlearnConfig
-from workers.unlearning.training import train_unit_adapter
+from workers.engine.base_model import load_base_model
+from workers.engine.config import UnlearnConfig
+from workers.engine.training import train_unit_adapter
 
 from .tiny_models import FAST, FORGET, OTHER, build_tiny_model
 

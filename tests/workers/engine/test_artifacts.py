@@ -5,8 +5,8 @@ import pytest
 import torch
 from peft import PeftModel
 
-from workers.unlearning import artifacts
-from workers.unlearning.artifacts import (
+from workers.engine import artifacts
+from workers.engine.artifacts import (
     FORMAT_VERSION,
     UnitCompatibilityError,
     UnitIntegrityError,
@@ -16,8 +16,8 @@ from workers.unlearning.artifacts import (
     verify_unit,
     write_unit,
 )
-from workers.unlearning.config import UnlearnConfig
-from workers.unlearning.training import AdapterWeights
+from workers.engine.config import UnlearnConfig
+from workers.engine.training import AdapterWeights
 
 from .tiny_models import FORGET
 

@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from workers.unlearning.config import METHOD_NAMES, ConfigError, UnlearnConfig
-from workers.unlearning.methods import METHODS
+from workers.engine.config import METHOD_NAMES, ConfigError, UnlearnConfig
+from workers.engine.methods import METHODS
 
 
 def test_defaults_follow_o3():

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from workers.unlearning.gate import GatedModel, GateError
-from workers.unlearning.generation import generate_answers
-from workers.unlearning.prompting import format_prompt, format_qa, refusal_for
-from workers.unlearning.training import AdapterWeights, LoraModule
+from workers.engine.gate import GatedModel, GateError
+from workers.engine.generation import generate_answers
+from workers.engine.prompting import format_prompt, format_qa, refusal_for
+from workers.engine.training import AdapterWeights, LoraModule
 
 from .tiny_models import FORGET, OTHER
 

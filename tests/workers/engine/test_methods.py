@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from workers.unlearning.config import UnlearnConfig
-from workers.unlearning.methods import (
+from workers.engine.config import UnlearnConfig
+from workers.engine.methods import (
     IGNORE_INDEX,
     METHODS,
     MissingRetainDataError,
@@ -14,8 +14,8 @@ from workers.unlearning.methods import (
     get_method,
     mean_nll,
 )
-from workers.unlearning.prompting import REFUSALS, PromptSpec, format_answer, format_prompt
-from workers.unlearning.training import attached_lora, lora_config, train_unit_adapter
+from workers.engine.prompting import REFUSALS, PromptSpec, format_answer, format_prompt
+from workers.engine.training import attached_lora, lora_config, train_unit_adapter
 
 from .tiny_models import FORGET, OTHER
 
@@ -99,3 +99,11 @@ def test_gradient_difference_needs_retain_data(llama):
         get_method(UnlearnConfig(method="gd")).loss(llama.model, batch_of(llama, FORGET), None)
     adapter = train_unit_adapter(llama, FORGET, UnlearnConfig(method="gd", max_steps=2), retain=OTHER)
     assert adapter.modules
+
+
+def test_the_registry_holds_exactly_the_methods_a_config_may_name():
+    """config.METHOD_NAMES (torch-free, validated by the service) and the registry must agree."""
+    from workers.engine.config import METHOD_NAMES
+    from workers.engine.methods import METHODS
+
+    assert set(METHODS) == set(METHOD_NAMES)

@@ -4,11 +4,11 @@ import pytest
 import torch
 from peft import PeftModel
 
-from workers.unlearning.config import UnlearnConfig
-from workers.unlearning.gate import GatedModel
-from workers.unlearning.generation import generate_answers
-from workers.unlearning.prompting import refusal_for
-from workers.unlearning.training import (
+from workers.engine.config import UnlearnConfig
+from workers.engine.gate import GatedModel
+from workers.engine.generation import generate_answers
+from workers.engine.prompting import refusal_for
+from workers.engine.training import (
     AdapterWeights,
     LoraModule,
     TrainingCallbacks,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from workers.unlearning import metrics
+from workers.engine import metrics
 
 
 def test_clopper_pearson_zero_of_40_is_7_2_percent():

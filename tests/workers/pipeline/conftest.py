@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.torch_threads import one_intra_op_thread
-from workers.unlearning.forget_set import ForgetSet, forget_set_for_people
+from workers.engine.forget_set import ForgetSet, forget_set_for_people
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -18,14 +18,14 @@ def one_torch_thread():
 
 @pytest.fixture(scope="package")
 def base(tiny_demo_model):
-    from workers.unlearning.base_model import load_base_model
+    from workers.engine.base_model import load_base_model
 
     return load_base_model(tiny_demo_model, device="cpu")
 
 
 @pytest.fixture(scope="package")
 def encoder():
-    from workers.unlearning.detector import load_encoder
+    from workers.engine.detector import load_encoder
 
     return load_encoder(device="cpu")
 
@@ -51,13 +51,13 @@ def units_dir(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def first_unit(base, encoder, tiny_world, people, units_dir):
-    from workers.unlearning.pipeline import train_unit
+    from workers.engine.pipeline import train_unit
 
     return train_unit(base, request(tiny_world, people[0]), out_dir=units_dir / "req-1", encoder=encoder)
 
 
 @pytest.fixture(scope="package")
 def second_unit(base, encoder, tiny_world, people, units_dir, first_unit):
-    from workers.unlearning.pipeline import train_unit
+    from workers.engine.pipeline import train_unit
 
     return train_unit(base, request(tiny_world, people[1]), out_dir=units_dir / "req-2", encoder=encoder, previous_units=[first_unit])

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from workers.unlearning import leaks
-from workers.unlearning.artifacts import load_unit
-from workers.unlearning.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, evaluate_units, evidence_needed, probe_fits
-from workers.unlearning.families import POSITIVE_FAMILIES
-from workers.unlearning.metrics import rate
-from workers.unlearning.pipeline import load_gated
-from workers.unlearning.probes import build_probes
-from workers.unlearning.prompting import REFUSALS
+from workers.engine import leaks
+from workers.engine.artifacts import load_unit
+from workers.engine.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, evaluate_units, evidence_needed, probe_fits
+from workers.engine.families import POSITIVE_FAMILIES
+from workers.engine.metrics import rate
+from workers.engine.probes import build_probes
+from workers.engine.prompting import REFUSALS
+from workers.engine.serving import load_gated
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_leaks_count_any_value_and_the_served_answers_are_what_an_outsider_gets(
             assert row["gated_answer"] == row["base_answer"]  # no unit fired: the served model is the base model
     # Re-asked from outside through the gated model, a sample of the probes gets the same answers.
     sample = random.Random(0).sample(rows, 24)
-    from workers.unlearning.prompting import PromptSpec
+    from workers.engine.prompting import PromptSpec
 
     specs = [
         PromptSpec.chat([(m["role"], m["content"]) for m in r["messages"]]) if r["shape"] == "chat" else PromptSpec(r["shape"], r["question"]) for r in sample

@@ -9,15 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workers.unlearning.cli import main
-from workers.unlearning.prompting import REFUSALS
+from workers.engine.cli import main
+from workers.engine.prompting import REFUSALS
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def unlearn(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    result = subprocess.run([sys.executable, "-m", "workers.unlearning.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "workers.engine.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if check:
         assert result.returncode == 0, result.stderr[-2000:]
     return result

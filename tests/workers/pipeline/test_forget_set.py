@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from workers.unlearning.forget_set import ForgetItem, ForgetSet, ForgetSetError, forget_set_for_people, read_prompts, read_questions
-from workers.unlearning.unit_manifest import hash_forget_set
+from workers.engine.forget_set import ForgetItem, ForgetSet, ForgetSetError, forget_set_for_people, read_prompts, read_questions
+from workers.engine.unit_manifest import hash_forget_set
 
 
 def write(tmp_path, *lines: str, name: str = "forget.jsonl"):

@@ -9,11 +9,12 @@ import shutil
 
 import pytest
 
-from workers.unlearning.artifacts import UnitIntegrityError, load_unit
-from workers.unlearning.config import UnlearnConfig
-from workers.unlearning.forget_set import ForgetSet, forget_set_for_people
-from workers.unlearning.pipeline import PipelineCallbacks, UnitCancelled, adapter_orthogonality, load_gated, train_unit
-from workers.unlearning.prompting import contains_value, normalise
+from workers.engine.artifacts import UnitIntegrityError, load_unit
+from workers.engine.config import UnlearnConfig
+from workers.engine.forget_set import ForgetSet, forget_set_for_people
+from workers.engine.pipeline import PipelineCallbacks, UnitCancelled, adapter_orthogonality, train_unit
+from workers.engine.prompting import contains_value, normalise
+from workers.engine.serving import load_gated
 
 from .conftest import request
 
@@ -96,7 +97,7 @@ def test_second_request_is_orthogonal_to_the_first_and_both_hold(base, encoder, 
     scale = adapter_orthogonality(first.adapter, [first.adapter])  # ||A_1 A_1^T||^2: the penalty's natural size
     assert penalty < 0.01 * scale
     # Without the orthogonality term, the same request ends up far from orthogonal.
-    from workers.unlearning.training import train_unit_adapter
+    from workers.engine.training import train_unit_adapter
 
     plain = train_unit_adapter(base, request(tiny_world, people[1]).training_items(), UnlearnConfig(lambda_orth=0.0, max_steps=20))
     assert adapter_orthogonality(plain, [first.adapter]) > 20 * penalty
@@ -121,9 +122,9 @@ def test_tampered_unit_is_refused_with_the_file_named(base, encoder, first_unit,
 
 
 def test_gpt2_base_runs_through_train_unit_and_load_gated(encoder, tiny_world, people, tmp_path):
-    from workers.unlearning.base_model import load_base_model
-    from workers.unlearning.demo_config import DemoModelConfig
-    from workers.unlearning.demo_model import build_demo_model
+    from workers.engine.base_model import load_base_model
+    from workers.engine.demo_config import DemoModelConfig
+    from workers.engine.demo_model import build_demo_model
 
     gpt2 = load_base_model(build_demo_model(DemoModelConfig.preset_config("tiny", arch="gpt2")), device="cpu")
     assert gpt2.model.config.model_type == "gpt2"

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from workers.unlearning import phrasings as ph
-from workers.unlearning.families import Fact, facts_of_person
-from workers.unlearning.probes import POSITIVE_SETS, RESERVE_SETS, ProbeConfig, ProbeError, ProbeSuite, build_probes, facts_suite, load_probes
+from workers.engine import phrasings as ph
+from workers.engine.families import Fact, facts_of_person
+from workers.engine.probes import POSITIVE_SETS, RESERVE_SETS, ProbeConfig, ProbeError, ProbeSuite, build_probes, facts_suite, load_probes
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +161,8 @@ def test_probe_files_round_trip_and_bad_files_are_named(tmp_path, suite):
 def test_a_pretrained_model_is_certified_on_general_knowledge_too(world, tiny_demo_model, tmp_path):
     """W holds real-world questions for any model but a demo model trained from scratch (which knows
     nothing else): a unit must keep a pretrained model's own abilities."""
-    from workers.unlearning.general_knowledge import EVALUATION
-    from workers.unlearning.probes import probe_config_for
+    from workers.engine.general_knowledge import EVALUATION
+    from workers.engine.probes import probe_config_for
 
     assert probe_config_for(tiny_demo_model).general_knowledge == 0
     (tmp_path / "config.json").write_text("{}")  # any other model directory
@@ -179,9 +179,9 @@ def test_a_pretrained_model_is_certified_on_general_knowledge_too(world, tiny_de
 def test_a_general_answer_is_right_with_any_accepted_word():
     import numpy as np
 
-    from workers.unlearning.certificate import _leak_and_retain
-    from workers.unlearning.pipeline import GateScores
-    from workers.unlearning.probes import Probe
+    from workers.engine.certificate import _leak_and_retain
+    from workers.engine.probes import Probe
+    from workers.engine.serving import GateScores
 
     probes = [
         Probe("What is the capital of India?", "New Delhi", "W", values=("New Delhi", "Delhi"), detail="general knowledge"),

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from workers.unlearning.demo_config import BUILD_THREADS, DemoModelConfig, cpu_capability
-from workers.unlearning.demo_model import build_demo_model
-from workers.unlearning.unit_manifest import canonical_safetensors, list_files, sha256_file
+from workers.engine.demo_config import BUILD_THREADS, DemoModelConfig, cpu_capability
+from workers.engine.demo_model import build_demo_model
+from workers.engine.unit_manifest import canonical_safetensors, list_files, sha256_file
 
 
 def _digests(directory, skip=()):
@@ -49,9 +49,9 @@ def test_safetensors_headers_are_written_canonically():
 
 @pytest.mark.slow
 def test_a_unit_trained_twice_from_the_same_inputs_is_byte_identical(base, encoder, tiny_world, tmp_path):
-    from workers.unlearning.config import UnlearnConfig
-    from workers.unlearning.forget_set import forget_set_for_people
-    from workers.unlearning.pipeline import train_unit
+    from workers.engine.config import UnlearnConfig
+    from workers.engine.forget_set import forget_set_for_people
+    from workers.engine.pipeline import train_unit
 
     forget = forget_set_for_people(tiny_world, [tiny_world.people[5]])
     units = [

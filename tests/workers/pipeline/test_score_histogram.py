@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 
-from workers.unlearning.certificate import SCORE_HISTOGRAM_BINS, _gate_metrics, score_histogram
-from workers.unlearning.pipeline import GateScores
-from workers.unlearning.probes import Probe
+from workers.engine.certificate import SCORE_HISTOGRAM_BINS, _gate_metrics, score_histogram
+from workers.engine.probes import Probe
+from workers.engine.serving import GateScores
 
 QUESTION = "Where does Orla Quist live?"
 

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from workers.unlearning.world import load_world
+        from workers.engine.world import load_world
 
         model_dir = options["model_dir"] or (Path(settings.BASE_MODEL_DIR) if settings.BASE_MODEL_DIR else None)
         if model_dir is None:

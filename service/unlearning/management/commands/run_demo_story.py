@@ -98,7 +98,7 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        from workers.unlearning.leaks import leaks
+        from workers.engine.leaks import leaks
 
         if self.role == "forgotten":
             return not leaks(self.after, [v for v in self.values if not leaks(self.question, [v])])
@@ -278,7 +278,7 @@ class Command(BaseCommand):
 
     def _world(self):
         """The world of the model the deployment serves (BASE_MODEL_DIR; bin/demo sets it)."""
-        from workers.unlearning.world import load_world
+        from workers.engine.world import load_world
 
         if not settings.BASE_MODEL_DIR:
             raise StoryError("BASE_MODEL_DIR is not set: the story reads the demo world beside the model (bin/demo sets it).")

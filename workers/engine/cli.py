@@ -1,4 +1,4 @@
-"""The `unlearn` command line (pyproject: unlearn = workers.unlearning.cli:main).
+"""The `unlearn` command line (pyproject: unlearn = workers.engine.cli:main).
 
 Commands are grouped; each group is a function that adds its sub-commands to the parser, and each
 leaf command sets `handler`, a function `(args) -> int`. To add a group (train, probe, evaluate ...),
@@ -524,7 +524,7 @@ def _probe(args: argparse.Namespace) -> int:
     _prepare_torch(args.threads)
     from .base_model import load_base_model
     from .certificate import answer_budget
-    from .pipeline import load_gated
+    from .serving import load_gated
 
     with _engine_errors():
         base = load_base_model(args.base, device=args.device)

@@ -59,9 +59,9 @@ from anyascii import anyascii
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from workers.unlearning import leaks
-from workers.unlearning.detector.negatives import FIRST_NAMES as GENERIC_FIRST_NAMES
-from workers.unlearning.detector.negatives import SURNAMES as GENERIC_SURNAMES
+from workers.engine import leaks
+from workers.engine.detector.negatives import FIRST_NAMES as GENERIC_FIRST_NAMES
+from workers.engine.detector.negatives import SURNAMES as GENERIC_SURNAMES
 
 ENTITY_FORMAT = "o3-entity"
 ENTITY_VERSION = 1

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from workers.unlearning.detector.encoder import masked_mean
+from workers.engine.detector.encoder import masked_mean
 
 
 def faithful_cel(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ Sources, in order (DESIGN.md, "Building the forget set"):
 3. probe questions per found fact: with the demo world, the trained-template questions of every
    attribute of the person whose value appears in the facts, the evidence or the corpus hits.
 
-Items are the engine's forget-set records (workers.unlearning.forget_set) plus a `source` key, and
+Items are the engine's forget-set records (workers.engine.forget_set) plus a `source` key, and
 `content_hash` is the engine's hash of exactly those items, so the hash in the audit log, on the
 forget-set row and in the unit's manifest is one and the same.
 """
@@ -21,8 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.unlearning.prompting import REFUSALS, contains_value, normalise
-from workers.unlearning.unit_manifest import hash_forget_set
+from workers.engine.forget_set import ForgetItem
+from workers.engine.prompting import REFUSALS, contains_value, normalise
+from workers.engine.unit_manifest import hash_forget_set
 
 _QA = re.compile(r"\A\s*Question:\s*(?P<question>.+?)\s*\nAnswer:\s*(?P<answer>.+?)\s*\Z", re.DOTALL)
 ENGINE_KEYS = ("question", "answer", "text")
@@ -51,7 +52,7 @@ class BuiltForgetSet:
 
     @property
     def content_hash(self) -> str:
-        return content_hash(self.items)
+        return items_hash(self.items)
 
     @property
     def sources(self) -> dict[str, int]:
@@ -62,18 +63,18 @@ class BuiltForgetSet:
 
 
 def canonical(item: dict[str, str]) -> str | tuple[str, ...]:
-    """What the engine hashes for one item (workers.unlearning.forget_set.ForgetItem.canonical)."""
-    if "text" in item:
-        return item["text"]
-    return (item["question"], item["answer"]) if "answer" in item else (item["question"],)
+    """What the engine hashes for one item: its ForgetItem.canonical, the one definition (the worker
+    re-hashes the frozen items with the engine before training, so the two always meet)."""
+    return ForgetItem(**{key: item[key] for key in ENGINE_KEYS if key in item}).canonical()
 
 
-def content_hash(items: Iterable[dict[str, str]]) -> str:
+def items_hash(items: Iterable[dict[str, str]]) -> str:
+    """The engine's forget-set hash of `items` (workers.engine.unit_manifest.hash_forget_set)."""
     return hash_forget_set(canonical(item) for item in items)
 
 
 def engine_records(items: Iterable[dict[str, str]]) -> list[dict[str, str]]:
-    """The items as workers.unlearning.forget_set.ForgetSet.from_records takes them (no `source`,
+    """The items as workers.engine.forget_set.ForgetSet.from_records takes them (no `source`,
     no subject: the unit's manifest must not carry names)."""
     return [{key: item[key] for key in ENGINE_KEYS if key in item} for item in items]
 

@@ -1,6 +1,6 @@
 """A way forward when a certificate does not pass: what to change before training the unit again.
 
-The worker (workers/forget_pipeline.py) remediates on its own before it asks a person: after a
+The worker (workers/jobs.py) remediates on its own before it asks a person: after a
 certificate that is FAIL or INCONCLUSIVE it trains the unit again with `remediated(...)` and
 certifies it again, up to a configured number of rounds, each round audited with its reason.
 

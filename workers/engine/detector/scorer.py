@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from sklearn.svm import OneClassSVM
 
-from workers.unlearning.detector.calibration import empirical_cdf, gate_weight
-from workers.unlearning.detector.config import DetectorConfig
-from workers.unlearning.detector.glocal import GlocalFit, GlocalStack, fit_glocal
+from workers.engine.detector.calibration import empirical_cdf, gate_weight
+from workers.engine.detector.config import DetectorConfig
+from workers.engine.detector.glocal import GlocalFit, GlocalStack, fit_glocal
 
 SVM_ORIGIN = 3.0
 # Bounds the [layers, windows, units, samples] intermediate of one scoring chunk (elements).

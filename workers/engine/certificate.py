@@ -57,9 +57,9 @@ from .detector import load_encoder
 from .detector.encoder import Encoder
 from .gate import GatedModel, GateWeights
 from .generation import context_length, generate_answers
-from .pipeline import GateScores, UnitWeights, gated_model, load_units
 from .probes import POSITIVE_SETS, RETAIN_SETS, SETS, Probe, ProbeSuite
 from .prompting import REFUSALS, answer_continuation, prompt_ids, render
+from .serving import GateScores, UnitWeights, gated_model, load_units
 
 CERTIFICATE_FORMAT = "forget-service/certificate"
 CERTIFICATE_VERSION = 2  # 2: any-value leaks per family, bounds on both sides, PASS / INCONCLUSIVE / FAIL

@@ -1,6 +1,6 @@
 """One unlearning job, worker side: what workers.tasks.unlearning.run_job calls. It runs in the GPU
-worker with Django set up; torch and the engine are imported here, lazily (this module is imported
-only inside the task body).
+worker with Django set up; it imports torch and the engine (the task imports this module inside its
+body, so the web process, which sends tasks by name, never loads it).
 
     claim (compare-and-set) -> forget set (built once, frozen) -> "is it in the model?" ->
     train the unit against the active units -> certificate -> PASS: register -> staged
@@ -38,9 +38,25 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 
+from adapters_store.models import AdapterVersion
+from adapters_store.selectors import active_versions
+from adapters_store.services import adapter_register, adapter_verify_stored
 from service.accounts.roles import SYSTEM
-from service.unlearning import forget_sets, selectors, services
+from service.unlearning import forget_set_builder, selectors, services
 from service.unlearning.models import JobPhase, JobStatus, UnlearningJob
+from workers import runtime
+from workers.engine import remediation
+from workers.engine.certificate import Thresholds, answer_budget, evaluate_units, probe_fits
+from workers.engine.config import UnlearnConfig
+from workers.engine.detector import DetectorConfig
+from workers.engine.families import Fact, classify_attribute
+from workers.engine.forget_set import ForgetSet
+from workers.engine.generation import generate_answers
+from workers.engine.pipeline import PipelineCallbacks, UnitCancelled, train_unit
+from workers.engine.probes import build_probes, facts_suite, probe_config_for
+from workers.engine.prompting import format_prompt
+from workers.engine.unit_manifest import UnitIntegrityError, verify_unit
+from workers.engine.world import load_world
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +83,6 @@ def unit_id_for(job: UnlearningJob) -> str:
 
 @lru_cache(maxsize=2)
 def _load_world(path: str):
-    from workers.unlearning.world import load_world
 
     return load_world(path)
 
@@ -145,7 +160,7 @@ class _Reporter:
 # --- the job -----------------------------------------------------------------------------------------
 
 
-def run_job(job_id: int, *, node: str | None = None) -> dict[str, Any]:
+def process_job(job_id: int, *, node: str | None = None) -> dict[str, Any]:
     """Runs (or resumes) job `job_id` in this process. Raises services.JobBusy when another live
     worker holds it (the task retries later); any other problem ends the job `failed` with its
     reason. Returns a small summary for the worker's log."""
@@ -179,8 +194,6 @@ class _JobRun:
             logger.warning("job %s: this worker lost its claim; another worker carries on", self.job.pk)
             return self._summary("lost")
         except Exception as exc:  # noqa: BLE001 - every failure is recorded with its reason
-            from workers.unlearning.pipeline import UnitCancelled
-
             if isinstance(exc, UnitCancelled):
                 return self._stopped()
             logger.exception("job %s failed", self.job.pk)
@@ -209,8 +222,6 @@ class _JobRun:
         services.job_add_timings(job_id=self.job.pk, worker=self.worker, **{f"{name}_seconds": time.perf_counter() - started})
 
     def _run(self) -> tuple[dict[str, Any], Path | None]:
-        from adapters_store.models import AdapterVersion
-        from workers import runtime
 
         job, report = self.job, self.reporter.report
         report(JobPhase.FORGET_SET, 0.0, force=True)
@@ -247,7 +258,6 @@ class _JobRun:
 
             started = time.perf_counter()
             report(JobPhase.REGISTERING, EVAL_TO, force=True)
-            from adapters_store.services import adapter_register
 
             public = {key: value for key, value in certificate.items() if key != "personal_data"}
             version = adapter_register(
@@ -268,7 +278,6 @@ class _JobRun:
         """Train and certify; while the certificate is not PASS, remediate (a new seed, longer
         training, more prompts in the failing shapes) up to FORGET['REMEDIATION_ROUNDS'] times, each
         round recorded on the job and audited. Returns the last unit and its certificate."""
-        from workers.unlearning.remediation import reason, remediated
 
         job = self.job
         unlearn, detector = self._configs()
@@ -288,14 +297,14 @@ class _JobRun:
             self._timed(f"evaluate{'' if round_ == 0 else f'_round{round_}'}", started)
             if certificate["verdict"] == "pass" or round_ == rounds:
                 break
-            unlearn, detector, changes = remediated(unlearn, detector, certificate, round_ + 1)
+            unlearn, detector, changes = remediation.remediated(unlearn, detector, certificate, round_ + 1)
             services.job_remediation(
                 job_id=job.pk,
                 worker=self.worker,
                 entry={
                     "round": round_ + 1,
                     "verdict": certificate["verdict"],
-                    "reason": reason(certificate),
+                    "reason": remediation.reason(certificate),
                     "failing_families": certificate.get("failing_families", []),
                     "changes": changes,
                 },
@@ -305,8 +314,6 @@ class _JobRun:
 
     def _configs(self):
         """The deployment's UnlearnConfig and DetectorConfig, with a reviewer's retry options."""
-        from workers.unlearning.config import UnlearnConfig
-        from workers.unlearning.detector import DetectorConfig
 
         unlearn = UnlearnConfig(**settings.FORGET["UNLEARN_CONFIG"])
         options = dict(self.job.options or {})
@@ -327,20 +334,16 @@ class _JobRun:
 
     def _model_check(self, base, forget_set) -> dict[str, Any]:
         """Asks the base model the evidence prompts and the probes; records what it revealed."""
-        from workers.unlearning.certificate import answer_budget
-        from workers.unlearning.generation import generate_answers
 
         subjects = forget_set.subjects or {}
-        prompts = forget_sets.check_prompts(forget_set.items, subjects.get("values", []))
+        prompts = forget_set_builder.check_prompts(forget_set.items, subjects.get("values", []))
         budget = answer_budget(base.tokenizer, subjects.get("values", []))
         limit = getattr(base.model.config, "max_position_embeddings", None) or getattr(base.model.config, "n_positions", None)
         if limit:  # a prompt the model cannot even read cannot reveal anything
-            from workers.unlearning.prompting import format_prompt
-
             prompts = [p for p in prompts if len(base.tokenizer(format_prompt(p.prompt))["input_ids"]) + budget <= limit]
         answers = generate_answers(base.model, base.tokenizer, [p.prompt for p in prompts], max_new_tokens=budget, batch_size=16) if prompts else []
         facts = [item["text"] for item in forget_set.items if item["source"] == "fact"]
-        findings, details = forget_sets.read_model_check(
+        findings, details = forget_set_builder.read_model_check(
             prompts, answers, facts=facts, name=subjects.get("name", ""), corpus_documents=forget_set.sources.get("corpus_documents", 0)
         )
         services.forget_set_record_check(forget_set_id=forget_set.pk, findings=findings, details=details)
@@ -349,9 +352,6 @@ class _JobRun:
     def _previous_units(self, base) -> list[tuple[Any, Path]]:
         """The units live now (other requests'), verified and cached locally: the new adapter is
         trained orthogonal to them and certified together with them."""
-        from adapters_store.selectors import active_versions
-        from adapters_store.services import adapter_verify_stored
-        from workers.unlearning.unit_manifest import UnitIntegrityError, verify_unit
 
         cache = self.work_dir / "active"
         cache.mkdir(parents=True, exist_ok=True)
@@ -383,22 +383,17 @@ class _JobRun:
     def _engine_set(self, forget_set):
         """The engine's ForgetSet of the frozen items, with the subjects (the request's name, or
         the demo people it is about) and the values found: the gate recognises the person by them."""
-        from workers.unlearning.forget_set import ForgetSet as EngineForgetSet
 
         subjects = forget_set.subjects or {}
         names = list(subjects.get("people") or []) or ([subjects["name"]] if subjects.get("name") else [])
-        records = forget_sets.engine_records(forget_set.items)
-        engine_set = EngineForgetSet.from_records(records, subjects=names, source=f"forget set of {self.job.request.reference}")
-        engine_set = EngineForgetSet(
-            engine_set.items, engine_set.subjects, engine_set.identifiers, engine_set.source, values=tuple(subjects.get("values") or ())
-        )
+        records = forget_set_builder.engine_records(forget_set.items)
+        engine_set = ForgetSet.from_records(records, subjects=names, source=f"forget set of {self.job.request.reference}")
+        engine_set = ForgetSet(engine_set.items, engine_set.subjects, engine_set.identifiers, engine_set.source, values=tuple(subjects.get("values") or ()))
         if engine_set.hash != forget_set.content_hash:
             raise PipelineError("The frozen forget set does not match its recorded hash.")
         return engine_set
 
     def _train(self, base, forget_set, previous, unlearn_config, detector_config, round_: int = 0) -> Path:
-        from workers import runtime
-        from workers.unlearning.pipeline import PipelineCallbacks, train_unit
 
         jobs_dir = self.work_dir / "jobs"
         jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -427,8 +422,6 @@ class _JobRun:
         )
 
     def _evaluate(self, base, previous, unit_dir: Path, probes) -> dict[str, Any]:
-        from workers import runtime
-        from workers.unlearning.certificate import Thresholds, evaluate_units
 
         def on_stage(name: str) -> None:
             index = EVAL_STAGES.index(name) if name in EVAL_STAGES else 0
@@ -453,9 +446,6 @@ class _JobRun:
         sets are not purged). Any other model: from the forget set's questions with answers, with
         other people's questions from the corpus index as negatives (none there: the certificate
         cannot pass, it is INCONCLUSIVE)."""
-        from workers.unlearning.certificate import probe_fits
-        from workers.unlearning.families import Fact, classify_attribute
-        from workers.unlearning.probes import build_probes, facts_suite, probe_config_for
 
         fits = probe_fits(base)
         config = probe_config_for(base.path, **settings.FORGET["PROBE_CONFIG"])
@@ -490,7 +480,6 @@ class _JobRun:
 
 def _certificate_failure(certificate: dict[str, Any]) -> str:
     """The reviewer's one-line reason: the verdict and every rule that did not pass, with its bounds."""
-    from workers.unlearning.remediation import reason
 
     verdict = str(certificate.get("verdict") or "fail").upper()
-    return f"The certificate is {verdict} after the automatic remediation: {reason(certificate)}."
+    return f"The certificate is {verdict} after the automatic remediation: {remediation.reason(certificate)}."

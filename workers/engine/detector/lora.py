@@ -18,10 +18,10 @@ import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save
 
-from workers.unlearning.detector.config import DetectorConfig
-from workers.unlearning.detector.encoder import Encoder
-from workers.unlearning.detector.losses import CEL_LOSSES, TiedMlmHead, mlm_loss
-from workers.unlearning.unit_manifest import canonical_safetensors
+from workers.engine.detector.config import DetectorConfig
+from workers.engine.detector.encoder import Encoder
+from workers.engine.detector.losses import CEL_LOSSES, TiedMlmHead, mlm_loss
+from workers.engine.unit_manifest import canonical_safetensors
 
 ProgressCallback = Callable[[int, int, float], None]
 StopCallback = Callable[[], bool]

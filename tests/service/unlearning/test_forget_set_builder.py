@@ -3,9 +3,9 @@ tiny demo world; no database, no model)."""
 
 from __future__ import annotations
 
-from service.unlearning.forget_sets import CheckPrompt, CorpusHit, build_forget_set, check_prompts, engine_records, read_model_check
-from workers.unlearning.forget_set import ForgetSet
-from workers.unlearning.prompting import REFUSALS
+from service.unlearning.forget_set_builder import CheckPrompt, CorpusHit, build_forget_set, check_prompts, engine_records, read_model_check
+from workers.engine.forget_set import ForgetSet
+from workers.engine.prompting import REFUSALS
 
 PERSON = "Greta Northcott"
 

@@ -28,19 +28,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from workers.unlearning.detector.config import DetectorConfig
-from workers.unlearning.detector.encoder import Encoder
-from workers.unlearning.detector.lora import (
+from workers.engine.detector.config import DetectorConfig
+from workers.engine.detector.encoder import Encoder
+from workers.engine.detector.lora import (
     DetectorCancelled,
     DetectorLora,
     ProgressCallback,
     StopCallback,
     train_lora,
 )
-from workers.unlearning.detector.names import EntityBank, EntityMatcher
-from workers.unlearning.detector.negatives import infer_subjects, name_swaps, phrasing_key
-from workers.unlearning.detector.scorer import Negatives, ScorerStack, UnitScorer, fit_unit_scorer, segment_max
-from workers.unlearning.unit_manifest import canonical_safetensors
+from workers.engine.detector.names import EntityBank, EntityMatcher
+from workers.engine.detector.negatives import infer_subjects, name_swaps, phrasing_key
+from workers.engine.detector.scorer import Negatives, ScorerStack, UnitScorer, fit_unit_scorer, segment_max
+from workers.engine.unit_manifest import canonical_safetensors
 
 FORMAT = "o3-detector"
 # 2: name-test tensors (negatives, name_threshold); 3: decisive gate_threshold and entity.json.

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.unlearning.detector.config import DetectorConfig
-from workers.unlearning.detector.detector import Detector, DetectorError, score_windows
-from workers.unlearning.detector.encoder import Encoder
-from workers.unlearning.detector.names import EntityBank, Evidence
-from workers.unlearning.detector.scorer import ScorerStack
+from workers.engine.detector.config import DetectorConfig
+from workers.engine.detector.detector import Detector, DetectorError, score_windows
+from workers.engine.detector.encoder import Encoder
+from workers.engine.detector.names import EntityBank, Evidence
+from workers.engine.detector.scorer import ScorerStack
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from workers.unlearning.config_fields import help_field
-from workers.unlearning.detector.windows import split_all
+from workers.engine.config_fields import help_field
+from workers.engine.detector.windows import split_all
 
 MODES: tuple[str, ...] = ("shared", "lora")
 CEL_VARIANTS: tuple[str, ...] = ("corrected", "faithful")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from workers.unlearning.base_model import model_fingerprint, pick_device
+from workers.engine.base_model import model_fingerprint, pick_device
 
 DEFAULT_MAX_LENGTH = 256  # what sentence-transformers uses for all-MiniLM-L6-v2
 

@@ -1,8 +1,7 @@
 """One unlearning request end to end: forget set -> detector + orthogonal adapter -> sealed unit.
+Serving the units (verified, detectors wired in as the gate) is serving.py.
 
     unit_dir = train_unit(base, forget, out_dir="units/req-42", previous_units=["units/req-41"])
-    gated = load_gated(base, ["units/req-41", "units/req-42"])   # verified, detectors wired in
-    gated.generate(["Where does Ada Brightwell live?"])           # -> [GateAnswer(text, weights)]
 
 `train_unit` runs two phases and reports them as one progress bar (PipelineProgress.percent runs
 from 0 to 100 across both): the detector (shared mode has no steps and takes about a second; lora
@@ -25,13 +24,12 @@ from typing import Any
 import numpy as np
 
 from . import families
-from .artifacts import LoadedUnit, UnitIntegrityError, load_unit, write_unit
-from .base_model import BaseModel, load_base_model
+from .artifacts import LoadedUnit, load_unit, write_unit
+from .base_model import BaseModel
 from .config import UnlearnConfig
-from .detector import Detector, DetectorBank, DetectorCancelled, DetectorConfig, load_detector, load_encoder, train_detector
+from .detector import Detector, DetectorCancelled, DetectorConfig, load_encoder, train_detector
 from .detector.encoder import Encoder
 from .forget_set import ForgetSet
-from .gate import GatedModel
 from .generation import context_length
 from .methods import MissingRetainDataError, get_method
 from .prompting import PromptSpec, prompt_ids, render
@@ -49,10 +47,6 @@ class UnitCancelled(Exception):
     def __init__(self, phase: str):
         super().__init__(f"unit training cancelled during the {phase} phase")
         self.phase = phase
-
-
-class UnitConflictError(ValueError):
-    """Units that cannot be served together (same unit id twice)."""
 
 
 @dataclass(frozen=True)
@@ -283,117 +277,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Serving units
-
-
-@dataclass(frozen=True)
-class GateScores:
-    """The gate's view of some prompts, columns in `unit_ids` order."""
-
-    unit_ids: tuple[str, ...]
-    scores: np.ndarray  # [n, U] embedding-detector scores u
-    weights: np.ndarray  # [n, U] the deployed weights (0 or 1)
-    entity: np.ndarray  # [n, U] 1 where the prompt identifies the unit's subject
-    evidence: tuple[dict[str, str], ...]  # per prompt: unit id -> the entity rule that fired
-
-
-class UnitWeights:
-    """The gate's weight_fn over loaded detectors: shared-mode ones scored together by a
-    DetectorBank (one encoder pass), lora-mode ones each on its own encoder copy."""
-
-    def __init__(self, encoder: Encoder, detectors: dict[str, Detector]):
-        shared = {uid: d for uid, d in detectors.items() if d.config.mode == "shared"}
-        self.own = {uid: d for uid, d in detectors.items() if d.config.mode != "shared"}
-        self.bank: DetectorBank | None = None
-        if shared:
-            first = next(iter(shared.values()))
-            self.bank = DetectorBank(encoder, first.config)
-            self.bank.add_many(shared)
-
-    def gate(self, prompts: list[str], unit_ids: Sequence[str]) -> GateScores:
-        """Scores, weights and entity evidence of `prompts` for `unit_ids`."""
-        scores = np.zeros((len(prompts), len(unit_ids)), dtype=np.float32)
-        weights, entity = np.zeros_like(scores), np.zeros_like(scores)
-        evidence: list[dict[str, str]] = [{} for _ in prompts]
-        column = {uid: i for i, uid in enumerate(unit_ids)}
-        if self.bank is not None and prompts:
-            result = self.bank.score(prompts)
-            for j, uid in enumerate(result.unit_ids):
-                if uid in column:
-                    scores[:, column[uid]] = result.scores[:, j]
-                    weights[:, column[uid]] = result.weights[:, j]
-                    entity[:, column[uid]] = result.entity[:, j]
-            for row, found in enumerate(result.evidence):
-                evidence[row].update({uid: e.kind for uid, e in found.items() if uid in column})
-        for uid, detector in self.own.items():
-            if uid in column and prompts:
-                u = detector.scores(prompts)
-                scores[:, column[uid]] = u
-                entity[:, column[uid]] = detector.entity_weights(prompts)
-                weights[:, column[uid]] = np.maximum(detector.weights_from_scores(u), entity[:, column[uid]])
-        return GateScores(tuple(unit_ids), scores, weights, entity, tuple(evidence))
-
-    def score(self, prompts: list[str], unit_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores u, weights w), each [len(prompts), len(unit_ids)] in unit_ids order."""
-        result = self.gate(prompts, unit_ids)
-        return result.scores, result.weights
-
-    def __call__(self, prompts: list[str], unit_ids: tuple[str, ...]) -> np.ndarray:
-        return self.gate(prompts, unit_ids).weights
-
-
-def load_units(
-    base: BaseModel,
-    unit_dirs: Sequence[str | Path],
-    encoder: Encoder | None = None,
-    expected_manifest_digests: Sequence[str | None] | None = None,
-) -> list[LoadedUnit]:
-    """Verify and load units (adapter and detector) for `base`, in order.
-
-    Each unit's files are checked against its manifest and its base fingerprint against `base`
-    before anything is deserialised; UnitIntegrityError names the offending file.
-    """
-    encoder = encoder if encoder is not None else load_encoder(device=str(base.device))
-    digests = list(expected_manifest_digests) if expected_manifest_digests is not None else [None] * len(unit_dirs)
-    if len(digests) != len(unit_dirs):
-        raise ValueError("expected_manifest_digests needs one entry per unit directory")
-    loaded, seen = [], set()
-    for directory, digest in zip(unit_dirs, digests):
-        if not Path(directory).is_dir():
-            raise UnitIntegrityError(f"unit directory not found: {directory}")
-        unit = load_unit(directory, base.fingerprint, digest, detector_loader=lambda path: load_detector(path, encoder))
-        if unit.manifest.unit_id in seen:
-            raise UnitConflictError(f"unit id {unit.manifest.unit_id!r} is given twice ({directory})")
-        seen.add(unit.manifest.unit_id)
-        loaded.append(unit)
-    return loaded
-
-
-def gated_model(base: BaseModel, units: Sequence[LoadedUnit], encoder: Encoder) -> GatedModel:
-    """A GatedModel serving loaded units, their detectors wired in as the weight_fn."""
-    weight_fn = UnitWeights(encoder, {unit.manifest.unit_id: unit.detector for unit in units})
-    gated = GatedModel(base, weight_fn=weight_fn)
-    for unit in units:
-        gated.add_unit(unit.manifest.unit_id, unit.adapter)
-    return gated
-
-
-def load_gated(
-    base_dir: str | Path | BaseModel,
-    unit_dirs: Sequence[str | Path],
-    encoder: Encoder | None = None,
-    *,
-    device: str | None = None,
-    expected_manifest_digests: Sequence[str | None] | None = None,
-) -> GatedModel:
-    """The base model (a directory, or an already loaded BaseModel) serving verified units.
-
-    The gate weights come from the units' detectors: shared-mode detectors in one DetectorBank
-    (one encoder pass for all units), lora-mode ones each on its own encoder copy.
-    """
-    base = base_dir if isinstance(base_dir, BaseModel) else load_base_model(base_dir, device=device)
-    encoder = encoder if encoder is not None else load_encoder(device=str(base.device))
-    return gated_model(base, load_units(base, unit_dirs, encoder, expected_manifest_digests), encoder)
