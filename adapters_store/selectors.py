@@ -115,6 +115,12 @@ def version_list(*, actor: Actor, status: str = "", request=None) -> QuerySet[Ad
     return versions
 
 
+def version_for_unit(unit_id: str) -> AdapterVersion | None:
+    """The registered version of a unit id, or None (the worker asks whether a resumed job already
+    registered its unit before its previous worker died)."""
+    return AdapterVersion.objects.filter(unit_id=unit_id).first()
+
+
 def version_get(*, actor: Actor, unit_id: str) -> AdapterVersion:
     actor.require(Capability.READ_ALL_REQUESTS)
     version = AdapterVersion.objects.select_related("request").filter(unit_id=unit_id).first()

@@ -39,11 +39,11 @@ from django.conf import settings
 from django.db import connection
 
 from adapters_store.models import AdapterVersion
-from adapters_store.selectors import active_versions
+from adapters_store.selectors import active_versions, version_for_unit
 from adapters_store.services import adapter_register, adapter_verify_stored
 from service.accounts.roles import SYSTEM
 from service.unlearning import forget_set_builder, selectors, services
-from service.unlearning.models import JobPhase, JobStatus, UnlearningJob
+from service.unlearning.models import JobPhase, UnlearningJob
 from workers import runtime
 from workers.engine import remediation
 from workers.engine.certificate import Thresholds, answer_budget, evaluate_units, probe_fits
@@ -222,7 +222,6 @@ class _JobRun:
         services.job_add_timings(job_id=self.job.pk, worker=self.worker, **{f"{name}_seconds": time.perf_counter() - started})
 
     def _run(self) -> tuple[dict[str, Any], Path | None]:
-
         job, report = self.job, self.reporter.report
         report(JobPhase.FORGET_SET, 0.0, force=True)
         started = time.perf_counter()
@@ -246,24 +245,10 @@ class _JobRun:
                 return self._summary("not found in the model", **findings), None
         self.reporter.checkpoint()
 
-        version = AdapterVersion.objects.filter(unit_id=self.unit_id).first()
-        unit_dir = None
-        if version is None:  # (a resumed job may have registered its unit before its worker died)
-            if not services.job_begin_training(job=job, resumed=self.resumed):
-                raise _Stop() if services.job_request_cancelled(job_id=job.pk) else PipelineError("The request left the pipeline while the job was starting.")
-            previous = self._previous_units(base)
-            probes = self._probes(base, world, forget_set, previous)
-            unit_dir, certificate = self._train_and_certify(base, forget_set, previous, probes)
-            services.job_record_certificate(job_id=job.pk, worker=self.worker, certificate=certificate, unit_id=self.unit_id)
-
-            started = time.perf_counter()
-            report(JobPhase.REGISTERING, EVAL_TO, force=True)
-
-            public = {key: value for key, value in certificate.items() if key != "personal_data"}
-            version = adapter_register(
-                unit_dir=unit_dir, actor=SYSTEM, request=job.request, certificate_passed=bool(certificate["passed"]), certificate_metrics=public
-            )
-            self._timed("register", started)
+        # A resumed job whose previous worker died after registering its unit only finishes it.
+        version, unit_dir = version_for_unit(self.unit_id), None
+        if version is None:
+            version, unit_dir = self._train_certify_register(base, world, forget_set)
 
         job.refresh_from_db(fields=["certificate"])
         if version.certificate_passed:
@@ -273,6 +258,26 @@ class _JobRun:
             job_id=job.pk, worker=self.worker, unit_id=version.unit_id, reason=_certificate_failure(job.certificate or version.certificate_metrics)
         )
         return self._summary("needs review", unit_id=version.unit_id), unit_dir
+
+    def _train_certify_register(self, base, world, forget_set) -> tuple[AdapterVersion, Path]:
+        """The request enters training; its unit is trained against the active units, certified
+        (with remediation rounds) and registered, passing or not."""
+        job = self.job
+        if not services.job_begin_training(job=job, resumed=self.resumed):
+            raise _Stop() if services.job_request_cancelled(job_id=job.pk) else PipelineError("The request left the pipeline while the job was starting.")
+        previous = self._previous_units(base)
+        probes = self._probes(base, world, forget_set, previous)
+        unit_dir, certificate = self._train_and_certify(base, forget_set, previous, probes)
+        services.job_record_certificate(job_id=job.pk, worker=self.worker, certificate=certificate, unit_id=self.unit_id)
+
+        started = time.perf_counter()
+        self.reporter.report(JobPhase.REGISTERING, EVAL_TO, force=True)
+        public = {key: value for key, value in certificate.items() if key != "personal_data"}
+        version = adapter_register(
+            unit_dir=unit_dir, actor=SYSTEM, request=job.request, certificate_passed=bool(certificate["passed"]), certificate_metrics=public
+        )
+        self._timed("register", started)
+        return version, unit_dir
 
     def _train_and_certify(self, base, forget_set, previous, probes) -> tuple[Path, dict[str, Any]]:
         """Train and certify; while the certificate is not PASS, remediate (a new seed, longer
@@ -330,7 +335,7 @@ class _JobRun:
         """Once per request. After a 'not found' a reviewer who approves again overrides the finding."""
         if forget_set.findings:
             return False
-        return not UnlearningJob.objects.filter(request_id=self.job.request_id, status=JobStatus.NOT_FOUND).exists()
+        return not selectors.request_was_not_found(request_id=self.job.request_id)
 
     def _model_check(self, base, forget_set) -> dict[str, Any]:
         """Asks the base model the evidence prompts and the probes; records what it revealed."""

@@ -102,6 +102,11 @@ def latest_certificate_job(request: ErasureRequest) -> UnlearningJob | None:
     return UnlearningJob.objects.filter(request=request, certificate__isnull=False).order_by("-attempt").first()
 
 
+def request_was_not_found(*, request_id) -> bool:
+    """Whether an earlier job of the request found its data neither in the model nor in the corpus."""
+    return UnlearningJob.objects.filter(request_id=request_id, status=JobStatus.NOT_FOUND).exists()
+
+
 def job_is_current(job: UnlearningJob | None) -> bool:
     """Queued or running: the page refreshes itself while this holds."""
     return job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
