@@ -51,7 +51,7 @@ from workers.engine.config import UnlearnConfig
 from workers.engine.detector import DetectorConfig
 from workers.engine.families import Fact, classify_attribute
 from workers.engine.forget_set import ForgetSet
-from workers.engine.generation import generate_answers
+from workers.engine.generation import context_length, generate_answers
 from workers.engine.pipeline import PipelineCallbacks, UnitCancelled, train_unit
 from workers.engine.probes import build_probes, facts_suite, probe_config_for
 from workers.engine.prompting import format_prompt
@@ -343,7 +343,7 @@ class _JobRun:
         subjects = forget_set.subjects or {}
         prompts = forget_set_builder.check_prompts(forget_set.items, subjects.get("values", []))
         budget = answer_budget(base.tokenizer, subjects.get("values", []))
-        limit = getattr(base.model.config, "max_position_embeddings", None) or getattr(base.model.config, "n_positions", None)
+        limit = context_length(base.model)
         if limit:  # a prompt the model cannot even read cannot reveal anything
             prompts = [p for p in prompts if len(base.tokenizer(format_prompt(p.prompt))["input_ids"]) + budget <= limit]
         answers = generate_answers(base.model, base.tokenizer, [p.prompt for p in prompts], max_new_tokens=budget, batch_size=16) if prompts else []

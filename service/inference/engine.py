@@ -54,6 +54,7 @@ class GatewayEngine:
 
     def __init__(self, base, encoder, *, max_batch: int = 16, max_queue: int = 256, model_name: str | None = None):
         from workers.engine.gate import GatedModel
+        from workers.engine.generation import context_length
         from workers.engine.serving import UnitWeights
 
         self.base, self.encoder = base, encoder
@@ -61,8 +62,7 @@ class GatewayEngine:
         self._detectors: dict = {}
         self._changes = threading.Lock()  # one unit change at a time (the watcher's thread)
         self.gated = GatedModel(base, weight_fn=UnitWeights(encoder, {}))
-        config = base.model.config
-        self.context_length: int | None = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        self.context_length: int | None = context_length(base.model)
         self.has_chat_template = bool(getattr(base.tokenizer, "chat_template", None))
         self.batcher = Batcher(self._run_group, max_batch=max_batch, max_queue=max_queue)
         self._count_lock = threading.Lock()

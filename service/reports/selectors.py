@@ -105,8 +105,6 @@ PAGE_DEFAULT_ORDER = (Preset.LAST_YEAR, Preset.LAST_12_MONTHS, Preset.LAST_30_DA
 
 def preset_with_data(*, today: date | None = None) -> Preset:
     """The first preset of PAGE_DEFAULT_ORDER in which a request was received; else the last one."""
-    from service.requests.models import ErasureRequest
-
     for preset in PAGE_DEFAULT_ORDER:
         start, end = preset_period(preset, today=today).bounds
         if ErasureRequest.objects.filter(received_at__gte=start, received_at__lt=end).exists():

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from service.accounts.models import ApiClient
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope, subject_actor
 from service.audit.services import audit_deferred, audit_record
 from service.common import ratelimits
@@ -234,8 +235,6 @@ def request_create_api(
     goes straight to `verified`; others get the emailed code like the web form.
     """
     actor.require_scope(Scope.CREATE)
-    from service.accounts.models import ApiClient
-
     client = ApiClient(pk=actor.client_pk)  # authentication has just loaded it; only its key is needed here
     body_hash = sha256_hex(canonical_json({"name": name, "email": email, "regulation": regulation, "facts": facts, "evidence_prompts": evidence_prompts}))
 
