@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 # Generic given names and surnames for the synthetic negatives. Deliberately disjoint from the demo
-# world's FIRST_NAMES / SURNAMES (tests/workers/detector/test_negatives.py checks it): a negative
+# world's FIRST_NAMES / SURNAMES (tests/workers/engine/detector/test_negatives.py checks it): a negative
 # that happened to be a real person of the benchmark's world would be retain data in disguise.
 FIRST_NAMES: tuple[str, ...] = (
     "Aaron",
