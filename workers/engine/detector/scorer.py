@@ -320,6 +320,50 @@ def name_threshold(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tens
     return mean_n + (mean_p - mean_n) * share
 
 
+def _cross_fit_distances(
+    used: torch.Tensor, used_owner: Sequence[int], fold: torch.Tensor, folds: int, negatives: Negatives | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each D_used window's cosine and squared Mahalanobis distances [n, L], and its name margin [n]
+    (NaN without negatives), measured by a glocal fitted on the other folds only (cross-fitting)."""
+    if negatives is not None:
+        fold_of_text = {int(o): int(f) for o, f in zip(used_owner, fold.tolist())}
+        centroid_fold = torch.tensor([fold_of_text[int(o)] for o in negatives.centroid_owner], device=used.device)
+    cosine_used = torch.empty(used.shape[0], used.shape[1], dtype=torch.float32, device=used.device)
+    mahalanobis_used = torch.empty_like(cosine_used)
+    margin_used = torch.full((used.shape[0],), torch.nan, device=used.device)
+    for k in range(folds):
+        held = fold == k
+        stack = GlocalStack([fit_glocal(used[~held])])
+        cosine, mahalanobis_sq = stack.distances(used[held])
+        cosine_used[held], mahalanobis_used[held] = cosine[..., 0], mahalanobis_sq[..., 0]
+        if negatives is not None and bool((centroid_fold != k).any()):
+            train_negatives = NegativeStack([negatives.centroids[centroid_fold != k].transpose(0, 1)])
+            margin_used[held] = name_margin(cosine, train_negatives.cosine(used[held]))[:, 0]
+    return cosine_used, mahalanobis_used, margin_used
+
+
+def _fit_layer_svm(s_used: torch.Tensor, config: DetectorConfig) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor, bool]:
+    """The per-layer scores standardised (shift, scale) and combined by a linear one-class SVM:
+    (shift, scale, z_used as float64 numpy, coef, intercept, whether the SVM degenerated and the
+    mean standardised score stands in for it)."""
+    center = s_used.mean(0)
+    scale = s_used.std(0) if s_used.shape[0] > 1 else torch.ones_like(center)
+    scale = scale.clamp_min(1e-6 * (center.abs().max() + 1.0))
+    # The origin must lie below every D_used vector: one outlier on the far side of it makes the
+    # linear one-class SVM degenerate (weights ~0, with either sign; seen on a 3-person request in
+    # lora mode, where every prompt then got the same score).
+    shift = torch.minimum(center - SVM_ORIGIN * scale, s_used.min(0).values - scale)
+    z_used = ((s_used - shift) / scale).double().cpu().numpy()
+    svm = OneClassSVM(kernel="linear", nu=config.nu).fit(z_used)
+    coef = torch.tensor(svm.coef_[0], dtype=torch.float32, device=s_used.device)
+    intercept = torch.tensor([svm.intercept_[0]], dtype=torch.float32, device=s_used.device)
+    svm_fallback = not bool((coef > 0).all() and torch.isfinite(coef).all())
+    if svm_fallback:  # still degenerate: the mean standardised layer score (monotone in every s_l)
+        coef = torch.full_like(coef, 1.0 / coef.numel())
+        intercept = torch.zeros_like(intercept)
+    return shift, scale, z_used, coef, intercept, svm_fallback
+
+
 def fit_unit_scorer(
     used: torch.Tensor,
     used_owner: Sequence[int],
@@ -344,39 +388,11 @@ def fit_unit_scorer(
             used_groups = None  # one phrasing only: fold over texts
     folds = min(config.cross_fit_folds, len(set(used_groups)) if used_groups is not None else n_used)
     fold = _text_folds(used_owner, folds, config.seed, used_groups).to(used.device)
-    fold_of_text = {int(o): int(f) for o, f in zip(used_owner, fold.tolist())}
     has_negatives = negatives is not None and negatives.centroids.shape[0] > 0
-    if has_negatives:
-        centroid_fold = torch.tensor([fold_of_text[int(o)] for o in negatives.centroid_owner], device=used.device)
-    cosine_used = torch.empty(used.shape[0], used.shape[1], dtype=torch.float32, device=used.device)
-    mahalanobis_used = torch.empty_like(cosine_used)
-    margin_used = torch.full((used.shape[0],), torch.nan, device=used.device)
-    for k in range(folds):
-        held = fold == k
-        stack = GlocalStack([fit_glocal(used[~held])])
-        cosine, mahalanobis_sq = stack.distances(used[held])
-        cosine_used[held], mahalanobis_used[held] = cosine[..., 0], mahalanobis_sq[..., 0]
-        if has_negatives and bool((centroid_fold != k).any()):
-            train_negatives = NegativeStack([negatives.centroids[centroid_fold != k].transpose(0, 1)])
-            margin_used[held] = name_margin(cosine, train_negatives.cosine(used[held]))[:, 0]
+    cosine_used, mahalanobis_used, margin_used = _cross_fit_distances(used, used_owner, fold, folds, negatives if has_negatives else None)
     local_weight, global_weight = term_weights(cosine_used, mahalanobis_used, config)
     s_used = layer_scores(cosine_used, mahalanobis_used, local_weight, global_weight)
-
-    center = s_used.mean(0)
-    scale = s_used.std(0) if s_used.shape[0] > 1 else torch.ones_like(center)
-    scale = scale.clamp_min(1e-6 * (center.abs().max() + 1.0))
-    # The origin must lie below every D_used vector: one outlier on the far side of it makes the
-    # linear one-class SVM degenerate (weights ~0, with either sign; seen on a 3-person request in
-    # lora mode, where every prompt then got the same score).
-    shift = torch.minimum(center - SVM_ORIGIN * scale, s_used.min(0).values - scale)
-    z_used = ((s_used - shift) / scale).double().cpu().numpy()
-    svm = OneClassSVM(kernel="linear", nu=config.nu).fit(z_used)
-    coef = torch.tensor(svm.coef_[0], dtype=torch.float32, device=used.device)
-    intercept = torch.tensor([svm.intercept_[0]], dtype=torch.float32, device=used.device)
-    svm_fallback = not bool((coef > 0).all() and torch.isfinite(coef).all())
-    if svm_fallback:  # still degenerate: the mean standardised layer score (monotone in every s_l)
-        coef = torch.full_like(coef, 1.0 / coef.numel())
-        intercept = torch.zeros_like(intercept)
+    shift, scale, z_used, coef, intercept, svm_fallback = _fit_layer_svm(s_used, config)
     u_used_windows = (torch.from_numpy(z_used).float().to(used.device) * coef).sum(1) + intercept
     u_used = segment_max(u_used_windows, used_owner, n_used)
 
