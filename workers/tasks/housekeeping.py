@@ -1,31 +1,27 @@
 """Periodic housekeeping (celery beat, queue `default`): expire unverified requests, send deadline
 reminders, purge forget sets past their retention, send the jobs whose enqueue failed. Thin: each
-calls one service function, imported in the task body like the GPU task's runner (Celery imports
-this module while it discovers tasks, whatever the process)."""
+calls one service function."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from service.requests.services import requests_expire_unverified, requests_send_deadline_reminders
+from service.unlearning.services import forget_sets_purge_expired, jobs_send_unsent
+
 
 @shared_task(name="workers.tasks.housekeeping.expire_and_remind")
 def expire_and_remind() -> dict[str, list[str]]:
-    from service.requests.services import requests_expire_unverified, requests_send_deadline_reminders
-
     return {"expired": requests_expire_unverified(), "reminded": requests_send_deadline_reminders()}
 
 
 @shared_task(name="workers.tasks.housekeeping.purge_forget_sets", ignore_result=True)
 def purge_forget_sets() -> list[str]:
     """Periodic (celery beat): raw forget sets past their retention window are purged."""
-    from service.unlearning.services import forget_sets_purge_expired
-
     return forget_sets_purge_expired()
 
 
 @shared_task(name="workers.tasks.housekeeping.send_unsent_jobs", ignore_result=True)
 def send_unsent_jobs() -> dict[str, list[str]]:
     """Periodic (celery beat): approved requests never queued, and jobs never sent, are sent now."""
-    from service.unlearning.services import jobs_send_unsent
-
     return jobs_send_unsent()

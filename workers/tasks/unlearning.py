@@ -13,6 +13,8 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
+from service.unlearning.services import JobBusy
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,8 +32,7 @@ def run_job(self, job_id: int) -> dict:
     """Claims job `job_id` (compare-and-set) and runs it: a redelivered or duplicate message for a
     finished job does nothing, one for a job whose worker died resumes it, and one for a job that
     another live worker holds comes back later (retry with a countdown, at most busy_retries() times)."""
-    from service.unlearning.services import JobBusy
-    from workers.jobs import process_job
+    from workers.jobs import process_job  # torch and the engine: only in the GPU worker's task body
 
     try:
         return process_job(job_id, node=self.request.hostname or socket.gethostname())
