@@ -34,7 +34,6 @@ from .states import EventAction, VersionStatus, can_transition
 
 TAG = "registry"
 
-
 _READ_NOTE = "Staff only (session login): reviewers, auditors and admins. API clients are refused with 403."
 _WRITE_NOTE = (
     "Reviewers and admins (session login; writes need the `X-CSRFToken` header). Auditors and API clients "

@@ -18,7 +18,7 @@ _IMMUTABLE = (str, bytes, int, float, bool, type(None), type)
 def _clone(field: serializers.Field) -> serializers.Field:
     """A fresh copy of a declared field, as DRF's Field.__deepcopy__ makes it (the class called with
     the arguments it was declared with), without deep-copying the arguments that cannot change: on
-    the intake request the deep copies were about a third of the serializers' CPU. Nested
+    the intake request the deep copies were over half of the serializers' time under cProfile. Nested
     serializers, child fields and any other mutable argument are still deep-copied."""
     if isinstance(field, serializers.BaseSerializer):
         return copy.deepcopy(field)
