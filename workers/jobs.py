@@ -160,12 +160,14 @@ class _Reporter:
 # --- the job -----------------------------------------------------------------------------------------
 
 
-def process_job(job_id: int, *, node: str | None = None) -> dict[str, Any]:
-    """Runs (or resumes) job `job_id` in this process. Raises services.JobBusy when another live
-    worker holds it (the task retries later); any other problem ends the job `failed` with its
-    reason. Returns a small summary for the worker's log."""
+def process_job(job_id: int | None = None, *, node: str | None = None, message_id: str = "") -> dict[str, Any]:
+    """Runs one job in this process: the most urgent queued one (services.job_claim_next: deadline
+    first), or resumes the one task message `message_id` was carrying when its worker died. `job_id`
+    is the job the message was sent for. Raises services.JobBusy when another live worker holds the
+    job this message carries (the task retries later); any other problem ends the job `failed` with
+    its reason. Returns a small summary for the worker's log."""
     worker = f"{node or socket.gethostname()}:{os.getpid()}"
-    claim = services.job_claim(job_id=job_id, worker=worker)
+    claim = services.job_claim_next(worker=worker, message_id=message_id, job_id=job_id)
     if claim is None:
         return {"job": job_id, "outcome": "nothing to do"}
     return _JobRun(claim.job, worker, resumed=claim.resumed).run()

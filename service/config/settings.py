@@ -239,6 +239,14 @@ FORGET = {
     # A job whose worker was lost this many times (killed, out of memory, over its hard limit) is
     # not resumed again: it ends `failed` with that reason, for a reviewer to retry.
     "JOB_MAX_DELIVERIES": env.int("FORGET_JOB_MAX_DELIVERIES", default=3),
+    # Deadline-first scheduling (service/unlearning/scheduling.py): GPU workers take the queued job
+    # with the earliest legal deadline. The forecast behind the "deadline at risk" alert assumes this
+    # many GPU workers (or as many as hold a job, if more) and, until a job has been measured, this
+    # many seconds per job; a job is at risk when it is projected to finish later than this many
+    # hours before its deadline (the time a reviewer needs to act on the unit).
+    "GPU_WORKERS": env.int("FORGET_GPU_WORKERS", default=1),
+    "JOB_ESTIMATE_SECONDS": env.float("FORGET_JOB_ESTIMATE_SECONDS", default=1800.0),
+    "DEADLINE_RISK_MARGIN_HOURS": env.float("FORGET_DEADLINE_RISK_MARGIN_HOURS", default=48.0),
     # Overrides of the engine's UnlearnConfig (JSON object, e.g. {"epochs": 20}) and of the
     # certificate's Thresholds (e.g. {"leak_P": 0.1}); empty: the engine's defaults.
     "UNLEARN_CONFIG": json.loads(env("FORGET_UNLEARN_CONFIG", default="") or "{}"),
@@ -374,6 +382,8 @@ CELERY_BEAT_SCHEDULE = {
     # docs/pipeline.md: purge raw forget sets past their retention; send jobs whose enqueue failed.
     "purge-forget-sets": {"task": "workers.tasks.housekeeping.purge_forget_sets", "schedule": env.float("FORGET_RETENTION_SECONDS", default=3600.0)},
     "send-unsent-jobs": {"task": "workers.tasks.housekeeping.send_unsent_jobs", "schedule": env.float("FORGET_RESEND_SECONDS", default=300.0)},
+    # Deadline-first scheduling: tell reviewers about queued jobs projected to finish too late.
+    "alert-deadline-risks": {"task": "workers.tasks.housekeeping.alert_deadline_risks", "schedule": env.float("FORGET_DEADLINE_RISK_SECONDS", default=600.0)},
     # Status webhooks (docs/api.md): retries due, and deliveries whose first enqueue failed.
     "send-due-webhooks": {"task": "service.webhooks.tasks.send_due_webhooks", "schedule": env.float("FORGET_WEBHOOK_SWEEP_SECONDS", default=30.0)},
 }

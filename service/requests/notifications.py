@@ -53,6 +53,19 @@ def send_erasure_confirmed(*, email: str, reference: str, effective_at) -> None:
     )
 
 
+def send_deadline_at_risk(*, reference: str, position: int, projected_finish, deadline_at) -> None:
+    """The GPU queue's forecast says the request's unit may be trained too late (unlearning scheduling)."""
+    reviewers = list(User.objects.filter(groups__name="reviewer", is_active=True).exclude(email="").values_list("email", flat=True))
+    where = "training now" if position == 0 else f"number {position} in the GPU queue"
+    _send_after_commit(
+        f"Deadline at risk: {reference} may not be done in time",
+        f"Request {reference} is {where}. At the measured training time it is expected to finish at "
+        f"{projected_finish:%Y-%m-%d %H:%M} UTC; its legal deadline is {deadline_at:%Y-%m-%d %H:%M} UTC.\n\n"
+        "Add GPU workers, or extend the deadline with a reason if the regulation allows it.",
+        reviewers,
+    )
+
+
 def send_deadline_reminder(*, reference: str, days_left: int) -> None:
     reviewers = list(User.objects.filter(groups__name="reviewer", is_active=True).exclude(email="").values_list("email", flat=True))
     _send_after_commit(

@@ -90,7 +90,12 @@ class UnlearningJob(models.Model):
     request = models.ForeignKey("requests.ErasureRequest", on_delete=models.PROTECT, related_name="unlearning_jobs")
     attempt = models.PositiveSmallIntegerField(help_text="1 for the first job of the request, 2 after a retry, ...")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True, help_text="The id of the task message sent for this job.")
+    carried_by = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The task message running it: under deadline-first scheduling any job's message takes the most urgent queued job (docs/pipeline.md).",
+    )
     sent_at = models.DateTimeField(null=True, blank=True, help_text="When the task message reached the broker.")
     worker = models.CharField(max_length=255, blank=True, help_text="The worker holding the job: 'node name:pid'.")
     deliveries = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker claimed it (more than 1: resumed after a worker died).")
@@ -101,6 +106,7 @@ class UnlearningJob(models.Model):
     total = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    deadline_alert_at = models.DateTimeField(null=True, blank=True, help_text="When reviewers were told that it may not finish before the request's deadline.")
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -7,11 +7,14 @@ asking for its jobs; these functions take the request itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchQuery
 from django.db import connection
 from django.db.models import Q
+from django.utils import timezone
 
 from service.common.masking import mask
 from service.requests.models import ErasureRequest
@@ -20,6 +23,7 @@ from workers.engine.prompting import normalise
 
 from .forget_set_builder import CorpusHit, qa_pair
 from .models import CorpusDocument, FrozenForgetSet, JobStatus, UnlearningJob
+from .scheduling import SCHEDULE_ORDER, Forecast, QueuedWork, forecast, median
 
 # Most documents one search returns (the forget set of one person, not a data export).
 MAX_CORPUS_HITS = 500
@@ -133,6 +137,52 @@ def job_progress(job: UnlearningJob | None) -> dict[str, Any] | None:
         "unit_id": job.unit_id or None,
         "certificate_passed": job.certificate_passed,
     }
+
+
+# --- the GPU queue (scheduling.py) ----------------------------------------------------------------
+
+# Jobs whose training time the forecast measures: the most recent ones that trained a unit.
+ESTIMATE_SAMPLE = 20
+
+
+def jobs_in_schedule_order(*, limit: int | None = None) -> list[UnlearningJob]:
+    """The queued jobs in the order GPU workers take them: earliest legal deadline first."""
+    rows = UnlearningJob.objects.filter(status=JobStatus.QUEUED).select_related("request").order_by(*SCHEDULE_ORDER)
+    return list(rows[:limit] if limit is not None else rows)
+
+
+def job_seconds_estimate() -> float:
+    """How long a job takes on a GPU worker: the median claim-to-finish time of the last
+    ESTIMATE_SAMPLE jobs that trained a unit, else FORGET['JOB_ESTIMATE_SECONDS'] (nothing measured yet)."""
+    recent = (
+        UnlearningJob.objects.filter(status__in=[JobStatus.SUCCEEDED, JobStatus.NEEDS_REVIEW], started_at__isnull=False, finished_at__isnull=False)
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at")[:ESTIMATE_SAMPLE]
+    )
+    measured = median([(finished - started).total_seconds() for started, finished in recent])
+    return measured if measured is not None else float(settings.FORGET["JOB_ESTIMATE_SECONDS"])
+
+
+def gpu_queue_forecast(*, now=None) -> list[Forecast]:
+    """Every running and queued job with its projected start and finish (scheduling.forecast), on
+    FORGET['GPU_WORKERS'] workers (or as many as hold a job now, if more)."""
+    now = now or timezone.now()
+    estimate = job_seconds_estimate()
+    running = [
+        QueuedWork(job.pk, job.request.reference, job.request.deadline_at, estimate * (1.0 - min(max(job.percent, 0.0), 100.0) / 100.0))
+        for job in UnlearningJob.objects.filter(status=JobStatus.RUNNING).select_related("request").order_by(*SCHEDULE_ORDER)
+    ]
+    queued = [QueuedWork(job.pk, job.request.reference, job.request.deadline_at, estimate) for job in jobs_in_schedule_order()]
+    workers = max(settings.FORGET["GPU_WORKERS"], len(running))
+    margin = timedelta(hours=settings.FORGET["DEADLINE_RISK_MARGIN_HOURS"])
+    return forecast(running=running, queued=queued, workers=workers, now=now, margin=margin)
+
+
+def job_forecast(job: UnlearningJob | None) -> Forecast | None:
+    """The forecast row of one queued or running job (the request page's "expected to finish")."""
+    if not job_is_current(job):
+        return None
+    return next((row for row in gpu_queue_forecast() if row.job_id == job.pk), None)
 
 
 def certificate_summary(job: UnlearningJob) -> dict[str, Any]:

@@ -32,11 +32,13 @@ from service.audit.services import audit_record
 from service.common.celery_app import app as celery_app
 from service.common.errors import ApplicationError, InvalidTransition
 from service.common.reasons import MAX_REASON
+from service.requests import notifications
 from service.requests.models import ErasureRequest
 from service.requests.selectors import request_get
 from service.requests.services import request_mark_pipeline
 from service.requests.states import TERMINAL, Status
 
+from . import selectors
 from .forget_set_builder import build_forget_set
 from .models import CorpusDocument, FrozenForgetSet, JobPhase, JobStatus, UnlearningJob
 from .selectors import corpus_search
@@ -319,11 +321,43 @@ def _request_status(request_id) -> str | None:
     return ErasureRequest.objects.filter(pk=request_id).values_list("status", flat=True).first()
 
 
-def job_claim(*, job_id: int, worker: str) -> Claim | None:
-    """Claims the job for `worker` with a compare-and-set. None: nothing to do (unknown job, already
-    finished: a redelivered task; or the request was cancelled, and the job is marked so). Raises
-    JobBusy when another worker holds it and is alive. A job still `running` whose heartbeat is
-    older than FORGET['JOB_STALE_SECONDS'] lost its worker: this worker resumes it (from scratch)."""
+def _claim_queued(job: UnlearningJob, *, worker: str, message_id: str, now) -> bool:
+    """queued -> running on `worker`, carried by task message `message_id`: a compare-and-set."""
+    waited = (now - (job.sent_at or job.created_at)).total_seconds()
+    with transaction.atomic():
+        won = UnlearningJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING,
+            worker=worker,
+            carried_by=message_id,
+            deliveries=F("deliveries") + 1,
+            started_at=now,
+            heartbeat_at=now,
+            phase=JobPhase.FORGET_SET,
+            percent=0.0,
+            step=0,
+            total=0,
+            loss=None,
+            timings={"queue_seconds": round(max(waited, 0.0), 3)},
+        )
+        if won:
+            audit_record(
+                action="unlearning.job_started",
+                actor=SYSTEM,
+                target_type="request",
+                target_id=job.request.reference,
+                data={"attempt": job.attempt, "worker": worker},
+            )
+    if won:
+        job.refresh_from_db()
+    return bool(won)
+
+
+def job_claim(*, job_id: int, worker: str, message_id: str = "") -> Claim | None:
+    """Claims job `job_id` for `worker` with a compare-and-set. None: nothing to do (unknown job,
+    already finished: a redelivered task; or the request was cancelled, and the job is marked so).
+    Raises JobBusy when another worker holds it and is alive. A job still `running` whose heartbeat
+    is older than FORGET['JOB_STALE_SECONDS'] lost its worker: this worker resumes it (from scratch).
+    `message_id`: the task message carrying the job from now on (job_claim_next)."""
     for _ in range(3):  # a lost compare-and-set re-reads the row and decides again
         now = timezone.now()
         job = _job(job_id)
@@ -337,31 +371,7 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
             job_cancel(job_id=job.pk)
             return None
         if job.status == JobStatus.QUEUED:
-            waited = (now - (job.sent_at or job.created_at)).total_seconds()
-            with transaction.atomic():
-                won = UnlearningJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-                    status=JobStatus.RUNNING,
-                    worker=worker,
-                    deliveries=F("deliveries") + 1,
-                    started_at=now,
-                    heartbeat_at=now,
-                    phase=JobPhase.FORGET_SET,
-                    percent=0.0,
-                    step=0,
-                    total=0,
-                    loss=None,
-                    timings={"queue_seconds": round(max(waited, 0.0), 3)},
-                )
-                if won:
-                    audit_record(
-                        action="unlearning.job_started",
-                        actor=SYSTEM,
-                        target_type="request",
-                        target_id=job.request.reference,
-                        data={"attempt": job.attempt, "worker": worker},
-                    )
-            if won:
-                job.refresh_from_db()
+            if _claim_queued(job, worker=worker, message_id=message_id, now=now):
                 return Claim(job, resumed=False)
             continue
         # running
@@ -383,6 +393,7 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
         with transaction.atomic():
             won = UnlearningJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at).update(
                 worker=worker,
+                carried_by=message_id or job.carried_by,
                 deliveries=F("deliveries") + 1,
                 heartbeat_at=now,
                 phase=JobPhase.FORGET_SET,
@@ -409,6 +420,65 @@ def job_claim(*, job_id: int, worker: str) -> Claim | None:
             job.refresh_from_db()
             return Claim(job, resumed=True)
     raise JobBusy(job_id, retry_in=1.0)
+
+
+# Queued jobs one pass of job_claim_next tries, in schedule order, before it reads the queue again.
+CLAIM_CANDIDATES = 8
+
+
+def job_claim_next(*, worker: str, message_id: str, job_id: int | None = None) -> Claim | None:
+    """What one task message runs under deadline-first scheduling (scheduling.py). A message is a
+    ticket for the most urgent queued job, not only for job `job_id`, the one it was sent for:
+
+    1. the job this message already carries (it was running when its worker died, and the broker
+       redelivered the message; also a job claimed before this scheduler, by its own message):
+       job_claim resumes it, or raises JobBusy while its worker still beats;
+    2. otherwise the queued job with the earliest deadline (a cancelled request's job is closed on
+       the way), claimed with a compare-and-set; another worker winning it moves on to the next.
+
+    None: nothing is queued. Every job is sent with its own message, so a message can run out of
+    work only when every queued job has been taken: none is left without a ticket."""
+    carried = UnlearningJob.objects.filter(status=JobStatus.RUNNING, carried_by=message_id).values_list("pk", flat=True).first() if message_id else None
+    if carried is None and job_id is not None:
+        carried = UnlearningJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, carried_by="").values_list("pk", flat=True).first()
+    if carried is not None:
+        return job_claim(job_id=carried, worker=worker, message_id=message_id)
+    while candidates := selectors.jobs_in_schedule_order(limit=CLAIM_CANDIDATES):
+        for job in candidates:
+            if job.request.status == Status.CANCELLED:
+                job_cancel(job_id=job.pk)
+            elif _claim_queued(job, worker=worker, message_id=message_id, now=timezone.now()):
+                return Claim(job, resumed=False)
+    return None
+
+
+def jobs_alert_deadline_risks(*, now=None) -> list[str]:
+    """Reviewers are told (email and audit row, once per job) about every queued or running job
+    the GPU queue's forecast projects to finish within DEADLINE_RISK_MARGIN_HOURS of its deadline,
+    or after it: while there is still time to add workers or extend the deadline."""
+    now = now or timezone.now()
+    alerted = []
+    for row in selectors.gpu_queue_forecast(now=now):
+        if not row.at_risk:
+            continue
+        with transaction.atomic():
+            if not UnlearningJob.objects.filter(pk=row.job_id, deadline_alert_at__isnull=True, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+                deadline_alert_at=now
+            ):
+                continue
+            data = {
+                "attempt": UnlearningJob.objects.filter(pk=row.job_id).values_list("attempt", flat=True).first(),
+                "position": row.position,
+                "projected_finish": row.projected_finish.isoformat(),
+                "deadline_at": row.deadline_at.isoformat(),
+                "estimate_seconds": round(selectors.job_seconds_estimate(), 1),
+            }
+            audit_record(action="unlearning.deadline_at_risk", actor=SYSTEM, target_type="request", target_id=row.reference, data=data)
+            notifications.send_deadline_at_risk(
+                reference=row.reference, position=row.position, projected_finish=row.projected_finish, deadline_at=row.deadline_at
+            )
+        alerted.append(row.reference)
+    return alerted
 
 
 def _mine(job_id: int, worker: str):

@@ -30,6 +30,9 @@ T = TypeVar("T")
 # processes must use the same one, and engineers sharing a machine use different ones.
 BROKER_URL = settings.CELERY_BROKER_URL if settings.CELERY_BROKER_URL.startswith("redis://") else "redis://127.0.0.1:6379/15"
 QUEUES = ("default", "gpu")
+# The workers' CELERY_VISIBILITY_TIMEOUT (tests/integration/conftest.py's start_worker): Redis hands an
+# unacknowledged message back after this many seconds (production: longer than the longest job).
+WORKER_VISIBILITY_TIMEOUT = 10
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 

@@ -4,7 +4,7 @@ gpu,default --pool solo`) on Redis and the PostgreSQL test database, with the ti
 
 The fault test SIGKILLs that worker in the middle of training. Redis gives an unacknowledged message
 back only after the broker's visibility timeout, so the workers here run with
-CELERY_VISIBILITY_TIMEOUT=10 (production keeps it longer than the longest job, 6 hours by default:
+CELERY_WORKER_VISIBILITY_TIMEOUT=10 (production keeps it longer than the longest job, 6 hours by default:
 a shorter one would hand a job that is still training to a second worker). A second worker then
 gets the message, sees that the job's heartbeat has stopped, and starts the attempt over; the unit id
 is per attempt, so the registry ends with exactly one unit for the request.
@@ -17,88 +17,22 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 from adapters_store.models import AdapterVersion
 from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
 from service.unlearning.models import UnlearningJob
-from tests.integration.processes import (
-    BROKER_URL,
-    LoggedProcess,
-    celery_worker_command,
-    database_url,
-    purge_queues,
-    purge_queues_or_fail,
-    require_postgresql,
-    tails,
-    wait_for,
-)
+from tests.integration.processes import WORKER_VISIBILITY_TIMEOUT, LoggedProcess, tails, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 # A tiny-world person whose unit passes the default certificate.
 PERSON = "Greta Northcott"
-VISIBILITY_TIMEOUT = 10
 PATIENCE_SECONDS = 420  # worker start-up, loading torch and the models, training and certifying, on two busy cores
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tiny_demo_model) -> Path:
-    """The tiny demo model (tests/conftest.py: built once and cached)."""
-    return tiny_demo_model
-
-
-@pytest.fixture
-def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callable[[str], LoggedProcess]:
-    """start_worker(name) -> a real GPU-queue worker on Redis db 15 and the test database; every
-    worker started is stopped afterwards, and the queues are purged before and after."""
-    require_postgresql("worker")
-    from service.config.celery import app
-
-    if app.conf.broker_url != BROKER_URL:
-        pytest.skip(f"the test process must send to the workers' broker: run with CELERY_BROKER_URL={BROKER_URL} (bin/test sets it)")
-    purge_queues_or_fail()
-
-    store = tmp_path / "store"
-    settings.ADAPTERS_STORE_URL, settings.ADAPTERS_STORE_ROOT = "", store  # this process reads what the workers store
-    call_command("load_demo_corpus", "--model-dir", str(tiny_model_dir), stdout=StringIO())
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": BROKER_URL,
-        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-        "FORGET_VAR_DIR": str(tmp_path / "var"),
-        "BASE_MODEL_DIR": str(tiny_model_dir),
-        "FORGET_DEMO_PRESET": "tiny",
-        "UNITS_WORK_DIR": str(tmp_path / "units"),
-        "ADAPTERS_STORE_URL": "",
-        "ADAPTERS_STORE_ROOT": str(store),
-        "FORGET_JOB_PROGRESS_SECONDS": "0.3",
-        "FORGET_JOB_HEARTBEAT_SECONDS": "1",
-        "FORGET_JOB_STALE_SECONDS": "5",
-        "OMP_NUM_THREADS": "1",  # two shared cores (tests/workers/conftest.py)
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "PYTHONUNBUFFERED": "1",
-    }
-    processes: list[LoggedProcess] = []
-
-    def start(name: str) -> LoggedProcess:
-        process = LoggedProcess(celery_worker_command(name), env=env, log=tmp_path / f"{name}.log")
-        processes.append(process)
-        return process
-
-    try:
-        yield start
-    finally:
-        for process in processes:
-            process.stop()
-        purge_queues()
 
 
 def _logs(*workers: LoggedProcess) -> str:
@@ -189,7 +123,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_request_ends_with_exac
     assert not AdapterVersion.objects.filter(request=request).exists()
 
     # Redis hands the unacknowledged message back once it is older than the visibility timeout.
-    time.sleep(max(0.0, killed.started_at.timestamp() + VISIBILITY_TIMEOUT + 1 - time.time()))
+    time.sleep(max(0.0, killed.started_at.timestamp() + WORKER_VISIBILITY_TIMEOUT + 1 - time.time()))
     second = start_worker("fault-b")
 
     _wait_for(lambda: _status(request) in ("staged", "failed"), "The second worker did not finish the redelivered job", first, second)

@@ -29,13 +29,15 @@ def busy_retries() -> int:
 # Time limits: CELERY_TASK_ANNOTATIONS in settings.py (JOB_TIME_LIMIT_SECONDS).
 @shared_task(name="workers.tasks.unlearning.run_job", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(self, job_id: int) -> dict:
-    """Claims job `job_id` (compare-and-set) and runs it: a redelivered or duplicate message for a
-    finished job does nothing, one for a job whose worker died resumes it, and one for a job that
-    another live worker holds comes back later (retry with a countdown, at most busy_retries() times)."""
+    """Claims the most urgent queued job (deadline first; `job_id` is the job this message was sent
+    for, which another message may have taken already) and runs it: a message redelivered after its
+    worker died resumes the job it was running, and comes back later while that job's worker is
+    still alive (retry with a countdown, at most busy_retries() times); with nothing queued it does
+    nothing."""
     from workers.jobs import process_job  # torch and the engine: only in the GPU worker's task body
 
     try:
-        return process_job(job_id, node=self.request.hostname or socket.gethostname())
+        return process_job(job_id, node=self.request.hostname or socket.gethostname(), message_id=self.request.id or "")
     except JobBusy as busy:
         limit = busy_retries()
         if self.request.retries >= limit:

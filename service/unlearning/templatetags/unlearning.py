@@ -40,6 +40,7 @@ def unlearning_job_panel(context) -> dict:
         "jobs": jobs,
         "job": latest,
         "current": selectors.job_is_current(latest),
+        "forecast": selectors.job_forecast(latest),
         "forget_set": selectors.forget_set_of(req),
         "certified": certified,
         "rules": certificate.get("rules", []),

@@ -216,7 +216,7 @@ def test_a_job_whose_worker_was_lost_too_often_is_not_resumed_again(file_request
     assert AuditEvent.objects.filter(action="unlearning.job_failed", target_id=request.reference).exists()
 
 
-def test_a_duplicate_message_for_a_job_a_live_worker_holds_comes_back_a_bounded_number_of_times(
+def test_a_redelivered_message_for_a_job_a_live_worker_holds_comes_back_a_bounded_number_of_times(
     file_request, staff, actor_of, django_capture_on_commit_callbacks, sent_jobs, settings
 ):
     from workers.tasks.unlearning import busy_retries, run_job
@@ -225,13 +225,18 @@ def test_a_duplicate_message_for_a_job_a_live_worker_holds_comes_back_a_bounded_
     assert busy_retries() == 4
     request = approve(file_request(PERSON), staff("reviewer"), actor_of, django_capture_on_commit_callbacks)
     job = UnlearningJob.objects.get(request=request)
-    services.job_claim(job_id=job.pk, worker="gpu-1:100")  # a live worker holds it (fresh heartbeat)
+    services.job_claim(job_id=job.pk, worker="gpu-1:100", message_id="m-1")  # a live worker holds it (fresh heartbeat), carried by m-1
 
-    # Run eagerly, Celery's apply() runs each retry at once (no countdown): the real task, the real claim.
-    result = run_job.apply(args=[job.pk]).get()
+    # m-1 redelivered (its worker looked lost). Run eagerly, Celery's apply() runs each retry at once
+    # (no countdown, the same task id): the real task, the real claim.
+    result = run_job.apply(args=[job.pk], task_id="m-1").get()
     assert result["outcome"] == "busy" and "after 4 tries" in result["reason"]
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING and job.worker == "gpu-1:100" and job.deliveries == 1
+
+    # Another message for the job (a duplicate send): m-1 carries it, so this one looks for the next
+    # queued job, finds none, and is done.
+    assert run_job.apply(args=[job.pk], task_id="m-2").get()["outcome"] == "nothing to do"
 
 
 def test_every_task_has_a_time_limit(settings):
