@@ -144,9 +144,9 @@ class DemoStack:
         self.processes.append((name, process, path))
         return process
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, name: str = "worker") -> subprocess.Popen:
         return self.start(
-            "worker",
+            name,
             [
                 CELERY,
                 "-A",
@@ -163,7 +163,7 @@ class DemoStack:
                 "--without-gossip",
                 "--without-mingle",
                 "-n",
-                f"bench-{os.getpid()}@%h",
+                f"bench-{name}-{os.getpid()}@%h",
             ],
         )
 
@@ -228,8 +228,8 @@ class DemoStack:
             time.sleep(every)
         raise RuntimeError(f"{what}: not within {timeout:g} s; logs in {self.var_dir}")
 
-    def wait_worker_ready(self, timeout: float = 240.0) -> None:
-        path = self.var_dir / "worker.log"
+    def wait_worker_ready(self, timeout: float = 240.0, name: str = "worker") -> None:
+        path = self.var_dir / f"{name}.log"
         self.wait_for("the Celery worker", lambda: " ready." in path.read_text(errors="replace"), timeout)
 
     def wait_gateway_ready(self, url: str, timeout: float = 300.0) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 worker with Django set up; it imports torch and the engine (the task imports this module inside its
 body, so the web process, which sends tasks by name, never loads it).
 
-    claim (compare-and-set) -> forget set (built once, frozen) -> "is it in the model?" ->
-    train the unit against the active units -> certificate -> PASS: register -> staged
+    claim (deadline first) -> forget set (built once, frozen) -> "is it in the model?" ->
+    train the unit against the active units -> [registration lock of the base model: project it
+    out of units that went live meanwhile] -> certificate -> PASS: register -> staged
                                                           -> not PASS: remediation rounds (retrain
                                                              with a new seed, longer, with more
                                                              prompts in the failing shapes; each
@@ -42,6 +43,7 @@ from adapters_store.models import AdapterVersion
 from adapters_store.selectors import active_versions, version_for_unit
 from adapters_store.services import adapter_register, adapter_verify_stored
 from service.accounts.roles import SYSTEM
+from service.common.locks import advisory_lock
 from service.unlearning import forget_set_builder, selectors, services
 from service.unlearning.models import JobPhase, UnlearningJob
 from workers import runtime
@@ -52,6 +54,7 @@ from workers.engine.detector import DetectorConfig
 from workers.engine.families import Fact, classify_attribute
 from workers.engine.forget_set import ForgetSet
 from workers.engine.generation import context_length, generate_answers
+from workers.engine.orthogonalise import orthogonalise_unit
 from workers.engine.pipeline import PipelineCallbacks, UnitCancelled, train_unit
 from workers.engine.probes import build_probes, facts_suite, probe_config_for
 from workers.engine.prompting import format_prompt
@@ -262,34 +265,24 @@ class _JobRun:
         return self._summary("needs review", unit_id=version.unit_id), unit_dir
 
     def _train_certify_register(self, base, world, forget_set) -> tuple[AdapterVersion, Path]:
-        """The request enters training; its unit is trained against the active units, certified
-        (with remediation rounds) and registered, passing or not."""
+        """The request enters training; its unit is trained against the live units, certified (with
+        remediation rounds) and registered, passing or not.
+
+        Several GPU workers may train for one base model at once; training runs in parallel, the
+        certificate and the registration (which activates a passing unit) hold the base model's
+        registration lock (service/common/locks.py). Under the lock the unit is checked against the
+        units live now: one that went live while it trained is projected out of its adapter
+        (engine/orthogonalise.py: exact orthogonality, no second training run), and the unit is
+        certified with every live unit, so that what is registered is what was certified, together
+        with what was live when it went live."""
         job = self.job
         if not services.job_begin_training(job=job, resumed=self.resumed):
             raise _Stop() if services.job_request_cancelled(job_id=job.pk) else PipelineError("The request left the pipeline while the job was starting.")
-        previous = self._previous_units(base)
-        probes = self._probes(base, world, forget_set, previous)
-        unit_dir, certificate = self._train_and_certify(base, forget_set, previous, probes)
-        services.job_record_certificate(job_id=job.pk, worker=self.worker, certificate=certificate, unit_id=self.unit_id)
-
-        started = time.perf_counter()
-        self.reporter.report(JobPhase.REGISTERING, EVAL_TO, force=True)
-        public = {key: value for key, value in certificate.items() if key != "personal_data"}
-        version = adapter_register(
-            unit_dir=unit_dir, actor=SYSTEM, request=job.request, certificate_passed=bool(certificate["passed"]), certificate_metrics=public
-        )
-        self._timed("register", started)
-        return version, unit_dir
-
-    def _train_and_certify(self, base, forget_set, previous, probes) -> tuple[Path, dict[str, Any]]:
-        """Train and certify; while the certificate is not PASS, remediate (a new seed, longer
-        training, more prompts in the failing shapes) up to FORGET['REMEDIATION_ROUNDS'] times, each
-        round recorded on the job and audited. Returns the last unit and its certificate."""
-
-        job = self.job
         unlearn, detector = self._configs()
         rounds = settings.FORGET["REMEDIATION_ROUNDS"]
-        unit_dir = certificate = None
+        previous = self._previous_units(base)
+        probes, probes_for = None, None
+        unit_dir = None
         for round_ in range(rounds + 1):
             if unit_dir is not None:
                 shutil.rmtree(unit_dir, ignore_errors=True)
@@ -298,12 +291,20 @@ class _JobRun:
             unit_dir = self._train(base, forget_set, previous, unlearn, detector, round_)
             self._timed(f"train{'' if round_ == 0 else f'_round{round_}'}", started)
             self.reporter.checkpoint()
-            services.job_begin_evaluation(job=job)
             started = time.perf_counter()
-            certificate = self._evaluate(base, previous, unit_dir, probes)
-            self._timed(f"evaluate{'' if round_ == 0 else f'_round{round_}'}", started)
-            if certificate["verdict"] == "pass" or round_ == rounds:
-                break
+            with advisory_lock(f"unit-registration:{base.fingerprint}"):
+                self._timed(f"lock_wait{'' if round_ == 0 else f'_round{round_}'}", started)
+                live = self._previous_units(base)
+                unit_dir = self._orthogonalised(unit_dir, trained_against=previous, live=live)
+                previous = live
+                if probes_for != [version.unit_id for version, _ in previous]:  # the same test across rounds unless the live units changed
+                    probes, probes_for = self._probes(base, world, forget_set, previous), [version.unit_id for version, _ in previous]
+                services.job_begin_evaluation(job=job)
+                started = time.perf_counter()
+                certificate = self._evaluate(base, previous, unit_dir, probes)
+                self._timed(f"evaluate{'' if round_ == 0 else f'_round{round_}'}", started)
+                if certificate["verdict"] == "pass" or round_ == rounds:
+                    return self._register(unit_dir, certificate), unit_dir
             unlearn, detector, changes = remediation.remediated(unlearn, detector, certificate, round_ + 1)
             services.job_remediation(
                 job_id=job.pk,
@@ -317,7 +318,43 @@ class _JobRun:
                 },
             )
             self.reporter.checkpoint()
-        return unit_dir, certificate
+        raise AssertionError("unreachable: the last round registers")  # pragma: no cover
+
+    def _orthogonalised(self, unit_dir: Path, *, trained_against, live) -> Path:
+        """The unit, projected out of the units that went live while it trained (none: as it is)."""
+        known = {version.unit_id for version, _ in trained_against}
+        newcomers = [(version, path) for version, path in live if version.unit_id not in known]
+        if not newcomers:
+            return unit_dir
+        started = time.perf_counter()
+        out_dir = unit_dir.with_name(f"{unit_dir.name}-o")
+        shutil.rmtree(out_dir, ignore_errors=True)  # left by a worker that died here
+        orthogonalise_unit(unit_dir, [path for _, path in newcomers], out_dir, also_previous=[path for _, path in trained_against])
+        shutil.rmtree(unit_dir, ignore_errors=True)
+        manifest = verify_unit(out_dir)
+        ids = [version.unit_id for version, _ in newcomers]
+        logger.info("job %s: units %s went live while it trained; its adapter is projected out of theirs", self.job.pk, ids)
+        services.job_orthogonalised(
+            job_id=self.job.pk,
+            worker=self.worker,
+            newcomers=ids,
+            penalty_before=manifest.extra["orthogonalised"]["penalty_before"],
+            penalty_after=manifest.extra["orthogonalised"]["penalty_after"],
+        )
+        self._timed("orthogonalise", started)
+        return out_dir
+
+    def _register(self, unit_dir: Path, certificate: dict[str, Any]) -> AdapterVersion:
+        job = self.job
+        services.job_record_certificate(job_id=job.pk, worker=self.worker, certificate=certificate, unit_id=self.unit_id)
+        started = time.perf_counter()
+        self.reporter.report(JobPhase.REGISTERING, EVAL_TO, force=True)
+        public = {key: value for key, value in certificate.items() if key != "personal_data"}
+        version = adapter_register(
+            unit_dir=unit_dir, actor=SYSTEM, request=job.request, certificate_passed=bool(certificate["passed"]), certificate_metrics=public
+        )
+        self._timed("register", started)
+        return version
 
     def _configs(self):
         """The deployment's UnlearnConfig and DetectorConfig, with a reviewer's retry options."""
@@ -356,6 +393,19 @@ class _JobRun:
         services.forget_set_record_check(forget_set_id=forget_set.pk, findings=findings, details=details)
         return findings
 
+    def _live_versions(self, base) -> list[AdapterVersion]:
+        """The units live now for this base model, other requests' (this request's own earlier
+        unit is replaced by the new one)."""
+        live = []
+        for version in active_versions():
+            if version.request_id == self.job.request_id:
+                continue
+            if version.base_fingerprint and version.base_fingerprint != base.fingerprint:
+                logger.warning("active unit %s was trained for another base model; not used", version.unit_id)
+                continue
+            live.append(version)
+        return live
+
     def _previous_units(self, base) -> list[tuple[Any, Path]]:
         """The units live now (other requests'), verified and cached locally: the new adapter is
         trained orthogonal to them and certified together with them."""
@@ -363,12 +413,7 @@ class _JobRun:
         cache = self.work_dir / "active"
         cache.mkdir(parents=True, exist_ok=True)
         previous = []
-        for version in active_versions():
-            if version.request_id == self.job.request_id:
-                continue
-            if version.base_fingerprint and version.base_fingerprint != base.fingerprint:
-                logger.warning("active unit %s was trained for another base model; not used", version.unit_id)
-                continue
+        for version in self._live_versions(base):
             local = cache / f"{version.unit_id}-{version.manifest_sha256[:16]}"
             if local.is_dir():
                 try:

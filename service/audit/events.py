@@ -38,6 +38,7 @@ EVENTS: dict[str, str] = {
     "unlearning.job_cancelled": "Unlearning attempt {attempt} of {target} stopped: the request was cancelled",
     "unlearning.remediation_started": "Unlearning attempt {attempt} of {target}: remediation round {round} ({reason})",
     "unlearning.job_needs_review": "Unlearning attempt {attempt} of {target} needs review: {reason}",
+    "unlearning.orthogonalised": "Unlearning attempt {attempt} of {target}: adapter projected out of units {units}, which went live while it trained",
     "unlearning.deadline_at_risk": "Deadline of {target} at risk: attempt {attempt}, GPU queue position {position}, expected at {projected_finish}",
     "corpus.loaded": "Training-corpus index: {count} documents loaded from {source}",
     # signed certificates (service/dossier, docs/dossier.md); targets are requests

@@ -602,6 +602,29 @@ def job_remediation(*, job_id: int, worker: str, entry: dict[str, Any]) -> None:
         )
 
 
+def job_orthogonalised(*, job_id: int, worker: str, newcomers: list[str], penalty_before: float, penalty_after: float) -> None:
+    """Units went live while this job trained (another GPU worker registered them): its adapter was
+    projected out of theirs before its certificate (docs/pipeline.md, "Several GPU workers").
+    On the job (timings) and in the audit log."""
+    job = _job(job_id)
+    with transaction.atomic():
+        if not _mine(job_id, worker).exists():
+            raise JobLost(f"job {job_id} is no longer held by {worker}")
+        audit_record(
+            action="unlearning.orthogonalised",
+            actor=SYSTEM,
+            target_type="request",
+            target_id=job.request.reference,
+            data={
+                "attempt": job.attempt,
+                "units": ", ".join(newcomers),
+                "newcomers": newcomers,
+                "penalty_before": _finite(penalty_before),
+                "penalty_after": _finite(penalty_after),
+            },
+        )
+
+
 def job_needs_review(*, job_id: int, worker: str, unit_id: str, reason: str) -> None:
     """The certificate did not pass after every remediation round: the job ends `needs_review`
     and the request goes to a reviewer (evaluating -> needs_review), who retries it with options

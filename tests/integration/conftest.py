@@ -30,8 +30,9 @@ def tiny_model_dir(tiny_demo_model) -> Path:
 
 @pytest.fixture
 def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callable[[str], LoggedProcess]:
-    """start_worker(name) -> a real GPU-queue worker on Redis db 15 and the test database; every
-    worker started is stopped afterwards, and the queues are purged before and after."""
+    """start_worker(name, **env) -> a real GPU-queue worker on Redis db 15 and the test database
+    (`env`: more variables for it); every worker started is stopped afterwards, and the queues are
+    purged before and after."""
     require_postgresql("worker")
     from service.config.celery import app
 
@@ -62,8 +63,8 @@ def start_worker(transactional_db, tmp_path, settings, tiny_model_dir) -> Callab
     }
     processes: list[LoggedProcess] = []
 
-    def start(name: str) -> LoggedProcess:
-        process = LoggedProcess(celery_worker_command(name), env=env, log=tmp_path / f"{name}.log")
+    def start(name: str, **extra_env: str) -> LoggedProcess:
+        process = LoggedProcess(celery_worker_command(name), env={**env, **extra_env}, log=tmp_path / f"{name}.log")
         processes.append(process)
         return process
 
