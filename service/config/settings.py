@@ -304,6 +304,9 @@ DETECTOR_ENCODER_DIR = env("DETECTOR_ENCODER_DIR", default="")
 UNITS_WORK_DIR = Path(env("UNITS_WORK_DIR", default=str(VAR_DIR / "units")))
 # The inference gateway the staff playground and the demo talk to.
 GATEWAY_URL = env("GATEWAY_URL", default="http://127.0.0.1:8100")
+# Adapters on demand (docs/gateway.md): at most this many unit adapters resident in a gateway, the
+# least recently fired dropped and loaded again (digests verified) when their detector fires; 0: all.
+GATEWAY_ADAPTER_BUDGET = env.int("GATEWAY_ADAPTER_BUDGET", default=0)
 # How long the staff playground waits for the gateway's answer (docs/gateway.md).
 GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=60.0)
 

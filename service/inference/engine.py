@@ -8,6 +8,14 @@ gateway's HTTP views reach it through service.inference.gateway, which is torch-
     engine.complete([Prompt("question", "Where does Ada live?")], max_tokens=32)
     engine.unload_unit("rtbf-7k3m9q-v1")
 
+Adapters on demand (`adapter_budget` > 0, `run_gateway --adapter-budget N`): every unit's detector
+stays resident, since the gate scores every prompt against all of them, but at most N adapters
+do; a fired unit whose adapter is not resident is loaded from the gateway's verified local copy
+(every digest checked again) before the batch runs, the least recently fired ones are dropped,
+and the load time goes into the gate decision. Decisions are the same as with every adapter
+resident: the gate is computed over all detectors first. A fired adapter that cannot be loaded
+fails its rows with a 503, never answers them without it.
+
 Units change by copy-on-write (GatedModel.add_unit/remove_unit, and a new UnitWeights over the
 detectors): a batch already running keeps the unit snapshot it started with, the next batch sees
 the change, and the base model is never reloaded. Every model call (detectors, generation,
@@ -19,8 +27,12 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from pathlib import Path
+
+from service.common.errors import ApplicationError
 
 from .batcher import Batcher
 from .protocol import Completion, Prompt
@@ -40,6 +52,17 @@ class ContextLengthExceeded(ValueError):
 STREAM = "stream"  # the batch key of streamed rows: (STREAM, max_tokens)
 
 
+class AdapterUnavailable(ApplicationError):
+    """A unit fired for the prompt but its adapter could not be loaded: the prompt is not answered."""
+
+    def __init__(self, unit_id: str, problem: str):
+        super().__init__(
+            f"Unit {unit_id} applies to this prompt, but its adapter could not be loaded here ({problem}); retry in a moment.",
+            code="adapter_unavailable",
+            status=503,
+        )
+
+
 class StreamRow:
     """A prompt of a streamed call: its answer's events go to `channel` under its `row` index."""
 
@@ -52,7 +75,7 @@ class StreamRow:
 class GatewayEngine:
     """A GatedModel whose units change at run time, behind a micro-batcher."""
 
-    def __init__(self, base, encoder, *, max_batch: int = 16, max_queue: int = 256, model_name: str | None = None):
+    def __init__(self, base, encoder, *, max_batch: int = 16, max_queue: int = 256, model_name: str | None = None, adapter_budget: int = 0):
         from workers.engine.gate import GatedModel
         from workers.engine.generation import context_length
         from workers.engine.serving import UnitWeights
@@ -60,6 +83,14 @@ class GatewayEngine:
         self.base, self.encoder = base, encoder
         self.model_name = model_name or base.path.name
         self._detectors: dict = {}
+        # Adapters on demand: 0 keeps every adapter resident; N > 0 at most N (least recently fired out).
+        if adapter_budget < 0:
+            raise ValueError("adapter_budget must be 0 (every adapter resident) or positive")
+        self.adapter_budget = adapter_budget
+        self._sources: dict[str, tuple[Path, str | None]] = {}  # unit id -> its verified local copy and manifest digest
+        self._resident: OrderedDict[str, None] = OrderedDict()  # unit ids whose adapter is in self.gated, least recently fired first
+        self.adapter_loads = 0  # cold loads since start
+        self.adapter_hits = 0  # fired units whose adapter was resident
         self._changes = threading.Lock()  # one unit change at a time (the watcher's thread)
         self.gated = GatedModel(base, weight_fn=UnitWeights(encoder, {}))
         self.context_length: int | None = context_length(base.model)
@@ -81,6 +112,11 @@ class GatewayEngine:
 
     @property
     def unit_ids(self) -> tuple[str, ...]:
+        """Every live unit (its detector is resident; its adapter may not be, with a budget)."""
+        return tuple(self._detectors)
+
+    @property
+    def resident_adapters(self) -> tuple[str, ...]:
         return self.gated.unit_ids
 
     def close(self) -> None:
@@ -101,16 +137,25 @@ class GatewayEngine:
         [unit] = load_units(self.base, [unit_dir], self.encoder, [expected_manifest_digest])
         unit_id = unit.manifest.unit_id
         with self._changes:
+            if unit_id in self._detectors:
+                from workers.engine.gate import GateError
+
+                raise GateError(f"unit {unit_id!r} is already loaded")
             detectors = {**self._detectors, unit_id: unit.detector}
             previous = self.gated.weight_fn
             # The detector first: a call that sees the new unit must be able to score it.
             self.gated.weight_fn = UnitWeights(self.encoder, detectors)
+            resident = not self.adapter_budget or len(self._resident) < self.adapter_budget
             try:
-                self.gated.add_unit(unit_id, unit.adapter)
+                if resident:
+                    self.gated.add_unit(unit_id, unit.adapter)
             except BaseException:
                 self.gated.weight_fn = previous
                 raise
+            if resident:
+                self._resident[unit_id] = None
             self._detectors = detectors
+            self._sources[unit_id] = (Path(unit_dir), expected_manifest_digest)
         return unit_id
 
     def unload_unit(self, unit_id: str) -> None:
@@ -118,9 +163,66 @@ class GatewayEngine:
         from workers.engine.serving import UnitWeights
 
         with self._changes:
-            self.gated.remove_unit(unit_id)  # the adapter first: no call applies it from now on
+            if unit_id not in self._detectors:
+                raise KeyError(f"unit {unit_id!r} is not loaded")
+            if unit_id in self._resident:
+                self.gated.remove_unit(unit_id)  # the adapter first: no call applies it from now on
+                del self._resident[unit_id]
             self._detectors = {uid: d for uid, d in self._detectors.items() if uid != unit_id}
+            self._sources.pop(unit_id, None)
             self.gated.weight_fn = UnitWeights(self.encoder, self._detectors)
+
+    def _gate(self, texts: list[str]):
+        """The gate's weights for one batch, the rows that cannot run (a fired adapter that could
+        not be loaded: row -> AdapterUnavailable), and the seconds spent loading adapters."""
+        if not self.adapter_budget:
+            return self.gated.resolve_weights(texts), {}, 0.0
+        import numpy as np
+
+        with self._changes:  # no unit comes or goes between the decision and the adapters it needs
+            ids = tuple(self._detectors)
+            matrix = np.asarray(self.gated.weight_fn(texts, ids), dtype=np.float32) if ids and texts else np.zeros((len(texts), 0), dtype=np.float32)
+            fired = [ids[j] for j in np.flatnonzero(matrix.any(axis=0))] if ids else []
+            started, loads = time.perf_counter(), self.adapter_loads
+            failed = self._make_resident(fired)
+            seconds = time.perf_counter() - started if self.adapter_loads > loads or failed else 0.0  # 0: every fired adapter was resident
+            column = {uid: j for j, uid in enumerate(ids)}
+            weights = self.gated.resolve_weights(texts, weights={uid: matrix[:, column[uid]] for uid in fired if uid not in failed})
+        errors = {}
+        for uid, problem in failed.items():
+            for row in np.flatnonzero(matrix[:, column[uid]] > 0):
+                errors.setdefault(int(row), AdapterUnavailable(uid, problem))
+        return weights, errors, seconds
+
+    def _make_resident(self, fired: list[str]) -> dict[str, str]:
+        """Loads the fired units' adapters that are not resident (verified again), then drops the
+        least recently fired beyond the budget, never one fired now. Returns unit id -> problem for
+        the adapters that could not be loaded. Called holding self._changes."""
+        from workers.engine.artifacts import load_unit_adapter
+
+        failed = {}
+        for uid in fired:
+            if uid in self._resident:
+                self._resident.move_to_end(uid)
+                self.adapter_hits += 1
+                continue
+            path, digest = self._sources[uid]
+            try:
+                self.gated.add_unit(uid, load_unit_adapter(path, self.base.fingerprint, digest))
+            except Exception as exc:  # noqa: BLE001 - the rows it fired for fail; the others run
+                logger.error("could not load the adapter of unit %s on demand: %s: %s", uid, type(exc).__name__, exc)
+                failed[uid] = type(exc).__name__
+                continue
+            self._resident[uid] = None
+            self.adapter_loads += 1
+        keep = set(fired)
+        for uid in list(self._resident):
+            if len(self._resident) <= self.adapter_budget:
+                break
+            if uid not in keep:
+                self.gated.remove_unit(uid)
+                del self._resident[uid]
+        return failed
 
     # -- generation ------------------------------------------------------------------------------
 
@@ -152,6 +254,7 @@ class GatewayEngine:
 
     def _run_batch(self, prompts: list[Prompt], max_tokens: Hashable) -> list[Completion | Exception]:
         """Runs on the batcher's thread: every tokenizer and model call of the gateway happens here."""
+        from workers.engine.gate import GateWeights
         from workers.engine.generation import generate_answers
         from workers.engine.prompting import prompt_ids
 
@@ -166,7 +269,14 @@ class GatewayEngine:
             else:
                 runnable.append(i)
         if runnable:
-            weights = self.gated.resolve_weights([self.detector_text(prompts[i]) for i in runnable])
+            weights, unavailable, load_seconds = self._gate([self.detector_text(prompts[i]) for i in runnable])
+            if unavailable:  # those rows are not answered; the others run with the same decisions
+                for row, error in unavailable.items():
+                    results[runnable[row]] = error
+                keep = [row for row in range(len(runnable)) if row not in unavailable]
+                runnable = [runnable[row] for row in keep]
+                weights = GateWeights(weights.units, weights.matrix[keep])
+        if runnable:
             with self.gated.apply(weights):
                 answers = generate_answers(
                     self.base.model, tokenizer, [texts[i] for i in runnable], max_new_tokens=max_tokens, batch_size=len(runnable), raw_prompts=True
@@ -179,6 +289,7 @@ class GatewayEngine:
                     prompt_tokens=counts[i],
                     completion_tokens=generated,
                     weights={unit_id: w for unit_id, w in weights.row(row).items() if w > 0},
+                    adapter_load_seconds=load_seconds,
                 )
         return results
 
@@ -228,7 +339,18 @@ class GatewayEngine:
                 runnable.append(i)
         if not runnable:
             return results
-        weights = self.gated.resolve_weights([self.detector_text(rows[i].prompt) for i in runnable])
+        weights, unavailable, load_seconds = self._gate([self.detector_text(rows[i].prompt) for i in runnable])
+        if unavailable:  # those rows end with their error before any token; the others run
+            from workers.engine.gate import GateWeights
+
+            for row, error in unavailable.items():
+                results[runnable[row]] = error
+                rows[runnable[row]].channel.push(rows[runnable[row]].row, "error", error)
+            keep = [row for row in range(len(runnable)) if row not in unavailable]
+            runnable = [runnable[row] for row in keep]
+            weights = GateWeights(weights.units, weights.matrix[keep])
+            if not runnable:
+                return results
         answers = [AnswerText(rows[i].stop) for i in runnable]
         tokens: list[list[int]] = [[] for _ in runnable]
         done = [False] * len(runnable)
@@ -295,6 +417,7 @@ class GatewayEngine:
                 prompt_tokens=counts[i],
                 completion_tokens=len(tokenizer(" " + text, add_special_tokens=False)["input_ids"]) if text else 0,
                 weights={unit_id: w for unit_id, w in weights.row(r).items() if w > 0},
+                adapter_load_seconds=load_seconds,
             )
             row.channel.push(row.row, "end", results[i])
         return results

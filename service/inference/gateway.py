@@ -134,6 +134,12 @@ class Gateway:
             "units": sorted(self.engine.unit_ids),
             "started_at": self.started_at,
             "queued_prompts": self.engine.batcher.queued,
+            "adapters": {
+                "budget": self.engine.adapter_budget,
+                "resident": len(self.engine.resident_adapters),
+                "loaded_on_demand": self.engine.adapter_loads,
+                "resident_hits": self.engine.adapter_hits,
+            },
         }
         if watcher is not None:
             body.update(watcher.health())

@@ -79,6 +79,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     weights: dict[str, float] = field(default_factory=dict)  # unit id -> weight, units that fired only
+    adapter_load_seconds: float = 0.0  # adapters on demand: loading the fired units' adapters for this batch (0: all resident)
 
     def with_stop(self, stop: Sequence[str]) -> Completion:
         """Cut the text at the first stop sequence (which is not returned), as OpenAI does."""
@@ -414,13 +415,17 @@ def completion_body(completions: Sequence[Completion], *, model: str, system_fin
     }
 
 
-def gate_decision(weights: dict[str, float], unit_requests: dict[str, str | None]) -> dict[str, Any]:
-    """Which units fired for one prompt, strongest first, each with its request's reference."""
+def gate_decision(weights: dict[str, float], unit_requests: dict[str, str | None], adapter_load_seconds: float = 0.0) -> dict[str, Any]:
+    """Which units fired for one prompt, strongest first, each with its request's reference; with
+    `adapter_load_ms` when the gateway loaded a fired unit's adapter for it (adapters on demand)."""
     fired = sorted(((unit_id, w) for unit_id, w in weights.items() if w > 0), key=lambda item: (-item[1], item[0]))
-    return {
+    decision: dict[str, Any] = {
         "fired": bool(fired),
         "units": [{"unit_id": unit_id, "request": unit_requests.get(unit_id), "weight": round(float(w), 4)} for unit_id, w in fired],
     }
+    if fired and adapter_load_seconds > 0:
+        decision["adapter_load_ms"] = round(1000.0 * adapter_load_seconds, 2)
+    return decision
 
 
 def generate_body(
@@ -445,7 +450,7 @@ def generate_body(
                 "text": c.text,
                 "finish_reason": c.finish_reason,
                 "usage": _usage([c]),
-                "gate": gate_decision(c.weights, unit_requests),
+                "gate": gate_decision(c.weights, unit_requests, c.adapter_load_seconds),
             }
             for i, (prompt, c) in enumerate(zip(request.prompts, completions))
         ],

@@ -31,6 +31,12 @@ class Command(BaseCommand):
         parser.add_argument("--gateway-id", default="", help="The id this gateway reports to the registry (default host:port).")
         parser.add_argument("--device", default=None, help="torch device for the model and the detectors (default: cuda if available, else cpu).")
         parser.add_argument("--max-batch", type=int, default=16, help="Most prompts of different calls run together in one batch (default 16).")
+        parser.add_argument(
+            "--adapter-budget",
+            type=int,
+            default=settings.GATEWAY_ADAPTER_BUDGET,
+            help="Most adapters kept resident, least recently fired dropped and reloaded on demand (default GATEWAY_ADAPTER_BUDGET, 0: all).",
+        )
         parser.add_argument("--max-queue", type=int, default=256, help="Most prompts waiting; beyond, calls get 503 overloaded (default 256).")
         parser.add_argument("--request-timeout", type=float, default=120.0, help="Seconds a call may wait for its answer (default 120; then 504).")
         parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
@@ -64,10 +70,13 @@ class Command(BaseCommand):
         keep_alive,
         graceful_timeout,
         limit_concurrency,
+        adapter_budget,
         **options,
     ):
         if poll_seconds <= 0:
             raise CommandError("--poll-seconds must be positive.")
+        if adapter_budget < 0:
+            raise CommandError("--adapter-budget must be 0 (every adapter resident) or positive.")
         if not 0 < port < 65536:
             raise CommandError("--port must be between 1 and 65535.")
         gateway_id = (gateway_id or f"{socket.gethostname()}:{port}")[:128]
@@ -82,7 +91,7 @@ class Command(BaseCommand):
 
             torch.set_num_threads(torch_threads)
         self.stdout.write(f"Gateway {gateway_id}: loading the base model and the detector encoder...")
-        engine = GatewayEngine.from_runtime(device=device, max_batch=max_batch, max_queue=max_queue)
+        engine = GatewayEngine.from_runtime(device=device, max_batch=max_batch, max_queue=max_queue, adapter_budget=adapter_budget)
         self.stdout.write(f"  model {engine.model_name} (fingerprint {engine.fingerprint[:12]}) on {engine.base.device}, in {time.monotonic() - started:.1f} s")
 
         root = cache_dir or os.path.join(settings.VAR_DIR, "gateway-cache")
