@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +28,15 @@ from tests.integration.processes import LoggedProcess, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 DEMO = str(Path(settings.BASE_DIR) / "bin" / "demo")
+# bin/demo as a terminal starts it: with Ctrl-C's SIGINT at its default disposition. A test run
+# started in the background of a non-interactive shell inherits SIGINT ignored, and bash cannot trap
+# a signal ignored when it starts; this resets it and then becomes bin/demo (the same process).
+DEMO_AS_IN_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+    DEMO,
+]
 PATIENCE_SECONDS = 720  # model reuse, four processes starting, three units trained and certified, on two busy cores
 
 
@@ -83,7 +93,7 @@ def test_demo_keeps_the_ui_up_after_the_story_and_ctrl_c_stops_every_process(tmp
     var = tmp_path / "var"
     env = _env(tmp_path, FORGET_VAR_DIR=str(var))
     log = tmp_path / "demo.log"
-    demo = LoggedProcess([DEMO], env=env, log=log)
+    demo = LoggedProcess(DEMO_AS_IN_A_TERMINAL, env=env, log=log)
     try:
         deadline = time.monotonic() + PATIENCE_SECONDS
         while "Press Ctrl-C to stop." not in log.read_text() and demo.poll() is None and time.monotonic() < deadline:
