@@ -458,20 +458,23 @@ def jobs_alert_deadline_risks(*, now=None) -> list[str]:
     or after it: while there is still time to add workers or extend the deadline."""
     now = now or timezone.now()
     alerted = []
-    for row in selectors.gpu_queue_forecast(now=now):
-        if not row.at_risk:
-            continue
+    rows = [row for row in selectors.gpu_queue_forecast(now=now) if row.at_risk]
+    if not rows:
+        return alerted
+    estimate = round(selectors.job_seconds_estimate(), 1)
+    attempts = dict(UnlearningJob.objects.filter(pk__in=[row.job_id for row in rows]).values_list("pk", "attempt"))
+    for row in rows:
         with transaction.atomic():
             if not UnlearningJob.objects.filter(pk=row.job_id, deadline_alert_at__isnull=True, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
                 deadline_alert_at=now
             ):
                 continue
             data = {
-                "attempt": UnlearningJob.objects.filter(pk=row.job_id).values_list("attempt", flat=True).first(),
+                "attempt": attempts.get(row.job_id),
                 "position": row.position,
                 "projected_finish": row.projected_finish.isoformat(),
                 "deadline_at": row.deadline_at.isoformat(),
-                "estimate_seconds": round(selectors.job_seconds_estimate(), 1),
+                "estimate_seconds": estimate,
             }
             audit_record(action="unlearning.deadline_at_risk", actor=SYSTEM, target_type="request", target_id=row.reference, data=data)
             notifications.send_deadline_at_risk(
