@@ -41,6 +41,12 @@ class AdapterVersion(models.Model):
     library_versions = models.JSONField(default=dict, blank=True)
     certificate_metrics = models.JSONField(default=dict, blank=True, help_text="The evaluation behind the certificate.")
     certificate_passed = models.BooleanField(default=False)
+    orthogonality = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The manifest's orthogonality record: the penalty against the units it was trained against and the room they left it "
+        "(workers/engine/orthogonal_room.py). Empty for units trained before the record existed.",
+    )
     certificate_override = models.JSONField(
         default=dict,
         blank=True,

@@ -23,6 +23,7 @@ from service.accounts.roles import Actor, Capability
 from service.common.errors import ApplicationError, NotFound
 
 from .models import ActivationEvent, AdapterVersion, GatewayReport, RegistryGeneration
+from .orthogonality import BaseModelRoom, base_model_rooms
 from .states import EventAction, VersionStatus
 
 
@@ -64,6 +65,11 @@ def registry_generation() -> int:
 def active_versions() -> QuerySet[AdapterVersion]:
     """The units live now, oldest activation first."""
     return AdapterVersion.objects.filter(status=VersionStatus.ACTIVE).select_related("request").order_by("created_at", "id")
+
+
+def orthogonal_rooms() -> list[BaseModelRoom]:
+    """Per base model, how much orthogonal room the live units leave a new one (orthogonality.py)."""
+    return base_model_rooms(active_versions())
 
 
 # --- live at a time T ----------------------------------------------------------------------------

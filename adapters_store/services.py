@@ -38,6 +38,7 @@ from service.requests.states import TERMINAL, Status
 from workers.engine.unit_manifest import Manifest, UnitCompatibilityError, UnitIntegrityError, list_files, verify_unit
 
 from .models import ActivationEvent, AdapterVersion, GatewayReport, RegistryGeneration
+from .orthogonality import orthogonality_record
 from .states import ACTION_TARGET, EventAction, VersionStatus, sources_for
 from .storage import UnitNotStored, check_unit_id, get_storage, storage_for_uri
 
@@ -236,6 +237,7 @@ def _record_version(
         library_versions=manifest.library_versions or {},
         certificate_metrics=certificate_metrics,
         certificate_passed=bool(certificate_passed),
+        orthogonality=orthogonality_record(manifest.extra),
     )
     audit_record(
         action="adapter.registered",

@@ -66,6 +66,7 @@ def registry_index(request, actor: Actor):
         "adapters_store/index.html",
         {
             "live": selectors.live_units(),
+            "rooms": selectors.orthogonal_rooms(),
             "generation": generation,
             "checks": [selectors.gateway_report_check(report, generation=generation) for report in selectors.gateway_reports_latest()],
             "form": form,

@@ -244,6 +244,7 @@ def run(args: argparse.Namespace) -> dict:
     stacks = {m: GatedModel(base) for m in methods if m in BASELINES}
     stacked: dict[str, list[AdapterWeights]] = {m: [] for m in stacks}
     certificates, evaluations, train_seconds = [], [], {m: [] for m in methods}
+    orthogonality: list[dict] = []  # per request of ours: its recorded penalty and the room it found
     try:
         for request in stream:
             t = request.index
@@ -254,6 +255,18 @@ def run(args: argparse.Namespace) -> dict:
                 units.append(unit)
                 loaded = load_unit(unit, base.fingerprint, detector_loader=None)
                 o3_gate.add_unit(request.unit_id, loaded.adapter)
+                room = loaded.manifest.extra.get("orthogonality_room", {})
+                orthogonality.append(
+                    {
+                        "request": t,
+                        "penalty": loaded.manifest.extra.get("orthogonality_penalty"),
+                        "fits": room.get("fits"),
+                        "policy": room.get("policy"),
+                        "used_share": room.get("used_share"),
+                        "modules_without_room": room.get("modules_without_room"),
+                        "tightest": room.get("tightest"),
+                    }
+                )
                 from workers.engine.detector import load_detector
 
                 detectors["ours"][request.unit_id] = load_detector(unit / "detector", encoder)
@@ -319,6 +332,7 @@ def run(args: argparse.Namespace) -> dict:
         },
         "targets": TARGETS,
         "certificates": certificates,
+        "orthogonality": orthogonality,
         "evaluations": evaluations,
         "final": final,
         "target_check": target_check(final, certificates),
@@ -477,6 +491,34 @@ def markdown(result: dict) -> str:
             f"Certificates (certification probes, per request): {verdicts['pass']} PASS, {verdicts['inconclusive']} INCONCLUSIVE, "
             f"{verdicts['fail']} FAIL of {len(certs)}; {remediated_count} needed remediation rounds.",
         ]
+    room = result.get("orthogonality") or []
+    if room and "ours" in methods:
+        by_request = {r["request"]: r for r in room}
+        first_full = next((r["request"] for r in room if r["fits"] is False), None)
+        lines += [
+            "",
+            "Ours against the request index (the outsider's evaluation after that request; the orthogonality penalty and the "
+            "used input directions of the tightest layer recorded when that request's unit was trained):",
+            "",
+            "| after request | leak, all families (≤ 95%) | retain R | retain W | union FPR (≤ 95%) | orthogonality penalty | tightest layer used |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for e in result["evaluations"]:
+            r, o = e["methods"]["ours"], by_request.get(e["after_request"], {})
+            tight = o.get("tightest") or {}
+            retain = [f"{r['retain'][k]['ratio']:.3f}" if k in r["retain"] else "–" for k in ("R", "W")]
+            lines.append(
+                f"| {e['after_request']} | {_cell(r['leak'].get('all'))} | {retain[0]} | {retain[1]} | {_cell(r.get('union_fpr'))} | "
+                f"{o.get('penalty', 0.0) or 0.0:.3g} | {tight.get('used', 0)} of {tight.get('width', 0)} |"
+            )
+        lines += [
+            "",
+            (
+                f"No orthogonal room from request {first_full} on (policy: relax, the penalty recorded; the certificate decides)."
+                if first_full
+                else "Every unit found orthogonal room."
+            ),
+        ]
     seconds = result["train_seconds"]
     lines += [
         "",
@@ -503,7 +545,8 @@ def plot(result: dict, path: Path) -> None:
 
     evaluations, methods = result["evaluations"], result["settings"]["methods"]
     x = [e["after_request"] for e in evaluations]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    room = result.get("orthogonality") or []
+    fig, axes = plt.subplots(1, 4 if room else 3, figsize=(20 if room else 15, 4.2))
     for m in methods:
         axes[0].plot(x, [e["methods"][m]["leak"]["all"]["rate"] for e in evaluations], marker="o", label=LABELS[m])
         axes[1].plot(x, [e["methods"][m]["retain"]["R"]["ratio"] for e in evaluations], marker="o", label=LABELS[m])
@@ -512,6 +555,16 @@ def plot(result: dict, path: Path) -> None:
     axes[0].set_title("leak, all families pooled (any value)")
     axes[1].set_title("retain ratio, other people (R)")
     axes[2].set_title("union FPR (gated methods)")
+    if room:
+        ax = axes[3]
+        ax.plot([r["request"] for r in room], [r["penalty"] or 0.0 for r in room], marker=".", color="tab:red", label="orthogonality penalty (ours)")
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_title("orthogonality penalty at training; used share of the tightest layer")
+        share = ax.twinx()
+        share.plot([r["request"] for r in room], [r["used_share"] or 0.0 for r in room], color="tab:gray", linestyle="--", label="input directions used")
+        share.set_ylim(0, 1.05)
+        ax.legend(fontsize=7, loc="upper left")
+        share.legend(fontsize=7, loc="lower right")
     for ax in axes:
         ax.set_xlabel("requests so far")
         ax.grid(alpha=0.3)

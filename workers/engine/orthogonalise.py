@@ -8,9 +8,12 @@ matrices are projected onto the orthogonal complement of the newcomers' A rows, 
     A' = A - (A Q) Q^T,  Q = an orthonormal basis of the rows of the newcomers' stacked A (float64 QR)
 
 so that ||A_k A'^T||_F = 0 for every newcomer k (up to rounding), which no amount of penalised
-training guarantees. The update B A' changes only on the inputs' components inside the newcomers'
-rows: the unit is certified again after the projection (workers/jobs.py) and is never registered
-on the strength of the certificate of the unprojected adapter.
+training guarantees. When the newcomers leave a module less room than the unit's rank
+(orthogonal_room.py), the projection would cut the adapter's rank: it is skipped, the manifest says
+so (`orthogonalised.skipped`) and the unit goes on as relaxed, with its penalty recorded. The
+update B A' changes only on the inputs' components inside the newcomers' rows: the unit is
+certified again after the projection (workers/jobs.py) and is never registered on the strength
+of the certificate of the unprojected adapter.
 
 The projected unit is a new unit directory (units are immutable), with the same detector files and
 a manifest that records the projection: `orthogonalised` (the newcomers' ids, and the penalty
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from . import orthogonal_room
 from .artifacts import DETECTOR_DIR, load_unit, write_unit
 from .training import AdapterWeights, LoraModule, orthogonality_penalty, stack_lora_A
 
@@ -66,11 +70,18 @@ def orthogonalise_unit(unit_dir: str | Path, newcomers: Sequence[str | Path], ou
     loaded = [load_unit(path, expected_base_fingerprint=base) for path in newcomers]
     earlier = [load_unit(path, expected_base_fingerprint=base) for path in also_previous]
     others = [u.adapter for u in loaded]
-    projected = project_out(unit.adapter, others)
     extra = dict(unit.manifest.extra)
     ids = [u.manifest.unit_id for u in loaded]
-    extra["orthogonalised"] = {"against": ids, "penalty_before": penalty(unit.adapter, others), "penalty_after": penalty(projected, others)}
-    extra["orthogonality_penalty"] = penalty(projected, others + [u.adapter for u in earlier])
+    before = penalty(unit.adapter, others)
+    if orthogonal_room.measure(others, unit.adapter).fits:
+        projected = project_out(unit.adapter, others)
+        extra["orthogonalised"] = {"against": ids, "penalty_before": before, "penalty_after": penalty(projected, others)}
+    else:  # the newcomers span so much of some layer that projecting would cut the adapter's rank
+        projected = unit.adapter
+        extra["orthogonalised"] = {"against": ids, "penalty_before": before, "penalty_after": before, "skipped": "no orthogonal room"}
+    everything = others + [u.adapter for u in earlier]
+    extra["orthogonality_penalty"] = penalty(projected, everything)
+    extra["orthogonality_room"] = orthogonal_room.measure(everything, projected).as_dict()
     extra["previous_units"] = sorted({*extra.get("previous_units", []), *ids})
 
     def copy_detector(target: Path) -> None:

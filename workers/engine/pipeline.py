@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import families
+from . import families, orthogonal_room
 from .artifacts import LoadedUnit, load_unit, write_unit
 from .base_model import BaseModel
 from .config import UnlearnConfig
@@ -169,6 +169,7 @@ def train_unit(
         "subjects_inferred": subjects_inferred,
         "previous_units": previous_ids,
         "orthogonality_penalty": adapter_orthogonality(adapter, previous_adapters),
+        "orthogonality_room": orthogonal_room.measure(previous_adapters, adapter).as_dict(),
         "timings": {
             "detector_seconds": round(detector_seconds, 3),
             "adapter_seconds": round(adapter_seconds, 3),

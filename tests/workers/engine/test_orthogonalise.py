@@ -1,6 +1,8 @@
 """Projecting a trained adapter out of units that went live while it trained (engine/orthogonalise.py):
 exact orthogonality to the newcomers, nothing else changed, a sealed new unit that records it."""
 
+from dataclasses import replace
+
 import torch
 
 from workers.engine.artifacts import hash_forget_set, load_unit, verify_unit, write_unit
@@ -62,3 +64,27 @@ def test_an_orthogonalised_unit_is_a_new_sealed_unit_that_records_the_projection
     assert manifest.files["detector/scorer.npz"] == original.files["detector/scorer.npz"]
     assert manifest.files["adapter/adapter_model.safetensors"] != original.files["adapter/adapter_model.safetensors"]
     assert penalty(load_unit(out).adapter, [llama_adapter_other]) < 1e-9
+
+
+def test_without_room_the_projection_is_skipped_and_the_unit_says_so(tmp_path, llama_adapter, llama_adapter_other):
+    # Newcomers whose A rows span every input direction of every module: a projection would leave A = 0.
+    rank = next(iter(llama_adapter.modules.values())).A.shape[0]
+    widest = max(module.A.shape[1] for module in llama_adapter.modules.values())
+    generator = torch.Generator().manual_seed(0)
+    newcomers = []
+    for index in range(-(-widest // rank)):
+        modules = {
+            name: replace(module, A=torch.randn(module.A.shape, generator=generator).contiguous()) for name, module in llama_adapter_other.modules.items()
+        }
+        newcomers.append(_write(tmp_path / f"req-n{index}-a1", replace(llama_adapter_other, modules=modules), OTHER))
+    mine = _write(tmp_path / "req-2-a1", llama_adapter, FORGET, {"previous_units": [], "orthogonality_penalty": 0.0})
+
+    out = orthogonalise_unit(mine, newcomers, tmp_path / "req-2-a1-o")
+
+    manifest = verify_unit(out)
+    record = manifest.extra["orthogonalised"]
+    assert record["skipped"] == "no orthogonal room" and record["penalty_after"] == record["penalty_before"] > 0
+    room = manifest.extra["orthogonality_room"]
+    assert room["fits"] is False and room["policy"] == "relax" and room["previous_units"] == len(newcomers)
+    unchanged = load_unit(out).adapter
+    assert all(torch.equal(unchanged.modules[n].A, llama_adapter.modules[n].A) for n in llama_adapter.modules)
