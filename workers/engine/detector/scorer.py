@@ -29,6 +29,7 @@ The calibration references are the glocal scores without the test (the test is a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -76,6 +77,22 @@ class UnitScorer:
             object.__setattr__(self, "negatives", torch.zeros(layers, 0, dim, device=device))
         if self.name_threshold is None or self.negatives.shape[1] == 0:
             object.__setattr__(self, "name_threshold", torch.full((1,), -torch.inf, device=device))
+
+    def cosine_floor(self) -> float:
+        """c0: the embedding weight is 0 unless some layer's 1-NN cosine to the stored windows
+        reaches c0 (-inf when no such floor holds). The seed of a candidate prefilter (issue 12).
+
+        Exact: w(u) = 0 below the lowest calibration score (F = 0 gives sigmoid(-2), under the
+        floor and the decisive threshold), u = sum_l coef_l (s_l - shift_l) / scale_l + intercept
+        with coef_l > 0, and s_l = local c_l - global g_l^2 <= local c_l; so u <= a . c + b with
+        a_l > 0, and a . c <= sum(a) max_l c_l. The name test only ever lowers u."""
+        coef, scale, shift = self.svm_coef.double(), self.score_scale.double(), self.score_shift.double()
+        lowest_weight = 1.0 / (1.0 + math.exp(2.0))  # sigmoid(-2), the weight of F(u) = 0
+        if self.local_weight <= 0 or bool((coef <= 0).any()) or max(self.weight_floor, self.gate_threshold) <= lowest_weight:
+            return -math.inf
+        slope = coef * self.local_weight / scale
+        offset = float(self.svm_intercept.double().sum()) - float((coef * shift / scale).sum())
+        return (float(self.references.min()) - offset) / float(slope.sum())
 
     @property
     def has_name_test(self) -> bool:
