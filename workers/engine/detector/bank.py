@@ -39,14 +39,17 @@ class _Snapshot:
     stack: ScorerStack | None
     entities: EntityBank | None = None  # columns: entity_ids
     entity_ids: tuple[str, ...] = ()
+    column: dict[str, int] | None = None  # unit id -> its column in unit_ids (built once, not per call)
 
 
 class DetectorBank:
     """Shared-mode detectors of many requests over one frozen encoder. Thread-safe."""
 
-    def __init__(self, encoder: Encoder, config: DetectorConfig | None = None):
-        """`config` fixes the layers and windows every member must share (default: DetectorConfig())."""
+    def __init__(self, encoder: Encoder, config: DetectorConfig | None = None, *, indexed: bool = True):
+        """`config` fixes the layers and windows every member must share (default: DetectorConfig()).
+        indexed=False looks names up exhaustively (names.EntityBank): the reference for tests."""
         self.encoder = encoder
+        self.indexed = indexed
         self.config = config or DetectorConfig()
         self.layers = encoder.resolve_layers(self.config.layers)
         self._detectors: dict[str, Detector] = {}
@@ -98,8 +101,9 @@ class DetectorBank:
                 units = [detector.unit for detector in self._detectors.values()]
                 stack = ScorerStack(units) if units else None
                 matchers = {uid: d.entity for uid, d in self._detectors.items() if d.entity is not None}
-                entities = EntityBank(matchers) if matchers else None
-                self._snapshot = _Snapshot(tuple(self._detectors), stack, entities, tuple(matchers))
+                entities = EntityBank(matchers, indexed=self.indexed) if matchers else None
+                ids = tuple(self._detectors)
+                self._snapshot = _Snapshot(ids, stack, entities, tuple(matchers), {uid: j for j, uid in enumerate(ids)})
             return self._snapshot
 
     def score(self, prompts: Sequence[str]) -> BankScores:
@@ -114,7 +118,7 @@ class DetectorBank:
         evidence: tuple[dict[str, Evidence], ...] = tuple({} for _ in prompts)
         if snapshot.entities is not None:
             evidence = tuple(snapshot.entities.evidence(list(prompts)))
-            column = {uid: j for j, uid in enumerate(snapshot.unit_ids)}
+            column = snapshot.column
             for row, found in enumerate(evidence):
                 for uid in found:
                     entity[row, column[uid]] = 1.0

@@ -21,6 +21,7 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 
@@ -73,12 +74,17 @@ class Detector:
     lora: DetectorLora | None = None
     metadata: dict = field(default_factory=dict)
     entity: EntityMatcher | None = None
-    stack: ScorerStack = field(init=False, repr=False)
-    entity_bank: EntityBank | None = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "stack", ScorerStack([self.unit]))
-        object.__setattr__(self, "entity_bank", EntityBank({"unit": self.entity}) if self.entity is not None else None)
+    # Built on first use, not at load: a gateway scores through its DetectorBank's stack and never
+    # calls a detector alone, and a one-unit stack is a full copy of the scorer's tensors (about
+    # 110 KiB per demo unit; bench/gate_scale.py).
+    @cached_property
+    def stack(self) -> ScorerStack:
+        return ScorerStack([self.unit])
+
+    @cached_property
+    def entity_bank(self) -> EntityBank | None:
+        return EntityBank({"unit": self.entity}) if self.entity is not None else None
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         """u(x) per prompt (maximum over its windows); higher means more like the forget data."""

@@ -127,6 +127,7 @@ def _codes(token: str) -> tuple[str, str]:
 
 
 LONG_NAME = 6  # letters from which a name part may be matched by sound, and relaxed next to the other part
+MAX_NAME_EDITS = 3  # the most edits tokens_match ever accepts: a relaxed allowance (2 + 1 for long names)
 
 
 def default_allowance(name_token: str) -> int:
@@ -337,14 +338,22 @@ class EntityMatcher:
 class EntityBank:
     """The entity evidence of many units, looked up together. Immutable: build a new one to change it.
 
-    A prompt is tokenized once; each token is compared with the vocabulary of all units' name
-    tokens in one rapidfuzz matrix call (exact spellings through a dict), and each n-gram of its
-    normalised words is looked up once in the value digests of all units. Only the units that got a
-    name-token or value hit are then checked rule by rule, so the cost grows with the hits, not
-    with the number of units.
+    A prompt is tokenized once; each n-gram of its normalised words is looked up once in the value
+    digests of all units, and each token is compared (rapidfuzz) with the name tokens of all units
+    that it could match. Only the units that got a name-token or value hit are then checked rule by
+    rule.
+
+    Which name tokens a prompt token could match is read from an index, exactly: tokens_match
+    accepts at most MAX_NAME_EDITS edits (a relaxed allowance of 2 + 1), so a match is a name token
+    of the same first letter within MAX_NAME_EDITS letters of its length, or a long one (by sound)
+    with an equal Metaphone or NYSIIS code within MAX_NAME_EDITS letters of its length. The index
+    holds the vocabulary by (first letter, length) and by code, so a token is compared with a few
+    hundred name tokens instead of every unit's (51 ms per prompt at 10,000 units before it;
+    bench/gate_scale.py). `indexed=False` compares every token with the whole vocabulary: the
+    exhaustive reference the tests hold the index to.
     """
 
-    def __init__(self, matchers: dict[str, EntityMatcher]):
+    def __init__(self, matchers: dict[str, EntityMatcher], *, indexed: bool = True):
         self.unit_ids = tuple(matchers)
         self.matchers = matchers
         vocab: dict[str, int] = {}
@@ -364,6 +373,14 @@ class EntityBank:
         self.vocab = list(vocab)
         self.vocab_index = vocab
         self.owners = owners
+        self.indexed = indexed
+        self._by_spelling: dict[tuple[str, int], list[int]] = {}  # (first letter, length) -> vocab ids
+        self._by_sound: dict[tuple[int, str], list[int]] = {}  # (which code, code) -> ids of long name tokens
+        for vid, part in enumerate(self.vocab):
+            self._by_spelling.setdefault((part[:1], len(part)), []).append(vid)
+            if len(part) >= LONG_NAME:
+                for which, code in enumerate(_codes(part)):
+                    self._by_sound.setdefault((which, code), []).append(vid)
 
     def __len__(self) -> int:
         return len(self.unit_ids)
@@ -388,9 +405,17 @@ class EntityBank:
         if not tokens or not self.vocab:
             return hits
         folded = [t.folded for t in tokens]
-        distances = process.cdist(folded, self.vocab, scorer=OSA.distance, score_cutoff=4, dtype=np.int8, workers=1)
-        rows, cols = np.nonzero(distances <= 4)
-        for position, vid in zip(rows.tolist(), cols.tolist()):
+        if self.indexed:
+            pairs = []
+            for position, token in enumerate(folded):
+                vids = self._candidates(token) if len(token) >= 2 else []
+                if vids:
+                    distances = process.cdist([token], [self.vocab[v] for v in vids], scorer=OSA.distance, score_cutoff=4, dtype=np.int8, workers=1)[0]
+                    pairs += [(position, vid) for vid, distance in zip(vids, distances.tolist()) if distance <= 4]
+        else:
+            distances = process.cdist(folded, self.vocab, scorer=OSA.distance, score_cutoff=4, dtype=np.int8, workers=1)
+            pairs = list(zip(*(axis.tolist() for axis in np.nonzero(distances <= 4))))
+        for position, vid in pairs:
             if len(folded[position]) < 2:
                 continue
             for column, subject, role, allowance in self.owners[vid]:
@@ -398,6 +423,17 @@ class EntityBank:
                 if strict or tokens_match(folded[position], self.vocab[vid], allowance, relaxed=True):
                     hits.setdefault(position, []).append((column, subject, role, strict))
         return hits
+
+    def _candidates(self, token: str) -> list[int]:
+        """The vocabulary ids tokens_match could accept for this folded prompt token, ascending."""
+        n = len(token)
+        found: set[int] = set()
+        for length in range(max(1, n - MAX_NAME_EDITS), n + MAX_NAME_EDITS + 1):
+            found.update(self._by_spelling.get((token[:1], length), ()))
+        if self._by_sound and n + MAX_NAME_EDITS >= LONG_NAME:
+            for which, code in enumerate(_codes(token)):
+                found.update(vid for vid in self._by_sound.get((which, code), ()) if abs(len(self.vocab[vid]) - n) <= MAX_NAME_EDITS)
+        return sorted(found)
 
     def _evidence_one(self, text: str) -> dict[str, Evidence]:
         tokens = tokenize(text)
