@@ -21,7 +21,7 @@ def orthogonality_record(extra: dict[str, Any]) -> dict[str, Any]:
     room = extra.get("orthogonality_room")
     if not isinstance(room, dict):
         return {}
-    record = {**room, "penalty": extra.get("orthogonality_penalty")}
+    record = {**room, "penalty": extra.get("orthogonality_penalty"), "trained_against": list(extra.get("previous_units") or [])}
     if isinstance(extra.get("orthogonalised"), dict):
         record["orthogonalised"] = {k: v for k, v in extra["orthogonalised"].items() if k != "against"}
     return record
@@ -85,3 +85,21 @@ def base_model_rooms(versions: Iterable[Any]) -> list[BaseModelRoom]:
             )
         )
     return rooms
+
+
+def untrained_against(version: Any, live: Iterable[Any]) -> list[str] | None:
+    """The `live` units (same base model, other requests) that `version` was neither trained against
+    nor projected out of: activating it puts it beside units its adapter and its certificate never
+    saw. None when the version has no record (trained before it existed)."""
+    record = version.orthogonality or {}
+    if "trained_against" not in record:
+        return None
+    known = set(record["trained_against"])
+    return [
+        other.unit_id
+        for other in live
+        if other.pk != version.pk
+        and other.base_fingerprint == version.base_fingerprint
+        and (version.request_id is None or other.request_id != version.request_id)
+        and other.unit_id not in known
+    ]

@@ -23,7 +23,7 @@ from service.accounts.roles import Actor, Capability
 from service.common.errors import ApplicationError, NotFound
 
 from .models import ActivationEvent, AdapterVersion, GatewayReport, RegistryGeneration
-from .orthogonality import BaseModelRoom, base_model_rooms
+from .orthogonality import BaseModelRoom, base_model_rooms, untrained_against
 from .states import EventAction, VersionStatus
 
 
@@ -70,6 +70,11 @@ def active_versions() -> QuerySet[AdapterVersion]:
 def orthogonal_rooms() -> list[BaseModelRoom]:
     """Per base model, how much orthogonal room the live units leave a new one (orthogonality.py)."""
     return base_model_rooms(active_versions())
+
+
+def units_untrained_against(version: AdapterVersion) -> list[str] | None:
+    """The live units `version` was not trained against (orthogonality.untrained_against)."""
+    return untrained_against(version, active_versions())
 
 
 # --- live at a time T ----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from service.requests.states import TERMINAL, Status
 from workers.engine.unit_manifest import Manifest, UnitCompatibilityError, UnitIntegrityError, list_files, verify_unit
 
 from .models import ActivationEvent, AdapterVersion, GatewayReport, RegistryGeneration
-from .orthogonality import orthogonality_record
+from .orthogonality import orthogonality_record, untrained_against
 from .states import ACTION_TARGET, EventAction, VersionStatus, sources_for
 from .storage import UnitNotStored, check_unit_id, get_storage, storage_for_uri
 
@@ -269,6 +269,9 @@ def _request_closed(version: AdapterVersion) -> bool:
 
 def _activate(version: AdapterVersion, *, actor: Actor, reason: str = "", data: dict[str, Any] | None = None) -> ActivationEvent:
     """Activates `version`, first deactivating the request's live version if another one is live."""
+    unseen = untrained_against(version, AdapterVersion.objects.filter(status=VersionStatus.ACTIVE).order_by("created_at", "id"))
+    if unseen:  # live units its adapter and certificate never saw: on record, for the auditors
+        data = {**(data or {}), "untrained_against": unseen}
     generation = _bump_generation()
     if version.request_id is not None:
         live = (

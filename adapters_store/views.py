@@ -88,6 +88,7 @@ def unit_detail(request, actor: Actor, unit_id: str):
         {
             "version": version,
             "events": selectors.version_events(version=version),
+            "untrained_against": selectors.units_untrained_against(version) if version.status != "active" else None,
             "scalar_metrics": _scalar_metrics(version.certificate_metrics),
             **_actions(actor, version),
         },

@@ -15,7 +15,12 @@ from .units import lora_adapter, save_detector
 pytestmark = pytest.mark.django_db
 
 
-def _register_stream(tmp_path, count: int):
+@pytest.fixture(autouse=True)
+def _own_store(store):
+    """Units stored in this test's own store (conftest.py): stored units are immutable."""
+
+
+def _register_stream(tmp_path, count: int, *, start: int = 0, trained_against=None):
     """`count` units registered in turn, each with the room the earlier ones left it, as train_unit records it
     (test units: rank 2 in layers 8 wide, so four fill a layer)."""
     from workers.engine.artifacts import hash_forget_set, write_unit
@@ -24,9 +29,13 @@ def _register_stream(tmp_path, count: int):
     from workers.engine.pipeline import adapter_orthogonality
 
     adapters, versions = [], []
-    for index in range(count):
+    for index in range(start, start + count):
         adapter = lora_adapter(seed=100 + index)
-        extra = {"orthogonality_room": measure(adapters, adapter).as_dict(), "orthogonality_penalty": adapter_orthogonality(adapter, adapters)}
+        extra = {
+            "orthogonality_room": measure(adapters, adapter).as_dict(),
+            "orthogonality_penalty": adapter_orthogonality(adapter, adapters),
+            "previous_units": [v.unit_id for v in versions] if trained_against is None else trained_against,
+        }
         directory = tmp_path / f"unit-{index}"
         write_unit(
             directory,
@@ -72,3 +81,24 @@ def test_a_unit_without_room_is_marked_relaxed_and_deactivating_units_gives_room
     assert (room.live_units, room.tightest_used, room.units_left) == (2, 4, 2)
     first = staff_client("auditor").get(reverse("registry-unit", args=[versions[0].unit_id])).content.decode()
     assert "orthogonal room</span> When it trained, the 0 live units left" in first
+
+
+def test_a_unit_activated_beside_live_units_it_never_saw_says_so(tmp_path, staff_client, staff, actor_of):
+    from adapters_store.services import adapter_activate
+    from service.audit.models import AuditEvent
+
+    first, second = _register_stream(tmp_path, 2)
+    assert second.orthogonality["trained_against"] == [first.unit_id]
+    (late,) = _register_stream(tmp_path, 1, start=2, trained_against=[])  # trained before the others went live
+    activated = AuditEvent.objects.filter(action="adapter.activated", target_id=late.unit_id).get()
+    assert activated.data["untrained_against"] == [first.unit_id, second.unit_id]
+    assert "untrained_against" not in AuditEvent.objects.filter(action="adapter.activated", target_id=second.unit_id).get().data
+
+    reviewer = actor_of(staff("reviewer"))
+    adapter_deactivate(version_id=late.pk, actor=reviewer, reason="checking")
+    page = staff_client("auditor").get(reverse("registry-unit", args=[late.unit_id])).content.decode()
+    assert "Live units it never saw" in page and f"{first.unit_id}, {second.unit_id}" in page
+    adapter_deactivate(version_id=first.pk, actor=reviewer, reason="gone")
+    adapter_activate(version_id=late.pk, actor=reviewer)
+    again = AuditEvent.objects.filter(action="adapter.activated", target_id=late.unit_id).order_by("-id").first()
+    assert again.data["untrained_against"] == [second.unit_id]
