@@ -268,13 +268,15 @@ class _JobRun:
         """The request enters training; its unit is trained against the live units, certified (with
         remediation rounds) and registered, passing or not.
 
-        Several GPU workers may train for one base model at once; training runs in parallel, the
-        certificate and the registration (which activates a passing unit) hold the base model's
-        registration lock (service/common/locks.py). Under the lock the unit is checked against the
-        units live now: one that went live while it trained is projected out of its adapter
-        (engine/orthogonalise.py: exact orthogonality, no second training run), and the unit is
-        certified with every live unit, so that what is registered is what was certified, together
-        with what was live when it went live."""
+        Several GPU workers may train for one base model at once. Training and the certificate run
+        in parallel: before its certificate the unit is checked against the units live then (one
+        that went live while it trained is projected out of its adapter: engine/orthogonalise.py,
+        exact orthogonality, no second training run) and certified with every one of them. The
+        registration (which activates a passing unit) holds the base model's registration lock
+        (service/common/locks.py) and happens only if the live units are still those the unit was
+        certified with; if one went live or left meanwhile, the check and the certificate are done
+        again under the lock. What is registered is what was certified, together with what was live
+        when it went live."""
         job = self.job
         if not services.job_begin_training(job=job, resumed=self.resumed):
             raise _Stop() if services.job_request_cancelled(job_id=job.pk) else PipelineError("The request left the pipeline while the job was starting.")
@@ -291,20 +293,30 @@ class _JobRun:
             unit_dir = self._train(base, forget_set, previous, unlearn, detector, round_)
             self._timed(f"train{'' if round_ == 0 else f'_round{round_}'}", started)
             self.reporter.checkpoint()
-            started = time.perf_counter()
-            with advisory_lock(f"unit-registration:{base.fingerprint}"):
-                self._timed(f"lock_wait{'' if round_ == 0 else f'_round{round_}'}", started)
-                live = self._previous_units(base)
-                unit_dir = self._orthogonalised(unit_dir, trained_against=previous, live=live)
-                previous = live
-                if probes_for != [version.unit_id for version, _ in previous]:  # the same test across rounds unless the live units changed
-                    probes, probes_for = self._probes(base, world, forget_set, previous), [version.unit_id for version, _ in previous]
-                services.job_begin_evaluation(job=job)
+            # The certificate runs outside the lock, with the units live now; under the lock the
+            # unit is registered if the live units are still those it was certified with, and is
+            # checked and certified again (the rare case) if one went live or left meanwhile.
+            suffix = "" if round_ == 0 else f"_round{round_}"
+            live = self._previous_units(base)
+            unit_dir = self._orthogonalised(unit_dir, trained_against=previous, live=live)
+            previous = live
+            if probes_for != _ids(previous):  # the same test across rounds unless the live units changed
+                probes, probes_for = self._probes(base, world, forget_set, previous), _ids(previous)
+            certificate = self._certify(base, previous, unit_dir, probes, f"evaluate{suffix}")
+            if certificate["verdict"] == "pass" or round_ == rounds:
                 started = time.perf_counter()
-                certificate = self._evaluate(base, previous, unit_dir, probes)
-                self._timed(f"evaluate{'' if round_ == 0 else f'_round{round_}'}", started)
-                if certificate["verdict"] == "pass" or round_ == rounds:
-                    return self._register(unit_dir, certificate), unit_dir
+                with advisory_lock(f"unit-registration:{base.fingerprint}"):
+                    self._timed(f"lock_wait{suffix}", started)
+                    if [version.unit_id for version in self._live_versions(base)] == probes_for:
+                        return self._register(unit_dir, certificate), unit_dir
+                    live = self._previous_units(base)
+                    logger.info("job %s: the live units changed while it was certified; certified again", job.pk)
+                    unit_dir = self._orthogonalised(unit_dir, trained_against=previous, live=live)
+                    previous = live
+                    probes, probes_for = self._probes(base, world, forget_set, previous), _ids(previous)
+                    certificate = self._certify(base, previous, unit_dir, probes, f"recertify{suffix}")
+                    if certificate["verdict"] == "pass" or round_ == rounds:
+                        return self._register(unit_dir, certificate), unit_dir
             unlearn, detector, changes = remediation.remediated(unlearn, detector, certificate, round_ + 1)
             services.job_remediation(
                 job_id=job.pk,
@@ -473,6 +485,13 @@ class _JobRun:
             record_subjects=False,  # names stay in the encrypted forget set, not in the registry's manifest
         )
 
+    def _certify(self, base, previous, unit_dir: Path, probes, timing: str) -> dict[str, Any]:
+        services.job_begin_evaluation(job=self.job)
+        started = time.perf_counter()
+        certificate = self._evaluate(base, previous, unit_dir, probes)
+        self._timed(timing, started)
+        return certificate
+
     def _evaluate(self, base, previous, unit_dir: Path, probes) -> dict[str, Any]:
 
         def on_stage(name: str) -> None:
@@ -528,6 +547,11 @@ class _JobRun:
             shared = {part.lower() for part in name.split()} & parts
             (neighbours.append(("surname" if name.split()[-1].lower() in shared else "given_name", fact)) if shared else others.append(fact))
         return facts_suite(facts, others=others, neighbours=neighbours, config=config, unit_id=self.unit_id, fits=fits)
+
+
+def _ids(units: list[tuple[Any, Path]]) -> list[str]:
+    """The unit ids of (version, local copy) pairs, in order."""
+    return [version.unit_id for version, _ in units]
 
 
 def _certificate_failure(certificate: dict[str, Any]) -> str:
