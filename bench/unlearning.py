@@ -549,7 +549,7 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 4 if room else 3, figsize=(20 if room else 15, 4.2))
     for m in methods:
         axes[0].plot(x, [e["methods"][m]["leak"]["all"]["rate"] for e in evaluations], marker="o", label=LABELS[m])
-        axes[1].plot(x, [e["methods"][m]["retain"]["R"]["ratio"] for e in evaluations], marker="o", label=LABELS[m])
+        axes[1].plot(x, [e["methods"][m]["retain"].get("R", {}).get("ratio", float("nan")) for e in evaluations], marker="o", label=LABELS[m])
         if m in GATED:
             axes[2].plot(x, [e["methods"][m]["union_fpr"]["rate"] for e in evaluations], marker="o", label=LABELS[m])
     axes[0].set_title("leak, all families pooled (any value)")
