@@ -297,24 +297,25 @@ class _JobRun:
             # unit is registered if the live units are still those it was certified with, and is
             # checked and certified again (the rare case) if one went live or left meanwhile.
             suffix = "" if round_ == 0 else f"_round{round_}"
-            live = self._previous_units(base)
-            unit_dir = self._orthogonalised(unit_dir, trained_against=previous, live=live)
-            previous = live
-            if probes_for != _ids(previous):  # the same test across rounds unless the live units changed
-                probes, probes_for = self._probes(base, world, forget_set, previous), _ids(previous)
-            certificate = self._certify(base, previous, unit_dir, probes, f"evaluate{suffix}")
+
+            def check_and_certify(timing: str):
+                """Projects the unit out of newcomers, then certifies it with every live unit."""
+                nonlocal unit_dir, previous, probes, probes_for
+                live = self._previous_units(base)
+                unit_dir = self._orthogonalised(unit_dir, trained_against=previous, live=live)
+                previous = live
+                if probes_for != _ids(previous):  # the same test across rounds unless the live units changed
+                    probes, probes_for = self._probes(base, world, forget_set, previous), _ids(previous)
+                return self._certify(base, previous, unit_dir, probes, timing)
+
+            certificate = check_and_certify(f"evaluate{suffix}")
             if certificate["verdict"] == "pass" or round_ == rounds:
                 started = time.perf_counter()
                 with advisory_lock(f"unit-registration:{base.fingerprint}"):
                     self._timed(f"lock_wait{suffix}", started)
-                    if [version.unit_id for version in self._live_versions(base)] == probes_for:
-                        return self._register(unit_dir, certificate), unit_dir
-                    live = self._previous_units(base)
-                    logger.info("job %s: the live units changed while it was certified; certified again", job.pk)
-                    unit_dir = self._orthogonalised(unit_dir, trained_against=previous, live=live)
-                    previous = live
-                    probes, probes_for = self._probes(base, world, forget_set, previous), _ids(previous)
-                    certificate = self._certify(base, previous, unit_dir, probes, f"recertify{suffix}")
+                    if [version.unit_id for version in self._live_versions(base)] != probes_for:
+                        logger.info("job %s: the live units changed while it was certified; certified again", job.pk)
+                        certificate = check_and_certify(f"recertify{suffix}")
                     if certificate["verdict"] == "pass" or round_ == rounds:
                         return self._register(unit_dir, certificate), unit_dir
             unlearn, detector, changes = remediation.remediated(unlearn, detector, certificate, round_ + 1)
