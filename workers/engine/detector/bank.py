@@ -5,6 +5,13 @@ The per-request arrays are stacked (padded to a common sample count) into one Sc
 cost added per request is a slice of a few batched matmuls rather than an encoder pass. Requests
 can be added and removed at run time: every change drops the stack, the next call rebuilds it once,
 and calls in flight keep the immutable snapshot they started with.
+
+With prefilter=True (the gateway's bank) there is no stack of every request: a FAISS range search
+over the requests' stored windows (prefilter.py) finds, per call, the requests whose weight can be
+non-zero, and only those are stacked and scored; the others have weight 0 and u = -inf ("below the
+cosine floor, not scored"). The decisions are those of the exhaustive bank (tested); the scores u
+of the ruled-out requests are not, so whatever reads u itself (the certificate's AUROC) uses the
+exhaustive bank. The prefilter changes incrementally with add and remove.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from workers.engine.detector.config import DetectorConfig
 from workers.engine.detector.detector import Detector, DetectorError, score_windows
 from workers.engine.detector.encoder import Encoder
 from workers.engine.detector.names import EntityBank, Evidence
-from workers.engine.detector.scorer import ScorerStack
+from workers.engine.detector.prefilter import WindowPrefilter
+from workers.engine.detector.scorer import ScorerStack, UnitScorer, segment_max
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class BankScores:
     weights: np.ndarray  # [n_prompts, n_units] w(x): the larger of the embedding and the entity evidence
     entity: np.ndarray | None = None  # [n_prompts, n_units] 1 where the prompt identifies the unit's subject
     evidence: tuple[dict[str, Evidence], ...] = ()  # per prompt: unit id -> how it identifies the subject
+    candidates: int | None = None  # prefilter: the requests scored exactly (None: all of them)
 
 
 @dataclass(frozen=True)
@@ -40,18 +49,27 @@ class _Snapshot:
     entities: EntityBank | None = None  # columns: entity_ids
     entity_ids: tuple[str, ...] = ()
     column: dict[str, int] | None = None  # unit id -> its column in unit_ids (built once, not per call)
+    units: tuple[UnitScorer, ...] = ()  # prefilter mode: the scorers in unit_ids order (no stack)
 
 
 class DetectorBank:
     """Shared-mode detectors of many requests over one frozen encoder. Thread-safe."""
 
-    def __init__(self, encoder: Encoder, config: DetectorConfig | None = None, *, indexed: bool = True):
+    def __init__(self, encoder: Encoder, config: DetectorConfig | None = None, *, indexed: bool = True, prefilter: bool | WindowPrefilter = False):
         """`config` fixes the layers and windows every member must share (default: DetectorConfig()).
-        indexed=False looks names up exhaustively (names.EntityBank): the reference for tests."""
+        indexed=False looks names up exhaustively (names.EntityBank): the reference for tests.
+        prefilter=True scores per call only the requests the window prefilter keeps (see above); an
+        empty WindowPrefilter instance sets its thresholds (tests and benchmarks)."""
         self.encoder = encoder
         self.indexed = indexed
         self.config = config or DetectorConfig()
         self.layers = encoder.resolve_layers(self.config.layers)
+        if isinstance(prefilter, WindowPrefilter):
+            if len(prefilter) or (prefilter.num_layers, prefilter.dim) != (len(self.layers), encoder.hidden_size):
+                raise DetectorError("the bank's prefilter must be empty and index the bank's layers")
+            self.prefilter: WindowPrefilter | None = prefilter
+        else:
+            self.prefilter = WindowPrefilter(len(self.layers), encoder.hidden_size) if prefilter else None
         self._detectors: dict[str, Detector] = {}
         self._snapshot: _Snapshot | None = _Snapshot((), None)
         self._lock = threading.Lock()
@@ -68,22 +86,23 @@ class DetectorBank:
 
     def add(self, unit_id: str, detector: Detector) -> None:
         """Add or replace a request's detector."""
-        self._check(detector)
-        with self._lock:
-            self._detectors[unit_id] = detector
-            self._snapshot = None
+        self.add_many({unit_id: detector})
 
     def add_many(self, detectors: dict[str, Detector]) -> None:
         for detector in detectors.values():
             self._check(detector)
         with self._lock:
             self._detectors.update(detectors)
+            if self.prefilter is not None:
+                self.prefilter.add_many({unit_id: detector.unit for unit_id, detector in detectors.items()})
             self._snapshot = None
 
     def remove(self, unit_id: str) -> None:
         """Remove a request's detector; unknown ids raise KeyError."""
         with self._lock:
             del self._detectors[unit_id]
+            if self.prefilter is not None:
+                self.prefilter.remove(unit_id)
             self._snapshot = None
 
     @property
@@ -98,22 +117,27 @@ class DetectorBank:
     def _current(self) -> _Snapshot:
         with self._lock:
             if self._snapshot is None:
-                units = [detector.unit for detector in self._detectors.values()]
-                stack = ScorerStack(units) if units else None
+                units = tuple(detector.unit for detector in self._detectors.values())
+                stack = ScorerStack(units) if units and self.prefilter is None else None
                 matchers = {uid: d.entity for uid, d in self._detectors.items() if d.entity is not None}
                 entities = EntityBank(matchers, indexed=self.indexed) if matchers else None
                 ids = tuple(self._detectors)
-                self._snapshot = _Snapshot(ids, stack, entities, tuple(matchers), {uid: j for j, uid in enumerate(ids)})
+                column = {uid: j for j, uid in enumerate(ids)}
+                self._snapshot = _Snapshot(ids, stack, entities, tuple(matchers), column, units if self.prefilter is not None else ())
             return self._snapshot
 
     def score(self, prompts: Sequence[str]) -> BankScores:
         """u and w of every prompt against every request, with one encoder pass over the windows."""
         snapshot = self._current()
-        if snapshot.stack is None:
+        if not snapshot.unit_ids:
             empty = np.zeros((len(prompts), 0), dtype=np.float32)
             return BankScores(unit_ids=(), scores=empty, weights=empty.copy())
-        u = score_windows(self.encoder, snapshot.stack, self.layers, self.config, prompts)
-        weights = snapshot.stack.weights(u).cpu().numpy()
+        candidates = None
+        if snapshot.stack is not None:
+            u = score_windows(self.encoder, snapshot.stack, self.layers, self.config, prompts)
+            weights, u = snapshot.stack.weights(u).cpu().numpy(), u.cpu().numpy()
+        else:
+            u, weights, candidates = self._prefiltered(snapshot, prompts)
         entity = np.zeros_like(weights)
         evidence: tuple[dict[str, Evidence], ...] = tuple({} for _ in prompts)
         if snapshot.entities is not None:
@@ -123,4 +147,20 @@ class DetectorBank:
                 for uid in found:
                     entity[row, column[uid]] = 1.0
             weights = np.maximum(weights, entity)
-        return BankScores(unit_ids=snapshot.unit_ids, scores=u.cpu().numpy(), weights=weights, entity=entity, evidence=evidence)
+        return BankScores(unit_ids=snapshot.unit_ids, scores=u, weights=weights, entity=entity, evidence=evidence, candidates=candidates)
+
+    def _prefiltered(self, snapshot: _Snapshot, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
+        """(u, w, candidates): the exact scorer on the requests the prefilter keeps, -inf and 0 elsewhere."""
+        u = np.full((len(prompts), len(snapshot.unit_ids)), -np.inf, dtype=np.float32)
+        weights = np.zeros_like(u)
+        windows, owner = self.config.split_windows(prompts)
+        features = self.encoder.layer_features(windows, self.layers, self.config.batch_size)
+        # A request removed since the snapshot is no candidate (it is leaving); one added since is
+        # not in the snapshot's columns (the next call scores it).
+        columns = sorted(snapshot.column[uid] for uid in self.prefilter.candidates(features) if uid in snapshot.column)
+        if columns:
+            stack = ScorerStack([snapshot.units[j] for j in columns])
+            scores = segment_max(stack.scores(features), owner, len(prompts))
+            u[:, columns] = scores.cpu().numpy()
+            weights[:, columns] = stack.weights(scores).cpu().numpy()
+        return u, weights, len(columns)
