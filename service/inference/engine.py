@@ -16,9 +16,15 @@ and the load time goes into the gate decision. Decisions are the same as with ev
 resident: the gate is computed over all detectors first. A fired adapter that cannot be loaded
 fails its rows with a 503, never answers them without it.
 
-Units change by copy-on-write (GatedModel.add_unit/remove_unit, and a new UnitWeights over the
-detectors): a batch already running keeps the unit snapshot it started with, the next batch sees
-the change, and the base model is never reloaded. Every model call (detectors, generation,
+Units change by copy-on-write (GatedModel.add_unit/remove_unit; the UnitWeights' detector bank
+keeps a snapshot per call and its prefilter index changes incrementally, never rebuilt per unit):
+a batch already running keeps the unit snapshot it started with, the next batch sees the change,
+and the base model is never reloaded. A unit's detector goes in before its adapter and comes out
+after it, so a call never applies an adapter it cannot gate.
+
+The gate scores through the window prefilter (prefilter=True, the default; workers.engine.detector
+.prefilter): per prompt only the units whose weight can be non-zero are scored exactly, so the gate
+cost barely grows with the number of live units; the decisions are the exhaustive gate's (tested). Every model call (detectors, generation,
 tokenizer counts) runs on the batcher's one thread (see batcher.py for why).
 """
 
@@ -75,7 +81,9 @@ class StreamRow:
 class GatewayEngine:
     """A GatedModel whose units change at run time, behind a micro-batcher."""
 
-    def __init__(self, base, encoder, *, max_batch: int = 16, max_queue: int = 256, model_name: str | None = None, adapter_budget: int = 0):
+    def __init__(
+        self, base, encoder, *, max_batch: int = 16, max_queue: int = 256, model_name: str | None = None, adapter_budget: int = 0, prefilter: bool = True
+    ):
         from workers.engine.gate import GatedModel
         from workers.engine.generation import context_length
         from workers.engine.serving import UnitWeights
@@ -92,7 +100,8 @@ class GatewayEngine:
         self.adapter_loads = 0  # cold loads since start
         self.adapter_hits = 0  # fired units whose adapter was resident
         self._changes = threading.Lock()  # one unit change at a time (the watcher's thread)
-        self.gated = GatedModel(base, weight_fn=UnitWeights(encoder, {}))
+        self.weights = UnitWeights(encoder, {}, prefilter=prefilter)  # changed in place as units come and go
+        self.gated = GatedModel(base, weight_fn=self.weights)
         self.context_length: int | None = context_length(base.model)
         self.has_chat_template = bool(getattr(base.tokenizer, "chat_template", None))
         self.batcher = Batcher(self._run_group, max_batch=max_batch, max_queue=max_queue)
@@ -132,7 +141,7 @@ class GatewayEngine:
         Raises UnitIntegrityError, UnitCompatibilityError, DetectorError or GateError; then nothing
         changed.
         """
-        from workers.engine.serving import UnitWeights, load_units
+        from workers.engine.serving import load_units
 
         [unit] = load_units(self.base, [unit_dir], self.encoder, [expected_manifest_digest])
         unit_id = unit.manifest.unit_id
@@ -142,15 +151,14 @@ class GatewayEngine:
 
                 raise GateError(f"unit {unit_id!r} is already loaded")
             detectors = {**self._detectors, unit_id: unit.detector}
-            previous = self.gated.weight_fn
             # The detector first: a call that sees the new unit must be able to score it.
-            self.gated.weight_fn = UnitWeights(self.encoder, detectors)
+            self.weights.add_many({unit_id: unit.detector})
             resident = not self.adapter_budget or len(self._resident) < self.adapter_budget
             try:
                 if resident:
                     self.gated.add_unit(unit_id, unit.adapter)
             except BaseException:
-                self.gated.weight_fn = previous
+                self.weights.remove(unit_id)
                 raise
             if resident:
                 self._resident[unit_id] = None
@@ -160,8 +168,6 @@ class GatewayEngine:
 
     def unload_unit(self, unit_id: str) -> None:
         """Takes a unit off: calls that start afterwards no longer see it. Unknown ids: KeyError."""
-        from workers.engine.serving import UnitWeights
-
         with self._changes:
             if unit_id not in self._detectors:
                 raise KeyError(f"unit {unit_id!r} is not loaded")
@@ -170,7 +176,7 @@ class GatewayEngine:
                 del self._resident[unit_id]
             self._detectors = {uid: d for uid, d in self._detectors.items() if uid != unit_id}
             self._sources.pop(unit_id, None)
-            self.gated.weight_fn = UnitWeights(self.encoder, self._detectors)
+            self.weights.remove(unit_id)
 
     def _gate(self, texts: list[str]):
         """The gate's weights for one batch, the rows that cannot run (a fired adapter that could

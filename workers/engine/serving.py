@@ -39,39 +39,81 @@ class GateScores:
 
 class UnitWeights:
     """The gate's weight_fn over loaded detectors: shared-mode ones scored together by a
-    DetectorBank (one encoder pass), lora-mode ones each on its own encoder copy."""
+    DetectorBank (one encoder pass), lora-mode ones each on its own encoder copy.
 
-    def __init__(self, encoder: Encoder, detectors: dict[str, Detector]):
-        shared = {uid: d for uid, d in detectors.items() if d.config.mode == "shared"}
-        self.own = {uid: d for uid, d in detectors.items() if d.config.mode != "shared"}
+    add/remove change it in place (the bank keeps a snapshot per call, so a call in flight is not
+    disturbed). prefilter=True gives the bank the window prefilter (detector/prefilter.py): per
+    prompt only the units whose weight can be non-zero are scored exactly; the weights are those of
+    the exhaustive bank, the scores u of ruled-out units are -inf. The gateway uses it; whatever
+    reads u itself (the certificate's AUROC) keeps the default."""
+
+    def __init__(self, encoder: Encoder, detectors: dict[str, Detector], *, prefilter: bool = False):
+        self.encoder, self.prefilter = encoder, prefilter
+        self.own: dict[str, Detector] = {}
         self.bank: DetectorBank | None = None
+        self._cached_column: tuple | None = None  # see _column
+        self._cached_columns: tuple | None = None  # see _columns
+        self.add_many(detectors)
+
+    def add_many(self, detectors: dict[str, Detector]) -> None:
+        """Add or replace detectors (DetectorError if a shared one does not fit the bank's config)."""
+        shared = {uid: d for uid, d in detectors.items() if d.config.mode == "shared"}
         if shared:
-            first = next(iter(shared.values()))
-            self.bank = DetectorBank(encoder, first.config)
+            if self.bank is None:
+                self.bank = DetectorBank(self.encoder, next(iter(shared.values())).config, prefilter=self.prefilter)
             self.bank.add_many(shared)
+        own = {uid: d for uid, d in detectors.items() if d.config.mode != "shared"}
+        if own:
+            self.own = {**self.own, **own}  # a new dict: a call iterating the old one is not disturbed
+
+    def remove(self, unit_id: str) -> None:
+        """Remove a unit's detector; unknown ids raise KeyError."""
+        if unit_id in self.own:
+            self.own = {uid: d for uid, d in self.own.items() if uid != unit_id}
+        elif self.bank is not None:
+            self.bank.remove(unit_id)
+        else:
+            raise KeyError(unit_id)
 
     def gate(self, prompts: list[str], unit_ids: Sequence[str]) -> GateScores:
         """Scores, weights and entity evidence of `prompts` for `unit_ids`."""
         scores = np.zeros((len(prompts), len(unit_ids)), dtype=np.float32)
         weights, entity = np.zeros_like(scores), np.zeros_like(scores)
         evidence: list[dict[str, str]] = [{} for _ in prompts]
-        column = {uid: i for i, uid in enumerate(unit_ids)}
+        unit_ids = tuple(unit_ids)
+        column = self._column(unit_ids)
         if self.bank is not None and prompts:
             result = self.bank.score(prompts)
-            for j, uid in enumerate(result.unit_ids):
-                if uid in column:
-                    scores[:, column[uid]] = result.scores[:, j]
-                    weights[:, column[uid]] = result.weights[:, j]
-                    entity[:, column[uid]] = result.entity[:, j]
+            source, target = self._columns(result.unit_ids, unit_ids)
+            scores[:, target] = result.scores[:, source]
+            weights[:, target] = result.weights[:, source]
+            entity[:, target] = result.entity[:, source]
             for row, found in enumerate(result.evidence):
                 evidence[row].update({uid: e.kind for uid, e in found.items() if uid in column})
-        for uid, detector in self.own.items():
+        for uid, detector in self.own.items():  # self.own is replaced, never changed in place
             if uid in column and prompts:
                 u = detector.scores(prompts)
                 scores[:, column[uid]] = u
                 entity[:, column[uid]] = detector.entity_weights(prompts)
                 weights[:, column[uid]] = np.maximum(detector.weights_from_scores(u), entity[:, column[uid]])
-        return GateScores(tuple(unit_ids), scores, weights, entity, tuple(evidence))
+        return GateScores(unit_ids, scores, weights, entity, tuple(evidence))
+
+    def _column(self, unit_ids: tuple[str, ...]) -> dict[str, int]:
+        """unit id -> its gate column, kept while the gate asks for the same units."""
+        if self._cached_column is None or self._cached_column[0] != unit_ids:
+            self._cached_column = (unit_ids, {uid: i for i, uid in enumerate(unit_ids)})
+        return self._cached_column[1]
+
+    def _columns(self, bank_ids: tuple[str, ...], unit_ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Index arrays (bank column, gate column) of the units in both, kept until either list
+        changes. Per call, these Python loops would be the gate's cost at 100,000 units."""
+        cached = self._cached_columns
+        if cached is None or cached[0] != bank_ids or cached[1] != unit_ids:
+            column = self._column(unit_ids)
+            pairs = [(j, column[uid]) for j, uid in enumerate(bank_ids) if uid in column]
+            source, target = (np.array(side, dtype=np.int64) for side in zip(*pairs)) if pairs else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            cached = self._cached_columns = (bank_ids, unit_ids, source, target)
+        return cached[2], cached[3]
 
     def score(self, prompts: list[str], unit_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(scores u, weights w), each [len(prompts), len(unit_ids)] in unit_ids order."""
