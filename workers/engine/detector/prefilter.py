@@ -6,8 +6,12 @@ Why it never changes a decision. A unit's embedding weight is 0 unless some laye
 a prompt window to the unit's stored windows reaches the unit's cosine floor c0
 (UnitScorer.cosine_floor, proved there). A unit is a candidate when the range search finds a
 stored window w of it with w . q >= c0 - MARGIN for some window q of the prompt; every other unit
-has weight 0 exhaustively too. MARGIN absorbs float32 rounding between FAISS's dot products and the
-scorer's. Units without a floor (cosine_floor() = -inf) are candidates for every prompt.
+has weight 0 exhaustively too. The IVF index keeps the windows in float16 (half the memory of the
+scorer's own float32 copy; the flat index keeps float32, whose range search FAISS runs several times
+faster, and at that size the memory is small): rounding each component of a unit vector w to float16 moves w . q by at
+most sum |q_i| |w_i| 2^-11 <= 2^-11 (Cauchy-Schwarz; subnormals add under 1e-6 in 384 dimensions),
+so MARGIN = 1e-3 covers it and float32 accumulation with room to spare. Units without a floor
+(cosine_floor() = -inf) are candidates for every prompt.
 
 The index, per scored layer:
 - below `ivf_min_windows` stored windows, a flat inner-product index: exact, linear in the windows;
@@ -37,7 +41,7 @@ import torch
 
 from workers.engine.detector.scorer import UnitScorer
 
-MARGIN = 1e-4  # cosine: float32 rounding between FAISS and the scorer is far below this
+MARGIN = 1e-3  # cosine: float16 storage moves a dot product by at most 2^-11 (see above)
 IVF_MIN_WINDOWS = 40_000  # below this a flat scan is cheaper than the lists (about 2,200 demo units)
 LIST_SIZE = 256  # stored windows per IVF list (nlist = windows / LIST_SIZE): smaller lists, tighter radii
 RETRAIN_GROWTH = 4.0
@@ -59,7 +63,7 @@ class _LayerIndex:
 
     def __init__(self, dim: int):
         self.dim = dim
-        self.index: faiss.Index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
+        self.index: faiss.Index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))  # float32: fastest exact range search
         self.centroids: np.ndarray | None = None  # [nlist, d] unit centroids of the IVF lists
         self.list_cos: np.ndarray | None = None  # [nlist] min over members of member . centroid (cos of the radius)
         self.list_floor: np.ndarray | None = None  # [nlist] the smallest floor of the units with a member in the list
@@ -72,7 +76,8 @@ class _LayerIndex:
         """Replace the index by IVF lists trained on `vectors` (empty afterwards: load with add)."""
         nlist = max(1, vectors.shape[0] // LIST_SIZE)
         quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        index.by_residual = False  # the windows themselves in float16: the bound above holds as stated
         index.cp.spherical = True
         index.cp.seed = seed
         index.cp.niter = 10
@@ -248,11 +253,13 @@ class WindowPrefilter:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the FAISS indexes hold (their own copy of the windows, ids and lists' centroids)."""
+        """Bytes the FAISS indexes hold (their own copy of the windows, ids and the lists' centroids)."""
         with self._lock:
             total = 0
             for layer in self._layers:
-                total += self._stored * (self.dim * 4 + 8)  # vectors and ids
-                if layer.is_ivf:
+                if layer.is_ivf:  # float16 vectors, int64 ids
+                    total += self._stored * (self.dim * 2 + 8)
                     total += layer.centroids.nbytes + layer.list_cos.nbytes + layer.list_floor.nbytes
+                else:  # float32 vectors, int64 ids
+                    total += self._stored * (self.dim * 4 + 8)
             return total
