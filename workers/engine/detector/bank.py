@@ -11,14 +11,17 @@ over the requests' stored windows (prefilter.py) finds, per call, the requests w
 non-zero, and only those are stacked and scored; the others have weight 0 and u = -inf ("below the
 cosine floor, not scored"). The decisions are those of the exhaustive bank (tested); the scores u
 of the ruled-out requests are not, so whatever reads u itself (the certificate's AUROC) uses the
-exhaustive bank. The prefilter changes incrementally with add and remove.
+exhaustive bank. The prefilter changes incrementally with add and remove. In this mode the
+requests' negative centroids (needed only to score a candidate exactly, and most of a scorer's
+memory) live in a temporary file (spill.py), read back for the candidates of each call.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,6 +31,7 @@ from workers.engine.detector.encoder import Encoder
 from workers.engine.detector.names import EntityBank, Evidence
 from workers.engine.detector.prefilter import WindowPrefilter
 from workers.engine.detector.scorer import ScorerStack, UnitScorer, segment_max
+from workers.engine.detector.spill import SpillFile
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class _Snapshot:
     entities: EntityBank | None = None  # columns: entity_ids
     entity_ids: tuple[str, ...] = ()
     column: dict[str, int] | None = None  # unit id -> its column in unit_ids (built once, not per call)
-    units: tuple[UnitScorer, ...] = ()  # prefilter mode: the scorers in unit_ids order (no stack)
+    units: tuple[UnitScorer, ...] = ()  # prefilter mode: the scorers in unit_ids order (no stack), negatives spilled
+    spill_keys: tuple[int, ...] = ()  # prefilter mode: each scorer's negatives in the bank's SpillFile
 
 
 class DetectorBank:
@@ -70,7 +75,10 @@ class DetectorBank:
             self.prefilter: WindowPrefilter | None = prefilter
         else:
             self.prefilter = WindowPrefilter(len(self.layers), encoder.hidden_size) if prefilter else None
-        self._detectors: dict[str, Detector] = {}
+        self._detectors: dict[str, Detector] = {}  # prefilter mode: with their negatives spilled
+        self._spill = SpillFile() if self.prefilter is not None else None
+        self._spill_keys: dict[str, int] = {}  # unit id -> its negatives' key in self._spill
+        self._next_key = 0
         self._snapshot: _Snapshot | None = _Snapshot((), None)
         self._lock = threading.Lock()
 
@@ -92,10 +100,25 @@ class DetectorBank:
         for detector in detectors.values():
             self._check(detector)
         with self._lock:
-            self._detectors.update(detectors)
             if self.prefilter is not None:
                 self.prefilter.add_many({unit_id: detector.unit for unit_id, detector in detectors.items()})
+                detectors = {unit_id: self._spilled(unit_id, detector) for unit_id, detector in detectors.items()}
+            self._detectors.update(detectors)
             self._snapshot = None
+
+    def _spilled(self, unit_id: str, detector: Detector) -> Detector:
+        """The detector with its negatives written to the spill file (called holding the lock). The
+        slim scorer keeps its name threshold: replace() would reset it for a scorer without
+        negatives (UnitScorer.__post_init__), so the field is set on a copy instead."""
+        key, self._next_key = self._next_key, self._next_key + 1
+        self._spill.put(key, detector.unit.negatives)
+        if unit_id in self._spill_keys:
+            self._spill.drop(self._spill_keys[unit_id])
+        self._spill_keys[unit_id] = key
+        slim = copy.copy(detector.unit)
+        layers, _, dim = detector.unit.negatives.shape
+        object.__setattr__(slim, "negatives", detector.unit.negatives.new_zeros((layers, 0, dim)))
+        return replace(detector, unit=slim)
 
     def remove(self, unit_id: str) -> None:
         """Remove a request's detector; unknown ids raise KeyError."""
@@ -103,7 +126,13 @@ class DetectorBank:
             del self._detectors[unit_id]
             if self.prefilter is not None:
                 self.prefilter.remove(unit_id)
+                self._spill.drop(self._spill_keys.pop(unit_id))
             self._snapshot = None
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Bytes of negative centroids in the spill file (prefilter mode; 0 otherwise)."""
+        return self._spill.file_bytes if self._spill is not None else 0
 
     @property
     def unit_ids(self) -> tuple[str, ...]:
@@ -123,7 +152,9 @@ class DetectorBank:
                 entities = EntityBank(matchers, indexed=self.indexed) if matchers else None
                 ids = tuple(self._detectors)
                 column = {uid: j for j, uid in enumerate(ids)}
-                self._snapshot = _Snapshot(ids, stack, entities, tuple(matchers), column, units if self.prefilter is not None else ())
+                prefiltered = self.prefilter is not None
+                keys = tuple(self._spill_keys[uid] for uid in ids) if prefiltered else ()
+                self._snapshot = _Snapshot(ids, stack, entities, tuple(matchers), column, units if prefiltered else (), keys)
             return self._snapshot
 
     def score(self, prompts: Sequence[str]) -> BankScores:
@@ -157,9 +188,16 @@ class DetectorBank:
         features = self.encoder.layer_features(windows, self.layers, self.config.batch_size)
         # A request removed since the snapshot is no candidate (it is leaving); one added since is
         # not in the snapshot's columns (the next call scores it).
-        columns = sorted(snapshot.column[uid] for uid in self.prefilter.candidates(features) if uid in snapshot.column)
+        columns, scorers = [], []
+        for j in sorted(snapshot.column[uid] for uid in self.prefilter.candidates(features) if uid in snapshot.column):
+            try:
+                negatives = self._spill.get(snapshot.spill_keys[j], device=snapshot.units[j].svm_intercept.device)
+            except KeyError:  # removed or replaced since the snapshot: leaving, not scored
+                continue
+            columns.append(j)
+            scorers.append(replace(snapshot.units[j], negatives=negatives))
         if columns:
-            stack = ScorerStack([snapshot.units[j] for j in columns])
+            stack = ScorerStack(scorers)
             scores = segment_max(stack.scores(features), owner, len(prompts))
             u[:, columns] = scores.cpu().numpy()
             weights[:, columns] = stack.weights(scores).cpu().numpy()
