@@ -90,7 +90,7 @@ class GatewayEngine:
 
         self.base, self.encoder = base, encoder
         self.model_name = model_name or base.path.name
-        self._detectors: dict = {}
+        self._detectors: dict[str, None] = {}  # the live unit ids, in load order (the detectors live in self.weights)
         # Adapters on demand: 0 keeps every adapter resident; N > 0 at most N (least recently fired out).
         if adapter_budget < 0:
             raise ValueError("adapter_budget must be 0 (every adapter resident) or positive")
@@ -150,7 +150,7 @@ class GatewayEngine:
                 from workers.engine.gate import GateError
 
                 raise GateError(f"unit {unit_id!r} is already loaded")
-            detectors = {**self._detectors, unit_id: unit.detector}
+            detectors = {**self._detectors, unit_id: None}
             # The detector first: a call that sees the new unit must be able to score it.
             self.weights.add_many({unit_id: unit.detector})
             resident = not self.adapter_budget or len(self._resident) < self.adapter_budget
@@ -174,7 +174,7 @@ class GatewayEngine:
             if unit_id in self._resident:
                 self.gated.remove_unit(unit_id)  # the adapter first: no call applies it from now on
                 del self._resident[unit_id]
-            self._detectors = {uid: d for uid, d in self._detectors.items() if uid != unit_id}
+            self._detectors = {uid: None for uid in self._detectors if uid != unit_id}
             self._sources.pop(unit_id, None)
             self.weights.remove(unit_id)
 
