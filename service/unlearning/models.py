@@ -107,6 +107,9 @@ class UnlearningJob(models.Model):
     loss = models.FloatField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     deadline_alert_at = models.DateTimeField(null=True, blank=True, help_text="When reviewers were told that it may not finish before the request's deadline.")
+    deadline_alert_for = models.DateTimeField(
+        null=True, blank=True, help_text="The deadline that alert was about: an extended deadline at risk again is alerted again."
+    )
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

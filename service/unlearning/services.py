@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from adapters_store.models import AdapterVersion
@@ -453,7 +453,7 @@ def job_claim_next(*, worker: str, message_id: str, job_id: int | None = None) -
 
 
 def jobs_alert_deadline_risks(*, now=None) -> list[str]:
-    """Reviewers are told (email and audit row, once per job) about every queued or running job
+    """Reviewers are told (email and audit row, once per job and deadline) about every queued or running job
     the GPU queue's forecast projects to finish within DEADLINE_RISK_MARGIN_HOURS of its deadline,
     or after it: while there is still time to add workers or extend the deadline."""
     now = now or timezone.now()
@@ -465,8 +465,10 @@ def jobs_alert_deadline_risks(*, now=None) -> list[str]:
     attempts = dict(UnlearningJob.objects.filter(pk__in=[row.job_id for row in rows]).values_list("pk", "attempt"))
     for row in rows:
         with transaction.atomic():
-            if not UnlearningJob.objects.filter(pk=row.job_id, deadline_alert_at__isnull=True, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-                deadline_alert_at=now
+            # Once per job and deadline: a deadline extended since the alert is a new one to watch.
+            unalerted = Q(deadline_alert_at__isnull=True) | ~Q(deadline_alert_for=row.deadline_at)
+            if not UnlearningJob.objects.filter(unalerted, pk=row.job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+                deadline_alert_at=now, deadline_alert_for=row.deadline_at
             ):
                 continue
             data = {

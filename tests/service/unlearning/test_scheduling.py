@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
-from service.requests.services import request_approve
+from service.requests.services import request_approve, request_extend_deadline
 from service.unlearning import selectors, services
 from service.unlearning.models import JobStatus, UnlearningJob
 from service.unlearning.scheduling import QueuedWork, forecast, median
@@ -136,7 +136,7 @@ def test_a_cancelled_requests_job_is_closed_on_the_way_to_the_next(queue, staff,
 # --- the deadline-at-risk alert -----------------------------------------------------------------------------
 
 
-def test_reviewers_are_alerted_once_when_the_queue_will_not_finish_a_job_in_time(queue, settings, staff, django_capture_on_commit_callbacks):
+def test_reviewers_are_alerted_once_per_deadline_when_the_queue_will_not_finish_a_job_in_time(queue, settings, staff, actor_of, django_capture_on_commit_callbacks):
     staff("reviewer", username="on-call")
     settings.FORGET = {**settings.FORGET, "GPU_WORKERS": 1, "DEADLINE_RISK_MARGIN_HOURS": 24, "JOB_ESTIMATE_SECONDS": 1800.0}
     # A measured job took 20 hours (the estimate is measured once there is one).
@@ -158,6 +158,18 @@ def test_reviewers_are_alerted_once_when_the_queue_will_not_finish_a_job_in_time
     assert event.target_id == squeezed.request.reference and event.data["position"] == 3 and event.data["estimate_seconds"] == pytest.approx(72000.0, abs=1)
     alert = [m for m in mail.outbox if m.subject.startswith("Deadline at risk")]
     assert len(alert) == 1 and "on-call@staff.example" in alert[0].to and "number 3 in the GPU queue" in alert[0].body
+
+    # The deadline is extended, and even so the forecast finishes inside the margin: a new deadline, a new alert.
+    request_extend_deadline(actor=actor_of(staff("reviewer")), request_id=squeezed.request_id, reason="complex case")
+    settings.FORGET = {**settings.FORGET, "DEADLINE_RISK_MARGIN_HOURS": 24 * 90}  # (every job is at risk now)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.jobs_alert_deadline_risks()
+    assert squeezed.request.reference in again
+    assert services.jobs_alert_deadline_risks() == []  # once per deadline
+    extended = ErasureRequest.objects.get(pk=squeezed.request_id).deadline_at
+    assert UnlearningJob.objects.get(pk=squeezed.pk).deadline_alert_for == extended
+    assert AuditEvent.objects.filter(action="unlearning.deadline_at_risk", target_id=squeezed.request.reference).count() == 2
+    settings.FORGET = {**settings.FORGET, "DEADLINE_RISK_MARGIN_HOURS": 24}
 
     # A second GPU worker: nothing would be late any more (the alert already sent stays sent).
     settings.FORGET = {**settings.FORGET, "GPU_WORKERS": 2}
