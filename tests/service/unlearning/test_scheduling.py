@@ -136,7 +136,7 @@ def test_a_cancelled_requests_job_is_closed_on_the_way_to_the_next(queue, staff,
 # --- the deadline-at-risk alert -----------------------------------------------------------------------------
 
 
-def test_reviewers_are_alerted_once_per_deadline_when_the_queue_will_not_finish_a_job_in_time(queue, settings, staff, actor_of, django_capture_on_commit_callbacks):
+def test_reviewers_are_alerted_once_per_deadline_when_a_job_will_not_finish_in_time(queue, settings, staff, actor_of, django_capture_on_commit_callbacks):
     staff("reviewer", username="on-call")
     settings.FORGET = {**settings.FORGET, "GPU_WORKERS": 1, "DEADLINE_RISK_MARGIN_HOURS": 24, "JOB_ESTIMATE_SECONDS": 1800.0}
     # A measured job took 20 hours (the estimate is measured once there is one).
