@@ -349,7 +349,9 @@ class EntityBank:
     with an equal Metaphone or NYSIIS code within MAX_NAME_EDITS letters of its length. The index
     holds the vocabulary by (first letter, length) and by code, so a token is compared with a few
     hundred name tokens instead of every unit's (51 ms per prompt at 10,000 units before it;
-    bench/gate_scale.py). `indexed=False` compares every token with the whole vocabulary: the
+    bench/gate_scale.py). A name token's owners are grouped by allowance, and the rules run once
+    per group, not once per owning unit (35 ms per prompt at 100,000 made-up units before that,
+    2.5 ms after, the same evidence). `indexed=False` compares every token with the whole vocabulary: the
     exhaustive reference the tests hold the index to.
     """
 
@@ -357,7 +359,10 @@ class EntityBank:
         self.unit_ids = tuple(matchers)
         self.matchers = matchers
         vocab: dict[str, int] = {}
-        owners: list[list[tuple[int, int, str, int]]] = []  # vocab id -> [(unit column, subject, role, allowance)]
+        # vocab id -> {allowance: [(unit column, subject, role)]}: whether a prompt token matches a
+        # name token depends on the pair and the allowance only, so it is decided once per group
+        # (a common given name is owned by thousands of units; per owner it was linear in them).
+        owners: list[dict[int, list[tuple[int, int, str]]]] = []
         self.values: dict[str, list[tuple[int, bool]]] = {}  # digest -> [(unit column, is identifier)]
         for column, unit_id in enumerate(self.unit_ids):
             matcher = matchers[unit_id]
@@ -366,8 +371,8 @@ class EntityBank:
                     for part in parts:
                         vid = vocab.setdefault(part, len(vocab))
                         if vid == len(owners):
-                            owners.append([])
-                        owners[vid].append((column, index, role, subject.allowance(part)))
+                            owners.append({})
+                        owners[vid].setdefault(subject.allowance(part), []).append((column, index, role))
             for digest in matcher.values.context:
                 self.values.setdefault(digest, []).append((column, digest in matcher.values.identifiers))
         self.vocab = list(vocab)
@@ -418,10 +423,10 @@ class EntityBank:
         for position, vid in pairs:
             if len(folded[position]) < 2:
                 continue
-            for column, subject, role, allowance in self.owners[vid]:
+            for allowance, group in self.owners[vid].items():
                 strict = tokens_match(folded[position], self.vocab[vid], allowance)
                 if strict or tokens_match(folded[position], self.vocab[vid], allowance, relaxed=True):
-                    hits.setdefault(position, []).append((column, subject, role, strict))
+                    hits.setdefault(position, []).extend((column, subject, role, strict) for column, subject, role in group)
         return hits
 
     def _candidates(self, token: str) -> list[int]:
