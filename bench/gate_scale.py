@@ -1,32 +1,33 @@
 """The gate at a provider's volume: cost per prompt and resident memory per unit against the number
-of live units, and how many units a prompt could fire for (issue 12, items 1 and 7).
+of live units, and how many units a prompt is scored for (issue 12, items 1 and 7).
 
-    .venv/bin/python bench/gate_scale.py                          # demo world, 1 / 1,000 / 10,000 units; about 5 minutes
+    .venv/bin/python bench/gate_scale.py                          # demo world, 1 / 1,000 / 10,000 units; about 10 minutes
     .venv/bin/python bench/gate_scale.py --sizes 1,1000,10000,100000 --prompts 24
 
-What is measured is the gate as the gateway runs it today: DetectorBank.score on single prompts,
-one shared encoder pass, then every unit's embedding scorer (stacked, exhaustive) and the entity
-evidence of every unit (names.py's EntityBank). Per size, interleaved over --rounds rounds:
+Two gates are timed on the same prompts, interleaved over --rounds rounds:
 
-- gate cost per prompt p50 / p99, and its parts: the encoder pass alone and the entity evidence
-  alone (the rest is the stacked scoring);
-- resident memory per unit: the unit's scorer tensors, its Detector's own one-unit stack (built
-  only when a detector is used alone: 0 in a gateway), its share of the bank's stacked scorer tensors, its entity matcher and its share of the entity index, and
-  what a unit's adapter would add if resident (float32 LoRA at the deployment's rank on every linear layer; the
-  gateway's --adapter-budget keeps only some adapters resident);
-- candidates per prompt: the units an exact prefilter would still have to score. A unit's weight is
-  0 unless u(x) reaches its lowest calibration score (calibration.py), and u is increasing in the
-  1-NN cosine c of the prompt's windows to the unit's stored windows, so a unit can fire only if
-  max c >= c0 (UnitScorer.cosine_floor, exact). The count of units with max c >= c0 is what a
-  cosine prefilter (FAISS or pgvector range search) could not prune; the units that fired by
-  entity evidence and in all are counted too.
+- prefiltered (what the gateway runs: DetectorBank(prefilter=True)): one shared encoder pass, a
+  FAISS range search over every unit's stored windows for the units whose weight can be non-zero
+  (detector/prefilter.py), the exact scorer on those only (their negative centroids read back from
+  the bank's spill file, spill.py), and the entity evidence (names.py);
+- exhaustive (the reference, up to --exhaustive-max units): every unit's scorer, stacked.
+
+Per size: gate cost per prompt p50 / p99 and its parts (the encoder pass alone, the entity evidence
+alone); units scored exactly per prompt (the prefilter's candidates) and IVF lists searched; units
+fired; decision differences between the two gates (must be 0); resident memory per unit: a real
+unit's scorer tensors less its negative centroids, which the prefiltered gate spills to disk (the
+synthetic units share their template's negatives, so a real unit's figure is the honest one), the
+prefilter's index (float32 flat, float16 once IVF), the entity matcher and its share of the entity index,
+the exhaustive stack (which the prefiltered gate does not build), and what a unit's adapter would
+add if resident (float32 LoRA at the deployment's rank on every linear layer; the gateway's
+--adapter-budget keeps only some adapters resident).
 
 Units: the first --real-units are REAL detectors fitted by the pipeline on demo people's forget
-sets. The others are SYNTHETIC (labelled so): each is a real unit's embedding scorer (the same
-tensors: the same cost, and as likely to be a candidate as a real unit on any prompt) with its own
-entity evidence for a made-up person (a seeded random name and values), so the name index grows
-as it would with real requests. Timed prompts concern none of the real units' people (other
-people's questions and general facts): the common case in service.
+sets. The others are SYNTHETIC (labelled so; detector/synthetic.py): each a real unit's windows
+moved towards another real unit's and refitted (its own windows and floor, where real requests'
+windows lie), with its own entity evidence for a made-up person (a seeded random name and values),
+so both indexes grow as they would with real requests. Timed prompts concern none of the real
+units' people (other people's questions and general facts): the common case in service.
 
 Writes JSON (--out) and prints a markdown table.
 """
@@ -38,15 +39,16 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads slow shared cores
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
-from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -58,7 +60,8 @@ from workers.engine.config import UnlearnConfig  # noqa: E402
 from workers.engine.demo_model import load_demo_world  # noqa: E402
 from workers.engine.detector import Detector, DetectorBank, DetectorConfig, load_encoder  # noqa: E402
 from workers.engine.detector.names import EntityBank, EntityMatcher  # noqa: E402
-from workers.engine.detector.scorer import ScorerStack, UnitScorer  # noqa: E402
+from workers.engine.detector.scorer import ScorerStack  # noqa: E402
+from workers.engine.detector.synthetic import mixed_detector  # noqa: E402
 from workers.engine.forget_set import forget_set_for_people  # noqa: E402
 from workers.engine.gate import _in_out_features, linear_module_names  # noqa: E402
 from workers.engine.pipeline import fit_detector  # noqa: E402
@@ -144,100 +147,118 @@ def run(args: argparse.Namespace) -> dict:
     excluded = {p.name for person in real_people for p in [person, *world.neighbours(person)]}
     prompts = choose_prompts(world, excluded, args.prompts, rng)
 
-    # What a loaded unit holds: its scorer's tensors and its share of the bank's stack (a Detector's
-    # own one-unit stack is built only if the detector is used alone, which a gateway never does).
-    per_unit_stack = tensor_bytes(ScorerStack([real[0].unit]))
-    unit_scorer = tensor_bytes(real[0].unit)
-    sizes, skipped = [], []
-    for n in args.sizes:
-        need = n * per_unit_stack * 1.15
-        if need > 0.75 * mem_available():
-            skipped.append(
-                {"units": n, "reason": f"the units' stacked scorers alone would take about {need / 2**30:.1f} GiB of {mem_available() / 2**30:.1f} available"}
-            )
-            log(f"{n} units skipped: {skipped[-1]['reason']}")
-            continue
-        sizes.append(n)
-    if not sizes:
-        raise SystemExit("no size fits in memory")
-
-    matcher_rng = random.Random(f"gate-scale-names:{args.seed}")
+    largest = max(args.sizes)
+    matcher_rng, generator = random.Random(f"gate-scale-names:{args.seed}"), torch.Generator().manual_seed(args.seed)
     detectors: dict[str, Detector] = {f"real-{i}": d for i, d in enumerate(real)}
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for index in range(len(real), max(sizes)):
-        template = real[index % len(real)]
-        detectors[f"synthetic-{index}"] = replace(template, entity=synthetic_matcher(matcher_rng), metadata={"synthetic": True})
-    matcher_bytes = (tracemalloc.get_traced_memory()[0] - before) / max(1, max(sizes) - len(real))
-    tracemalloc.stop()
+    seconds, _ = timed(
+        lambda: detectors.update(
+            {
+                f"synthetic-{i}": mixed_detector(*matcher_rng.sample(real, 2), generator, entity=synthetic_matcher(matcher_rng))
+                for i in range(len(real), largest)
+            }
+        )
+    )
+    log(f"{largest - len(real):,} synthetic units made in {seconds:.0f} s")
     ids = list(detectors)
+    # A real unit's own tensors (synthetic ones share their template's negatives); the prefiltered
+    # bank keeps the negatives in its spill file, not in memory.
+    unit_scorer = tensor_bytes(real[0].unit)
+    spilled = tensor_bytes(real[0].unit.negatives)
+    per_unit_stack = tensor_bytes(ScorerStack([real[0].unit]))
 
-    banks, entity_banks, memory = {}, {}, {}
-    for n in sizes:
-        bank = DetectorBank(encoder, config)
-        bank.add_many({uid: detectors[uid] for uid in ids[:n]})
-        seconds, _ = timed(lambda bank=bank: bank.score(prompts[:1]))  # builds the stack once, outside the timings
+    prefiltered, exhaustive, entity_banks, memory, skipped = {}, {}, {}, {}, []
+    for n in args.sizes:
+        bank = DetectorBank(encoder, config, prefilter=True)
+        build, _ = timed(lambda bank=bank, n=n: bank.add_many({uid: detectors[uid] for uid in ids[:n]}))
+        bank.score(prompts[:1])  # the snapshot, outside the timings
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         entity_banks[n] = EntityBank({uid: detectors[uid].entity for uid in ids[:n]})
-        entity_bytes = tracemalloc.get_traced_memory()[0] - before
+        entity_index = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
-        stack = bank._current().stack  # the bank's snapshot: what its score() calls read
         memory[n] = {
-            "unit_scorer_bytes_per_unit": unit_scorer,  # synthetic units share their template's; a real unit has its own
-            "detector_stack_bytes_per_unit": sum(tensor_bytes(detectors[uid].__dict__["stack"]) for uid in ids[:n] if "stack" in detectors[uid].__dict__) / n,
-            "stack_bytes_per_unit": tensor_bytes(stack) / n,
-            "entity_index_bytes_per_unit": entity_bytes / n,
-            "entity_matcher_bytes_per_unit": matcher_bytes,
-            "build_seconds": round(seconds, 2),
+            "unit_scorer_bytes_per_unit": unit_scorer - spilled,
+            "prefilter_index_bytes_per_unit": bank.prefilter.nbytes / n,
+            "entity_index_bytes_per_unit": entity_index / n,
+            "entity_matcher_bytes_per_unit": matcher_bytes(detectors[ids[-1]].entity),
+            "prefilter_build_seconds": round(build, 2),
+            "spilled_bytes_per_unit_on_disk": bank.spilled_bytes / n,
         }
-        banks[n] = bank
-        log(f"{n} units: bank built in {seconds:.1f} s, {memory[n]['stack_bytes_per_unit'] / 1024:.1f} KiB of stacked scorer per unit")
+        prefiltered[n] = bank
+        if n <= args.exhaustive_max and n * per_unit_stack * 1.15 < 0.6 * mem_available():
+            reference = DetectorBank(encoder, config)
+            reference.add_many({uid: detectors[uid] for uid in ids[:n]})
+            reference.score(prompts[:1])  # builds the stack once, outside the timings
+            exhaustive[n] = reference
+            memory[n]["exhaustive_stack_bytes_per_unit"] = tensor_bytes(reference._current().stack) / n
+        else:
+            skipped.append({"units": n, "reason": f"exhaustive reference not run above --exhaustive-max {args.exhaustive_max:,} or beyond memory"})
+        log(f"{n:,} units: prefilter built in {build:.1f} s, index {memory[n]['prefilter_index_bytes_per_unit'] / 1024:.1f} KiB per unit")
 
-    floors = torch.tensor([detectors[uid].unit.cosine_floor() for uid in ids[: max(sizes)]])
+    gates = [(n, "prefiltered") for n in args.sizes] + [(n, "exhaustive") for n in exhaustive]
+    samples = {gate: [] for gate in gates}
+    parts = {n: {"encoder": [], "entity": []} for n in args.sizes}
+    counts = {n: {"candidates": [], "lists_searched": [], "lists": 0, "fired": [], "entity_fired": [], "differences": 0} for n in args.sizes}
     layers = encoder.resolve_layers(config.layers)
-    samples = {n: {"gate": [], "encoder": [], "entity": []} for n in sizes}
-    counts = {n: {"cosine_candidates": [], "entity_fired": [], "fired": []} for n in sizes}
     for round_index in range(args.rounds):
         for index, prompt in enumerate(prompts):
-            order = sizes[(round_index + index) % len(sizes) :] + sizes[: (round_index + index) % len(sizes)]
+            shift = (round_index + index) % len(gates)
             windows, _ = config.split_windows([prompt])
-            encoder_s, features = timed(lambda windows=windows: encoder.layer_features(windows, layers, config.batch_size))
-            for n in order:
-                seconds, scores = timed(lambda n=n: banks[n].score([prompt]))
-                samples[n]["gate"].append(seconds)
-                samples[n]["encoder"].append(encoder_s)
-                samples[n]["entity"].append(timed(lambda n=n: entity_banks[n].evidence([prompt]))[0])
+            encoder_s, _ = timed(lambda windows=windows: encoder.layer_features(windows, layers, config.batch_size))
+            results = {}
+            for n, kind in gates[shift:] + gates[:shift]:
+                bank = prefiltered[n] if kind == "prefiltered" else exhaustive[n]
+                seconds, results[n, kind] = timed(lambda bank=bank: bank.score([prompt]))
+                samples[n, kind].append(seconds)
+                if kind == "prefiltered":
+                    stats = bank.prefilter.last
+                    if round_index == 0:
+                        counts[n]["candidates"].append(results[n, kind].candidates)
+                        counts[n]["lists_searched"].append(stats.lists_searched)
+                        counts[n]["lists"] = stats.lists
+            for n in args.sizes:
+                parts[n]["encoder"].append(encoder_s)
+                parts[n]["entity"].append(timed(lambda n=n: entity_banks[n].evidence([prompt]))[0])
                 if round_index == 0:
+                    scores = results[n, "prefiltered"]
                     counts[n]["fired"].append(int((scores.weights[0] > 0).sum()))
                     counts[n]["entity_fired"].append(int((scores.entity[0] > 0).sum()))
-            if round_index == 0:
-                best = max_cosine(features, [detectors[uid].unit for uid in ids[: max(sizes)]])
-                for n in sizes:
-                    counts[n]["cosine_candidates"].append(int((best[:n] >= floors[:n]).sum()))
+                    if n in exhaustive:
+                        counts[n]["differences"] += int((scores.weights != results[n, "exhaustive"].weights).sum())
         log(f"round {round_index + 1}/{args.rounds} done, load average {os.getloadavg()[0]:.1f}")
 
     adapter = adapter_bytes(base, UnlearnConfig().rank)
+    smallest = float(np.median(samples[args.sizes[0], "prefiltered"]))
     rows = []
-    gate_at_1 = float(np.median(samples[sizes[0]]["gate"])) if sizes else None
-    for n in sizes:
-        gate = np.array(samples[n]["gate"]) * 1000
-        resident = sum(memory[n][key] for key in memory[n] if key.endswith("_per_unit"))
+    for n, kind in sorted(gates, key=lambda gate: (gate[0], gate[1] != "prefiltered")):
+        gate = np.array(samples[n, kind]) * 1000
+        c = counts[n]
+        resident = sum(v for k, v in memory[n].items() if k.endswith("_per_unit") and not k.startswith("exhaustive"))
+        if kind == "exhaustive":  # the whole scorer and the stack, no index
+            resident += spilled + memory[n]["exhaustive_stack_bytes_per_unit"] - memory[n]["prefilter_index_bytes_per_unit"]
         rows.append(
             {
                 "units": n,
+                "gate": kind,
                 "real_units": min(n, len(real)),
                 "synthetic_units": max(0, n - len(real)),
                 "gate_ms": {"p50": float(np.median(gate)), "p99": float(np.percentile(gate, 99))},
-                "encoder_ms_p50": float(np.median(samples[n]["encoder"])) * 1000,
-                "entity_ms_p50": float(np.median(samples[n]["entity"])) * 1000,
-                "vs_smallest": float(np.median(gate)) / (gate_at_1 * 1000) if gate_at_1 else None,
-                "memory": {**{k: round(v) if k != "build_seconds" else v for k, v in memory[n].items()}, "gate_resident_bytes_per_unit": round(resident)},
+                "encoder_ms_p50": float(np.median(parts[n]["encoder"])) * 1000,
+                "entity_ms_p50": float(np.median(parts[n]["entity"])) * 1000,
+                "vs_smallest": float(np.median(gate)) / (smallest * 1000),
+                "memory": {k: round(v) if k.endswith("_per_unit") else v for k, v in memory[n].items()},
+                "gate_resident_bytes_per_unit": round(resident),
                 "adapter_bytes_per_unit": adapter,
-                "candidates_per_prompt": {key: {"mean": float(np.mean(v)), "max": int(max(v))} for key, v in counts[n].items()},
+                "scored_per_prompt": {"mean": float(np.mean(c["candidates"])), "max": int(max(c["candidates"]))}
+                if kind == "prefiltered"
+                else {"mean": n, "max": n},
+                "ivf_lists_searched": {"mean": float(np.mean(c["lists_searched"])), "of": c["lists"]} if kind == "prefiltered" else None,
+                "fired_per_prompt_mean": float(np.mean(c["fired"])),
+                "entity_fired_per_prompt_mean": float(np.mean(c["entity_fired"])),
+                "decision_differences": c["differences"] if n in exhaustive else None,
             }
         )
-    largest = rows[-1] if rows else None
+    top = [row for row in rows if row["gate"] == "prefiltered"][-1]
     result = {
         "command": "bench/gate_scale.py " + " ".join(args.argv),
         "model": {"spec": args.model, "dir": str(model_dir)},
@@ -247,24 +268,24 @@ def run(args: argparse.Namespace) -> dict:
             "stored_windows": [d.unit.glocal.num_samples for d in real],
             "negative_centroids": [int(d.unit.negatives.shape[1]) for d in real],
             "cosine_floor": [round(d.unit.cosine_floor(), 4) for d in real],
-            "synthetic_note": "a real unit's embedding scorer (same tensors) with the entity evidence of a made-up person",
+            "synthetic_note": "real units' windows mixed towards another's and refitted (detector/synthetic.py), with a made-up person's entity evidence",
         },
         "prompts": prompts,
         "rows": rows,
         "skipped": skipped,
         "targets": {
-            "growth_at_largest": (
-                {"units": largest["units"], "value": largest["vs_smallest"], "target": TARGET_GROWTH, "met": largest["vs_smallest"] <= TARGET_GROWTH}
-                if largest and largest["units"] >= 100_000
-                else {"units": largest["units"] if largest else 0, "value": largest["vs_smallest"] if largest else None, "target": TARGET_GROWTH, "met": None}
-            ),
+            "growth_at_largest": {
+                "units": top["units"],
+                "value": top["vs_smallest"],
+                "target": TARGET_GROWTH,
+                "met": top["vs_smallest"] <= TARGET_GROWTH if top["units"] >= 100_000 else None,
+            },
             "resident_bytes_per_unit": {
-                "value": largest["memory"]["gate_resident_bytes_per_unit"],
+                "value": top["gate_resident_bytes_per_unit"],
                 "target": TARGET_BYTES_PER_UNIT,
-                "met": largest["memory"]["gate_resident_bytes_per_unit"] <= TARGET_BYTES_PER_UNIT,
-            }
-            if largest
-            else None,
+                "met": top["gate_resident_bytes_per_unit"] <= TARGET_BYTES_PER_UNIT,
+            },
+            "decision_differences": sum(row["decision_differences"] or 0 for row in rows),
         },
         "conditions": {
             "seconds": round(time.perf_counter() - started, 1),
@@ -274,50 +295,53 @@ def run(args: argparse.Namespace) -> dict:
             "load_average_end": os.getloadavg()[0],
             "python": platform.python_version(),
             "torch": torch.__version__,
+            "faiss": faiss.__version__,
         },
     }
     return result
 
 
-def max_cosine(features: torch.Tensor, units: list[UnitScorer]) -> torch.Tensor:
-    """Per unit, the largest 1-NN cosine over the prompt's windows and layers (features [m, L, d])."""
-    distinct: dict[int, float] = {}
-    out = []
-    for unit in units:
-        key = id(unit.glocal.features)  # synthetic units share their template's tensors
-        if key not in distinct:
-            distinct[key] = float(torch.einsum("mld,lnd->mln", features, unit.glocal.features).max())
-        out.append(distinct[key])
-    return torch.tensor(out)
+def matcher_bytes(matcher: EntityMatcher | None) -> int:
+    """Bytes a unit's entity matcher holds (deep sizes of its attributes)."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    copy.deepcopy(matcher)
+    size = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return size
 
 
 def markdown(result: dict) -> str:
     lines = [
-        "| units (real + synthetic) | gate p50 ms | gate p99 ms | x smallest | encoder ms | entity evidence ms "
-        "| scorer + own stack + bank stack KiB/unit | entity KiB/unit | gate resident KiB/unit | adapter KiB/unit (if resident) "
-        "| cosine candidates/prompt (mean, max) | fired/prompt (mean) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| units (real + synthetic) | gate | p50 ms | p99 ms | x 1 unit | encoder ms | entity ms | scored/prompt (mean, max) "
+        "| IVF lists searched | fired/prompt | decision differences | gate resident KiB/unit (scorer + index + entity) | exhaustive stack KiB/unit "
+        "| adapter KiB/unit (if resident) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        m, c = row["memory"], row["candidates_per_prompt"]
+        m, scored, lists = row["memory"], row["scored_per_prompt"], row["ivf_lists_searched"]
+        searched = "-" if lists is None else ("flat index" if not lists["of"] else f"{lists['mean']:.0f} of {lists['of']:,}")
+        differences = "-" if row["decision_differences"] is None else str(row["decision_differences"])
+        stack = m.get("exhaustive_stack_bytes_per_unit")
         lines.append(
-            f"| {row['units']:,} ({row['real_units']} + {row['synthetic_units']:,}) | {row['gate_ms']['p50']:.1f} | {row['gate_ms']['p99']:.1f} | "
-            f"{row['vs_smallest']:.2f} | {row['encoder_ms_p50']:.1f} | {row['entity_ms_p50']:.2f} | "
-            f"{m['unit_scorer_bytes_per_unit'] / 1024:.0f} + {m['detector_stack_bytes_per_unit'] / 1024:.0f} + {m['stack_bytes_per_unit'] / 1024:.0f} | "
-            f"{(m['entity_index_bytes_per_unit'] + m['entity_matcher_bytes_per_unit']) / 1024:.1f} | {m['gate_resident_bytes_per_unit'] / 1024:.1f} | "
-            f"{row['adapter_bytes_per_unit'] / 1024:.0f} | {c['cosine_candidates']['mean']:.1f}, {c['cosine_candidates']['max']} | {c['fired']['mean']:.2f} |"
+            f"| {row['units']:,} ({row['real_units']} + {row['synthetic_units']:,}) | {row['gate']} | "
+            f"{row['gate_ms']['p50']:.1f} | {row['gate_ms']['p99']:.1f} | "
+            f"{row['vs_smallest']:.2f} | {row['encoder_ms_p50']:.1f} | {row['entity_ms_p50']:.2f} | {scored['mean']:,.1f}, {scored['max']:,} | {searched} | "
+            f"{row['fired_per_prompt_mean']:.2f} | {differences} | {row['gate_resident_bytes_per_unit'] / 1024:.1f} "
+            f"({m['unit_scorer_bytes_per_unit'] / 1024:.0f} + {m['prefilter_index_bytes_per_unit'] / 1024:.0f} + "
+            f"{(m['entity_index_bytes_per_unit'] + m['entity_matcher_bytes_per_unit']) / 1024:.1f}) | "
+            f"{'-' if stack is None else f'{stack / 1024:.0f}'} | {row['adapter_bytes_per_unit'] / 1024:.0f} |"
         )
     t = result["targets"]
-    if result["rows"]:
-        g, r = t["growth_at_largest"], t["resident_bytes_per_unit"]
-        growth = "met" if g["met"] else ("MISSED" if g["met"] is False else "not measured at 100,000 units")
-        lines += [
-            "",
-            f"Targets (issue 12): gate cost at {g['units']:,} units {g['value']:.2f}x the smallest size (target: at most {g['target']}x at 100,000 "
-            f"units: {growth}); resident per unit {r['value'] / 1024:.1f} KiB (target 64 KiB) {'met' if r['met'] else 'MISSED'}.",
-        ]
-    for skip in result["skipped"]:
-        lines.append(f"Not run at {skip['units']:,} units: {skip['reason']} (today's gate keeps every unit's detector resident).")
+    g, r = t["growth_at_largest"], t["resident_bytes_per_unit"]
+    growth = "met" if g["met"] else ("MISSED" if g["met"] is False else "not measured at 100,000 units")
+    lines += [
+        "",
+        f"Targets (issue 12): prefiltered gate cost at {g['units']:,} units {g['value']:.2f}x that at the smallest size "
+        f"(target: at most {g['target']}x at 100,000 "
+        f"units: {growth}); resident per unit {r['value'] / 1024:.1f} KiB (target 64 KiB: {'met' if r['met'] else 'MISSED'}); "
+        f"decision differences between the prefiltered and the exhaustive gate: {t['decision_differences']}.",
+    ]
     c = result["conditions"]
     lines.append(
         f"{c['seconds']:.0f} s on {c['torch_threads']} torch threads, {c['cpu_count']} cores, "
@@ -334,6 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--exhaustive-max", type=int, default=10_000, help="time the exhaustive reference gate up to this many units")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
