@@ -16,7 +16,11 @@ model", says which prompts they cover and which they do not):
 4. **Surname alone**, written with a capital (or in an all-lower-case prompt), when the word before
    it is not another given name: "Ms Kowalczyk", "Kowalczyk's phone number". "Yara Kowalczyk"
    names somebody else and is not evidence. A surname shared by a relative is ambiguous without a
-   given name; the rule errs on the side of the data subject (the threat model says so).
+   given name; the rule errs on the side of the data subject (the threat model says so). As the
+   prompt's first word (capitalised by its position alone) the surname must be spelt, not only
+   sound alike: with 100,000 made-up names, "Taello" (Metaphone equal to "Tell") had fired on
+   every prompt starting "Tell me" (bench/gate_scale.py; 44 of 200 unrelated prompts fired some
+   unit before this guard).
 5. **Given name with context.** A given name not followed by another surname, in a prompt that also
    holds one of the subject's values ("Rosalind, the pilot from Ravensway").
 
@@ -165,6 +169,16 @@ def tokens_match(candidate: str, name_token: str, allowance: int | None = None, 
         a, b = _codes(candidate), _codes(name_token)
         return a[0] == b[0] or a[1] == b[1]
     return False
+
+
+def spells(candidate: str, name_token: str, allowance: int) -> bool:
+    """Does `candidate` spell the name token within its allowance, first letter kept (the spelling
+    half of tokens_match, without the sound-alike edit)?"""
+    if candidate == name_token:
+        return True
+    if allowance == 0 or candidate[:1] != name_token[:1] or abs(len(candidate) - len(name_token)) > allowance:
+        return False
+    return OSA.distance(candidate, name_token, score_cutoff=allowance + 1) <= allowance
 
 
 def transliteration_variants(name: str) -> set[str]:
@@ -512,7 +526,8 @@ def _subject_evidence(
                 return "full_name"  # "Kowalczyk, Rosalind": the given name spelt within its own allowance ("Zabrowski live" is no name)
         if is_surname[i]:
             another_given = prev is not None and token.joined_before and _other_name(prev, subject, subject.given_tokens())
-            if (token.capitalised or all_lower) and not another_given:
+            by_position = i == 0 and not any(spells(token.folded, part, subject.allowance(part)) for part in subject.surname_tokens())
+            if (token.capitalised or all_lower) and not another_given and not by_position:
                 best = best or "surname"
         if is_given[i] and subject.given:
             if nxt is not None and nxt.joined_before and nxt.initial and nxt.folded == subject.surname[0]:

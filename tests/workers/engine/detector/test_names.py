@@ -71,6 +71,16 @@ def test_a_short_given_name_misspelt_next_to_the_surname_is_still_the_subject():
     assert liv.evidence("Where does Elowen Zabrowski live?") is None  # "Zabrowski live" is not "Zabrowski, Liv"
 
 
+def test_a_surname_that_only_sounds_like_a_prompts_first_word_is_not_the_subject():
+    """'Taello' sounds like 'Tell' (equal Metaphone codes): as the first word of a prompt it is
+    capitalised by its position alone, so there the surname must be spelt (within its allowance)."""
+    qualo = EntityMatcher.fit(["Qualo Taello"])
+    assert qualo.evidence("Tell me the capital of Ylvaria.") is None
+    assert qualo.evidence("Taello's address, please.").kind == "surname"
+    assert qualo.evidence("Taelo's address, please.").kind == "surname"  # misspelt, one edit: still spelt
+    assert qualo.evidence("Where does Ms Tell live?").kind == "surname"  # by sound, not the first word: kept
+
+
 def test_allowances_follow_the_name_length_and_the_synthetic_others():
     assert not tokens_match("ada", "ida") and not tokens_match("ilse", "imke")
     assert tokens_match("rosalynd", "rosalind") and tokens_match("kowalzcyk", "kowalczyk")
