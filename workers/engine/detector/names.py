@@ -19,8 +19,8 @@ model", says which prompts they cover and which they do not):
    given name; the rule errs on the side of the data subject (the threat model says so). As the
    prompt's first word (capitalised by its position alone) the surname must be spelt, not only
    sound alike: with 100,000 made-up names, "Taello" (Metaphone equal to "Tell") had fired on
-   every prompt starting "Tell me" (bench/gate_scale.py; 44 of 200 unrelated prompts fired some
-   unit before this guard).
+   every prompt starting "Tell me" (bench/entity_evidence.py: 35 of 200 prompts about nobody
+   loaded fired some unit before this guard, 7 after).
 5. **Given name with context.** A given name not followed by another surname, in a prompt that also
    holds one of the subject's values ("Rosalind, the pilot from Ravensway").
 
@@ -149,9 +149,10 @@ def calibrated_allowance(name_token: str, others: Iterable[str]) -> int:
     return max(allowance, 0)
 
 
-def tokens_match(candidate: str, name_token: str, allowance: int | None = None, *, relaxed: bool = False) -> bool:
+def tokens_match(candidate: str, name_token: str, allowance: int | None = None, *, relaxed: bool = False, by_sound: bool = True) -> bool:
     """Does the folded prompt token `candidate` spell (or misspell) the folded name token, within
-    `allowance` edits (default: default_allowance)? See the module docstring for the rules."""
+    `allowance` edits (default: default_allowance)? See the module docstring for the rules.
+    by_sound=False: spelt only, without the sound-alike edit."""
     if candidate == name_token:
         return True
     allowance = default_allowance(name_token) if allowance is None else allowance
@@ -165,20 +166,10 @@ def tokens_match(candidate: str, name_token: str, allowance: int | None = None, 
     distance = OSA.distance(candidate, name_token, score_cutoff=allowance + 1)
     if distance <= allowance and candidate[:1] == name_token[:1]:
         return True
-    if long_name and not relaxed and distance <= allowance + 1:
+    if by_sound and long_name and not relaxed and distance <= allowance + 1:
         a, b = _codes(candidate), _codes(name_token)
         return a[0] == b[0] or a[1] == b[1]
     return False
-
-
-def spells(candidate: str, name_token: str, allowance: int) -> bool:
-    """Does `candidate` spell the name token within its allowance, first letter kept (the spelling
-    half of tokens_match, without the sound-alike edit)?"""
-    if candidate == name_token:
-        return True
-    if allowance == 0 or candidate[:1] != name_token[:1] or abs(len(candidate) - len(name_token)) > allowance:
-        return False
-    return OSA.distance(candidate, name_token, score_cutoff=allowance + 1) <= allowance
 
 
 def transliteration_variants(name: str) -> set[str]:
@@ -526,7 +517,7 @@ def _subject_evidence(
                 return "full_name"  # "Kowalczyk, Rosalind": the given name spelt within its own allowance ("Zabrowski live" is no name)
         if is_surname[i]:
             another_given = prev is not None and token.joined_before and _other_name(prev, subject, subject.given_tokens())
-            by_position = i == 0 and not any(spells(token.folded, part, subject.allowance(part)) for part in subject.surname_tokens())
+            by_position = i == 0 and not any(tokens_match(token.folded, p, subject.allowance(p), by_sound=False) for p in subject.surname_tokens())
             if (token.capitalised or all_lower) and not another_given and not by_position:
                 best = best or "surname"
         if is_given[i] and subject.given:
