@@ -16,6 +16,12 @@ class ApiClient(models.Model):
     rate_limit = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The event types some active webhook endpoint of this client is subscribed to, kept by
+    # service.webhooks.services with each endpoint change. A superset is harmless (the endpoints are
+    # then read to find which); a missing type would lose deliveries, so it is only ever rewritten
+    # under the client's row lock. Authentication loads it with the client, which spares the intake
+    # the endpoints query when the client has none (docs/bench-intake.md).
+    webhook_events = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return self.name

@@ -134,17 +134,20 @@ def _insert(
     attested: bool,
     actor: Actor,
     received,
-    api_client=None,
+    api_client: ApiClient | None = None,
+    api_client_id: int | None = None,
     idempotency_key: str = "",
     body_hash: str = "",
     **initial: Any,
 ) -> ErasureRequest:
     """The INSERT and its `request.submitted` event, in the caller's transaction (no retry here).
-    `initial`: more column values for the INSERT (request_create_api's trusted-identity fold)."""
+    `initial`: more column values for the INSERT (request_create_api's trusted-identity fold).
+    `api_client`: a loaded client row (then cached on the request), else `api_client_id` alone."""
+    owner = {"api_client": api_client} if api_client is not None else {"api_client_id": api_client_id}
     request = ErasureRequest.objects.create(
         reference=_new_reference(),
         channel=channel,
-        api_client=api_client,
+        **owner,
         idempotency_key=idempotency_key,
         idempotency_body_hash=body_hash,
         subject={"name": name, "email": email},
@@ -226,20 +229,34 @@ def request_submit_web(*, name: str, email: str, regulation: str, facts: list[st
 
 
 def request_create_api(
-    *, actor: Actor, idempotency_key: str, name: str, email: str, regulation: str, facts: list[str], evidence_prompts: list[str]
+    *,
+    actor: Actor,
+    idempotency_key: str,
+    name: str,
+    email: str,
+    regulation: str,
+    facts: list[str],
+    evidence_prompts: list[str],
+    client: ApiClient | None = None,
 ) -> tuple[ErasureRequest, bool]:
     """A product's request. Returns (request, created).
 
     Same Idempotency-Key and body: the existing request back (created=False). Same key, another
     body: Conflict. Clients with `trusted_identity` verified the subject themselves, so the request
     goes straight to `verified`; others get the emailed code like the web form.
+
+    `client`: the actor's ApiClient row as authentication loaded it this call, if the caller has it;
+    the status-change receivers read it from the new request (the webhooks: whether any endpoint of
+    the client takes the event) instead of querying again.
     """
     actor.require_scope(Scope.CREATE)
-    client = ApiClient(pk=actor.client_pk)  # authentication has just loaded it; only its key is needed here
+    if client is not None and client.pk != actor.client_pk:
+        raise ValueError("client is not the actor's API client")
+    client_pk = actor.client_pk
     body_hash = sha256_hex(canonical_json({"name": name, "email": email, "regulation": regulation, "facts": facts, "evidence_prompts": evidence_prompts}))
 
     def existing() -> tuple[ErasureRequest, bool] | None:
-        found = ErasureRequest.objects.filter(api_client=client, idempotency_key=idempotency_key).first()
+        found = ErasureRequest.objects.filter(api_client_id=client_pk, idempotency_key=idempotency_key).first()
         if found is None:
             return None
         if found.idempotency_body_hash != body_hash:
@@ -264,6 +281,7 @@ def request_create_api(
         attested=True,
         actor=actor,
         api_client=client,
+        api_client_id=client_pk,
         idempotency_key=idempotency_key,
         body_hash=body_hash,
     )

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from service.accounts.models import ApiClient
 from service.accounts.roles import SYSTEM, Actor, Capability, Scope
 from service.audit.services import audit_record
 from service.common.celery_app import app as celery_app
@@ -101,10 +102,12 @@ def webhook_endpoint_create(
             raise ApplicationError("Name the API client the endpoint belongs to.", code="api_client_required")
     url, events = _check_url(url), _check_events(events)
     with transaction.atomic():
+        _lock_client(api_client_id)
         if WebhookEndpoint.objects.filter(api_client_id=api_client_id, is_active=True).count() >= MAX_ENDPOINTS_PER_CLIENT:
             raise ApplicationError(f"At most {MAX_ENDPOINTS_PER_CLIENT} active endpoints per client.", code="too_many_endpoints", status=409)
         secret = _new_secret()
         endpoint = WebhookEndpoint.objects.create(api_client_id=api_client_id, url=url, events=events, description=description, secret={"secret": secret})
+        _client_events_refresh(api_client_id)
         audit_record(
             action="webhook.endpoint_created",
             actor=actor,
@@ -119,10 +122,28 @@ def webhook_endpoint_disable(*, actor: Actor, endpoint_id) -> WebhookEndpoint:
     """Stops deliveries to an endpoint (pending ones are not sent); the history stays."""
     endpoint = _endpoint_for(actor, endpoint_id)
     with transaction.atomic():
+        _lock_client(endpoint.api_client_id)
         if WebhookEndpoint.objects.filter(pk=endpoint.pk, is_active=True).update(is_active=False, disabled_at=timezone.now()):
+            _client_events_refresh(endpoint.api_client_id)
             audit_record(action="webhook.endpoint_disabled", actor=actor, target_type="webhook_endpoint", target_id=str(endpoint.pk))
     endpoint.refresh_from_db()
     return endpoint
+
+
+def _lock_client(api_client_id: int) -> None:
+    """Endpoint changes of one client take turns (its row lock, to the end of the transaction): the
+    active-endpoint limit and the client's webhook_events are then decided on what the others
+    committed, and two registrations at once cannot each write only their own event types."""
+    if not ApiClient.objects.select_for_update().filter(pk=api_client_id).exists():
+        raise NotFound("No such API client.")
+
+
+def _client_events_refresh(api_client_id: int) -> None:
+    """ApiClient.webhook_events := the event types of the client's active endpoints (under _lock_client)."""
+    subscribed = set()
+    for events in WebhookEndpoint.objects.filter(api_client_id=api_client_id, is_active=True).values_list("events", flat=True):
+        subscribed.update(events)
+    ApiClient.objects.filter(pk=api_client_id).update(webhook_events=[event for event in EVENT_TYPES if event in subscribed])
 
 
 def _endpoint_for(actor: Actor, endpoint_id) -> WebhookEndpoint:
@@ -143,6 +164,11 @@ def _endpoint_for(actor: Actor, endpoint_id) -> WebhookEndpoint:
 def deliveries_create_for_event(*, event_type: str, request, previous: str) -> list[WebhookDelivery]:
     """One delivery per active endpoint of the request's client subscribed to `event_type`, in the
     caller's transaction (the status change's): sent by a task once that commits."""
+    client = request.api_client if type(request).api_client.is_cached(request) else None
+    if client is not None and event_type not in client.webhook_events:
+        # The caller loaded the client (the intake: authentication did, this very call), and none of
+        # its active endpoints takes this event: no endpoints query, the usual case on every intake.
+        return []
     # Only ids and event lists: this runs in every API intake's transaction, and most clients have no
     # endpoint; loading whole endpoints (and decrypting their secrets) would be paid on each one.
     subscribed = WebhookEndpoint.objects.filter(api_client_id=request.api_client_id, is_active=True).values_list("pk", "events")
