@@ -141,6 +141,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 _POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60 if _POSTGRES else 0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = _POSTGRES
+if _POSTGRES:  # the same backend, its health check at most once a second per connection (see there)
+    DATABASES["default"]["ENGINE"] = "service.common.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
