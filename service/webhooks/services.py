@@ -168,6 +168,8 @@ def deliveries_create_for_event(*, event_type: str, request, previous: str) -> l
     if client is not None and event_type not in client.webhook_events:
         # The caller loaded the client (the intake: authentication did, this very call), and none of
         # its active endpoints takes this event: no endpoints query, the usual case on every intake.
+        # An endpoint registered while the request is being filed may miss its event, as it could
+        # when the endpoints were read inside the filing's transaction: the window is the filing itself.
         return []
     # Only ids and event lists: this runs in every API intake's transaction, and most clients have no
     # endpoint; loading whole endpoints (and decrypting their secrets) would be paid on each one.
