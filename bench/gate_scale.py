@@ -63,7 +63,7 @@ from workers.engine.detector.names import EntityBank, EntityMatcher  # noqa: E40
 from workers.engine.detector.scorer import ScorerStack  # noqa: E402
 from workers.engine.detector.synthetic import mixed_detector  # noqa: E402
 from workers.engine.forget_set import forget_set_for_people  # noqa: E402
-from workers.engine.gate import _in_out_features, linear_module_names  # noqa: E402
+from workers.engine.gate import in_out_features, linear_module_names  # noqa: E402
 from workers.engine.pipeline import fit_detector  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gate-scale.json"
@@ -102,7 +102,7 @@ def tensor_bytes(obj, seen: set[int] | None = None) -> int:
 
 def adapter_bytes(base, rank: int) -> int:
     modules = dict(base.model.named_modules())
-    return 4 * sum(rank * sum(_in_out_features(modules[name])) for name in linear_module_names(base.model))
+    return 4 * sum(rank * sum(in_out_features(modules[name])) for name in linear_module_names(base.model))
 
 
 def choose_prompts(world, excluded_people: set[str], count: int, rng: random.Random) -> list[str]:
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
             reference.add_many({uid: detectors[uid] for uid in ids[:n]})
             reference.score(prompts[:1])  # builds the stack once, outside the timings
             exhaustive[n] = reference
-            memory[n]["exhaustive_stack_bytes_per_unit"] = tensor_bytes(reference._current().stack) / n
+            memory[n]["exhaustive_stack_bytes_per_unit"] = tensor_bytes(reference.stack) / n
         else:
             skipped.append({"units": n, "reason": f"exhaustive reference not run above --exhaustive-max {args.exhaustive_max:,} or beyond memory"})
         log(f"{n:,} units: prefilter built in {build:.1f} s, index {memory[n]['prefilter_index_bytes_per_unit'] / 1024:.1f} KiB per unit")

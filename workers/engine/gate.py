@@ -164,7 +164,8 @@ def _hook(name: str, owner: object):
     return hook
 
 
-def _in_out_features(module: nn.Module) -> tuple[int, int]:
+def in_out_features(module: nn.Module) -> tuple[int, int]:
+    """(in, out) widths of a linear layer: nn.Linear, or a GPT-2 style Conv1D."""
     if isinstance(module, Conv1D):  # weight stored [d_in, d_out]
         return module.weight.shape[0], module.weight.shape[1]
     return module.in_features, module.out_features
@@ -196,7 +197,7 @@ class GatedModel:
         missing = [name for name in names if name not in modules]
         if missing:
             raise GateError(f"no such modules in the base model: {missing[:5]}")
-        self._shapes = {name: _in_out_features(modules[name]) for name in names}
+        self._shapes = {name: in_out_features(modules[name]) for name in names}
         self._targets = {name: modules[name] for name in names}
         self._hooks = [modules[name].register_forward_hook(_hook(name, self._token)) for name in names]
 

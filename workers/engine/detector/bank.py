@@ -143,6 +143,12 @@ class DetectorBank:
         with self._lock:
             return len(self._detectors)
 
+    @property
+    def stack(self) -> ScorerStack | None:
+        """The stacked scorers every prompt is scored with (built on first use); None in prefilter
+        mode, where only candidates are stacked per call, and when the bank is empty."""
+        return self._current().stack
+
     def _current(self) -> _Snapshot:
         with self._lock:
             if self._snapshot is None:
