@@ -42,6 +42,8 @@ REQUEST_TAG = "requests"
 REVIEW_TAG = "review"
 PROBLEM = "application/problem+json"
 
+MAX_NAME = 200
+MAX_EMAIL = 254
 MAX_FACTS = 50
 MAX_EVIDENCE_PROMPTS = 20
 MAX_TEXT = 1000
@@ -234,8 +236,8 @@ def _reason_field(*, required: bool, help_text: str) -> StrictCharField:
 
 class RequestCreateApi(APIView):
     class InputSerializer(StrictSerializer):
-        subject_name = StrictCharField(max_length=200, help_text="The data subject's name.")
-        subject_email = serializers.EmailField(max_length=254, help_text="Where the subject is reached (verification code, outcome).")
+        subject_name = StrictCharField(max_length=MAX_NAME, help_text="The data subject's name.")
+        subject_email = serializers.EmailField(max_length=MAX_EMAIL, help_text="Where the subject is reached (verification code, outcome).")
         regulation = serializers.ChoiceField(choices=Regulation.choices)
         facts = serializers.ListField(
             child=StrictCharField(max_length=MAX_TEXT),
@@ -353,7 +355,7 @@ def _create_input_plainly_valid(data) -> dict | None:
     accepts with the same result; tests/service/requests/test_create_input.py checks that on generated bodies."""
     if type(data) is not dict or not (_CREATE_REQUIRED <= data.keys() <= _CREATE_FIELDS):
         return None
-    name, email, regulation = _plain_text(data["subject_name"], 200), _plain_text(data["subject_email"], 254), data["regulation"]
+    name, email, regulation = _plain_text(data["subject_name"], MAX_NAME), _plain_text(data["subject_email"], MAX_EMAIL), data["regulation"]
     facts = _plain_texts(data["facts"], MAX_TEXT, 1, MAX_FACTS)
     prompts = _plain_texts(data.get("evidence_prompts", []), MAX_TEXT, 0, MAX_EVIDENCE_PROMPTS)
     if name is None or email is None or facts is None or prompts is None or type(regulation) is not str or regulation not in _REGULATIONS:

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.requests.api import MAX_EVIDENCE_PROMPTS, MAX_FACTS, MAX_TEXT, RequestCreateApi, _create_input_plainly_valid
+from service.requests.api import MAX_EMAIL, MAX_EVIDENCE_PROMPTS, MAX_FACTS, MAX_NAME, MAX_TEXT, RequestCreateApi, _create_input_plainly_valid
 
 # Strings at the rules' edges: whitespace DRF trims (and blank after trimming), NUL, a lone surrogate,
 # non-ASCII letters, lengths at and past each bound; then the same joined to arbitrary text.
 EDGES = ["Ada", " Ada ", "\tAda\n", "\u00a0Ada\u2003", "", " ", "\n\t", "Ad\x00a", "\x00", "Ad\ud800a", "\udfff", "Zoë 名前", "ada@example.org"]
-EDGES += ["x" * n for n in (199, 200, 201, 253, 254, 255, MAX_TEXT, MAX_TEXT + 1)] + [" " + "x" * 200 + " "]
+EDGES += ["x" * n for bound in (MAX_NAME, MAX_EMAIL, MAX_TEXT) for n in (bound - 1, bound, bound + 1)] + [" " + "x" * MAX_NAME + " "]
 EDGE = st.sampled_from(EDGES)
 TEXT = st.one_of(EDGE, st.builds(str.__add__, EDGE, st.text(max_size=6)), st.builds(str.__add__, st.text(max_size=6), EDGE), st.text(max_size=12))
 VALUE = st.one_of(TEXT, st.none(), st.integers(), st.booleans(), st.lists(TEXT, max_size=3), st.dictionaries(TEXT, TEXT, max_size=2))
@@ -90,7 +90,12 @@ def test_the_usual_bodies_take_the_plain_path_with_the_serializers_result(body):
     assert _create_input_plainly_valid(body) == serializer_result(body)
 
 
-@pytest.mark.parametrize("edge", EDGES + ["x" * 242 + "@example.org", "x" * 243 + "@example.org", " " + "x" * 242 + "@example.org "])
+DOMAIN = "@example.org"
+LOCAL = "x" * (MAX_EMAIL - len(DOMAIN))  # an address exactly MAX_EMAIL long
+EMAILS_AT_THE_BOUND = [LOCAL + DOMAIN, LOCAL + "x" + DOMAIN, " " + LOCAL + DOMAIN + " "]
+
+
+@pytest.mark.parametrize("edge", EDGES + EMAILS_AT_THE_BOUND)
 @pytest.mark.parametrize("field", ["subject_name", "subject_email", "facts", "evidence_prompts"])
 def test_every_edge_string_in_every_text_field_is_decided_alike(field, edge):
     body = {**VALID, field: [edge] if field in ("facts", "evidence_prompts") else edge}
