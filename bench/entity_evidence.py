@@ -2,14 +2,17 @@
 nobody loaded, as the number of made-up people loaded grows (names.py; issue 12's finding that
 sound-alike surnames fire on unrelated prompts).
 
-    .venv/bin/python bench/entity_evidence.py                  # 30 demo people, 100,000 made-up names; about 2 minutes
+    .venv/bin/python bench/entity_evidence.py                  # 3 draws of 30 demo people and 100,000 made-up names; about 3 minutes
+    .venv/bin/python bench/entity_evidence.py --seeds 0        # one draw
 
 Recall: --people demo people drawn by a seeded rule, each with build_probes' families
 (--per-family probes each); a probe is found when the evidence names its own subject (positive
 families) and a false positive when it does (R, N, W). Firings: EntityBank with --made-up made-up
 people (bench/gate_scale.py's generator: seeded syllable names, an email, a phone number and an
 address each) on --prompts prompts about other demo people and general facts; reported per prompt
-and by the rule that fired (kind). No model, no encoder: names only. Writes JSON (--out).
+and by the rule that fired (kind). Each of --seeds draws its own people, made-up names and prompts
+(a result must not hang on one draw); recall is summed over the draws, firings are per draw. No
+model, no encoder: names only. Writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from workers.engine.world import build_world  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "entity-evidence.json"
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, seed: int) -> dict:
+    """One draw: its people's recall per family and its firings per number of made-up people."""
     started = time.perf_counter()
     world = build_world(seed=0)
-    rng = random.Random(f"entity-evidence:{args.seed}")
+    rng = random.Random(f"entity-evidence:{seed}")
     people = rng.sample(world.people, args.people)
     matchers = {}
     for person in people:
@@ -54,9 +58,9 @@ def run(args: argparse.Namespace) -> dict:
             found[probe.set] += person.name in evidence
     recall = {family: {"found": found[family], "of": total[family], "false_positive": family in NEGATIVE_FAMILIES} for family in sorted(total)}
 
-    names_rng = random.Random(f"gate-scale-names:{args.seed}")
+    names_rng = random.Random(f"gate-scale-names:{seed}")
     made_up = {f"made-up-{i}": synthetic_matcher(names_rng) for i in range(args.made_up)}
-    prompts = choose_prompts(world, set(), args.prompts, random.Random(f"entity-evidence-prompts:{args.seed}"))
+    prompts = choose_prompts(world, set(), args.prompts, random.Random(f"entity-evidence-prompts:{seed}"))
     firings = []
     for size in args.sizes:
         made = EntityBank(dict(list(made_up.items())[:size]))
@@ -72,8 +76,7 @@ def run(args: argparse.Namespace) -> dict:
             }
         )
     return {
-        "command": "bench/entity_evidence.py " + " ".join(args.argv),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "argv")},
+        "seed": seed,
         "people": [p.name for p in people],
         "recall": recall,
         "prompts": len(prompts),
@@ -82,14 +85,28 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def summed_recall(draws: list[dict]) -> dict:
+    """Each family's found and total over every draw."""
+    total = {}
+    for draw in draws:
+        for family, row in draw["recall"].items():
+            into = total.setdefault(family, {"found": 0, "of": 0, "false_positive": row["false_positive"]})
+            into["found"] += row["found"]
+            into["of"] += row["of"]
+    return dict(sorted(total.items()))
+
+
 def markdown(result: dict) -> str:
-    lines = ["| family | subject found | kind |", "|---|---|---|"]
+    seeds = ", ".join(str(draw["seed"]) for draw in result["draws"])
+    lines = [f"| family | subject found (draws {seeds}) | kind |", "|---|---|---|"]
     for family, row in result["recall"].items():
         lines.append(f"| {family} | {row['found']} of {row['of']} | {'false positive' if row['false_positive'] else 'recall'} |")
-    lines += ["", f"| made-up units loaded | prompts firing (of {result['prompts']}) | units fired | by rule |", "|---|---|---|---|"]
-    for row in result["firings"]:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(row["by_kind"].items())) or "-"
-        lines.append(f"| {row['made_up_units']:,} | {row['prompts_firing']} | {row['units_fired']} | {kinds} |")
+    prompts = result["draws"][0]["prompts"]
+    lines += ["", f"| draw | made-up units loaded | prompts firing (of {prompts}) | units fired | by rule |", "|---|---|---|---|---|"]
+    for draw in result["draws"]:
+        for row in draw["firings"]:
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(row["by_kind"].items())) or "-"
+            lines.append(f"| {draw['seed']} | {row['made_up_units']:,} | {row['prompts_firing']} | {row['units_fired']} | {kinds} |")
     lines.append(f"\n{result['seconds']:.0f} s. Command: `{result['command']}`.")
     return "\n".join(lines) + "\n"
 
@@ -101,13 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--made-up", type=int, default=100_000)
     parser.add_argument("--sizes", type=lambda s: sorted({int(x) for x in s.split(",") if x.strip()}), default=[1_000, 10_000, 100_000])
     parser.add_argument("--prompts", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x.strip()], default=[0, 1, 2], help="draws, one per seed (default 0,1,2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
-    if max(args.sizes) > args.made_up or args.people < 1:
-        parser.error("--sizes must not exceed --made-up, and --people must be at least 1")
-    result = run(args)
+    if max(args.sizes) > args.made_up or args.people < 1 or not args.seeds:
+        parser.error("--sizes must not exceed --made-up, --people must be at least 1, and name at least one seed")
+    started = time.perf_counter()
+    draws = [run(args, seed) for seed in args.seeds]
+    result = {
+        "command": "bench/entity_evidence.py " + " ".join(args.argv),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "argv")},
+        "recall": summed_recall(draws),
+        "draws": draws,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
