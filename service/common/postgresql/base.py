@@ -5,8 +5,9 @@ every HTTP request: one more round trip on each, the eighth of the intake's (doc
 Here a connection that passed a check (or was opened) less than HEALTH_CHECK_SECONDS ago is taken
 as it is: a server that went away in that second fails the request's first query instead, which is
 answered 503 with Retry-After like any outage (service/common/outages.py), and Django closes the
-broken connection when the request ends; the next request connects afresh. A connection idle for
-longer, the usual victim of a database restart, is still checked before it is used.
+broken connection when the request ends; the next request connects afresh. A connection whose last
+check is older (one idle for a while, the usual victim of a database restart, or a busy one once a
+second) is checked before it is used.
 """
 
 from __future__ import annotations

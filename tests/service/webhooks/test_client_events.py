@@ -27,10 +27,14 @@ def file_over_http(client, key: str) -> tuple[dict, list[str]]:
     return response.json(), [query["sql"] for query in queries.captured_queries]
 
 
+def endpoint_queries(sql: list[str]) -> list[str]:
+    return [statement for statement in sql if "webhooks_webhookendpoint" in statement]
+
+
 def test_the_intake_of_a_client_without_endpoints_reads_no_endpoints(client, api_client_key):
     _, key = api_client_key(("create", "read", "trusted_identity"))
     _, sql = file_over_http(client, key)
-    assert not [statement for statement in sql if "webhooks_webhookendpoint" in statement]
+    assert not endpoint_queries(sql)
     assert not WebhookDelivery.objects.exists()
 
 
@@ -43,7 +47,7 @@ def test_endpoint_changes_keep_the_clients_event_types_and_the_intake_delivers(c
     assert ApiClient.objects.get(pk=api_client.pk).webhook_events == ["request.verified", "request.rejected", "request.active"]  # EVENT_TYPES order
 
     body, sql = file_over_http(client, key)  # trusted identity: verified at once, both endpoints take it
-    assert [statement for statement in sql if "webhooks_webhookendpoint" in statement]
+    assert endpoint_queries(sql)
     assert sorted(d.endpoint_id for d in WebhookDelivery.objects.filter(request_id=body["id"])) == sorted([first.pk, second.pk])
 
     webhook_endpoint_disable(actor=actor, endpoint_id=second.pk)
@@ -54,7 +58,7 @@ def test_endpoint_changes_keep_the_clients_event_types_and_the_intake_delivers(c
     webhook_endpoint_disable(actor=actor, endpoint_id=first.pk)
     assert ApiClient.objects.get(pk=api_client.pk).webhook_events == []
     body, sql = file_over_http(client, key)
-    assert not [statement for statement in sql if "webhooks_webhookendpoint" in statement]
+    assert not endpoint_queries(sql)
     assert not WebhookDelivery.objects.filter(request_id=body["id"]).exists()
 
 
@@ -63,5 +67,5 @@ def test_an_event_no_endpoint_takes_is_decided_without_the_endpoints(client, rec
     api_client, key = api_client_key(("create", "read", "trusted_identity"))
     webhook_endpoint_create(actor=actor_of(api_client), url=receiver.url, events=["request.active"])
     body, sql = file_over_http(client, key)  # request.verified: not taken
-    assert not [statement for statement in sql if "webhooks_webhookendpoint" in statement]
+    assert not endpoint_queries(sql)
     assert not WebhookDelivery.objects.filter(request_id=body["id"]).exists()
