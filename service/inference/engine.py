@@ -260,7 +260,6 @@ class GatewayEngine:
 
     def _run_batch(self, prompts: list[Prompt], max_tokens: Hashable) -> list[Completion | Exception]:
         """Runs on the batcher's thread: every tokenizer and model call of the gateway happens here."""
-        from workers.engine.gate import GateWeights
         from workers.engine.generation import generate_answers
         from workers.engine.prompting import prompt_ids
 
@@ -281,7 +280,7 @@ class GatewayEngine:
                     results[runnable[row]] = error
                 keep = [row for row in range(len(runnable)) if row not in unavailable]
                 runnable = [runnable[row] for row in keep]
-                weights = GateWeights(weights.units, weights.matrix[keep])
+                weights = weights.take(keep)
         if runnable:
             with self.gated.apply(weights):
                 answers = generate_answers(
@@ -347,14 +346,12 @@ class GatewayEngine:
             return results
         weights, unavailable, load_seconds = self._gate([self.detector_text(rows[i].prompt) for i in runnable])
         if unavailable:  # those rows end with their error before any token; the others run
-            from workers.engine.gate import GateWeights
-
             for row, error in unavailable.items():
                 results[runnable[row]] = error
                 rows[runnable[row]].channel.push(rows[runnable[row]].row, "error", error)
             keep = [row for row in range(len(runnable)) if row not in unavailable]
             runnable = [runnable[row] for row in keep]
-            weights = GateWeights(weights.units, weights.matrix[keep])
+            weights = weights.take(keep)
             if not runnable:
                 return results
         answers = [AnswerText(rows[i].stop) for i in runnable]

@@ -20,7 +20,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,8 @@ class LoadedUnit:
     manifest: Manifest
     adapter: AdapterWeights
     detector: Any = None  # what detector_loader returned, if one was given
+    # A group (consolidation.py): its members, whose detectors decide where the group's adapter applies.
+    members: list[LoadedUnit] = field(default_factory=list)
 
 
 def load_unit(

@@ -251,8 +251,10 @@ def evaluate_units(
     base = base if isinstance(base, BaseModel) else load_base_model(base)
     encoder = encoder if encoder is not None else load_encoder(device=str(base.device))
     units = load_units(base, unit_dirs, encoder)
-    unit_ids = [unit.manifest.unit_id for unit in units]
-    certified = unit_ids[-1]
+    # A group served member by member (consolidation.py) has one gate column per member: answers,
+    # leaks and retain read those columns; the gate metrics and the record read one per unit.
+    report_ids = [unit.manifest.unit_id for unit in units]
+    certified = report_ids[-1]
     request_id = request_id or str(units[-1].manifest.extra.get("request_id") or certified)
     t = lap("load_seconds", started)
 
@@ -281,6 +283,7 @@ def evaluate_units(
     needed = evidence_needed(thresholds)
 
     gated = gated_model(base, units, encoder)
+    unit_ids = list(gated.unit_ids)
     try:
         stage("gate scores")
         weight_fn: UnitWeights = gated.weight_fn  # type: ignore[assignment]
@@ -331,7 +334,7 @@ def evaluate_units(
         t = lap("generation_seconds", t)
 
         leak, retain, rows = _leak_and_retain(all_probes, base_texts, gated_texts, on_texts, gate, unit_ids)
-        gate_metrics = _gate_metrics(all_probes, gate, unit_ids, certified)
+        gate_metrics = _gate_metrics(all_probes, weight_fn.regroup(gate, report_ids), report_ids, certified)
 
         stage("membership inference")
         membership = _membership(gated, weight_fn, unit_ids, probes, bootstrap_rounds, seed, batch_size)
@@ -350,7 +353,7 @@ def evaluate_units(
     failing = sorted({rule["family"] for rule in rules if rule["status"] != "pass" and rule.get("family")}, key=_set_order)
     return Certificate(
         request_id=request_id,
-        unit_ids=unit_ids,
+        unit_ids=report_ids,
         verdict=verdict,
         passed=verdict == "pass",
         rules=rules,
@@ -409,6 +412,7 @@ def _unit_record(unit: LoadedUnit) -> dict[str, Any]:
         "previous_units": extra.get("previous_units", []),
         "orthogonality_penalty": extra.get("orthogonality_penalty"),
         "timings": extra.get("timings", {}),
+        **({"group": {**extra["group"], "members": [_unit_record(member) for member in unit.members]}} if unit.members else {}),
     }
 
 

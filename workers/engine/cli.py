@@ -712,6 +712,62 @@ def _model_import(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# unlearn consolidate
+
+
+def add_consolidate_commands(subparsers: argparse._SubParsersAction) -> None:
+    consolidate = subparsers.add_parser(
+        "consolidate",
+        help="make several units' adapters one exact adapter (a group unit); each member keeps its detector",
+        description=(
+            "Write a group unit: one LoRA whose delta on every layer is the sum of the members' deltas, exact. "
+            "--construction blocks (default): the members' factors side by side, served member by member (each "
+            "member's rows at its own detector's weight: the group answers what its members answered apart). "
+            "--construction sum: the summed delta reduced by QR and SVD to its numerical rank (at most the layer's "
+            "width: smaller once the members' ranks add up past it), served at the largest of the members' "
+            "weights, so the other members' deltas apply too. No training, no forget set read. The members' directories "
+            "must stay beside the group's (they are verified against the digests the group records when it is "
+            "loaded). Certify the group like a unit: unlearn evaluate --units ... GROUP_DIR."
+        ),
+        epilog="Example: unlearn consolidate --units units/req-1 units/req-2 --out units/group-1",
+    )
+    consolidate.add_argument("--units", type=Path, nargs="+", required=True, metavar="UNIT_DIR", help="the members")
+    consolidate.add_argument("--out", type=Path, metavar="DIR", required=True, help="the group unit directory to write (must not exist)")
+    consolidate.add_argument("--unit-id", metavar="ID", help="the group's unit id (default: the directory's name)")
+    consolidate.add_argument(
+        "--replaces", type=Path, metavar="GROUP_DIR", help="the group this one rebuilds (a member removed or added): recorded with what changed"
+    )
+    consolidate.add_argument("--construction", choices=("blocks", "sum"), default="blocks", help="how the adapters become one (default: blocks)")
+    consolidate.set_defaults(handler=_consolidate)
+
+
+def _consolidate(args: argparse.Namespace) -> int:
+    for unit in args.units:
+        _check_dir(unit, "--units", "unit directory")
+    _check_output_dir(args.out)
+    if args.out.exists():
+        raise CliError(f"--out {args.out}: already exists (units are immutable)")
+    if args.replaces is not None:
+        _check_dir(args.replaces, "--replaces", "group directory")
+    from .consolidation import ConsolidationError, write_group
+
+    with _engine_errors():
+        try:
+            group = write_group(args.out, args.units, unit_id=args.unit_id, construction=args.construction, replaces=args.replaces)
+        except ConsolidationError as exc:
+            raise CliError(str(exc)) from None
+    record = group.manifest.extra["group"]
+    print(
+        f"group {group.manifest.unit_id} ({record['construction']}): {len(record['members'])} members, rank {record['rank']} (members' ranks summed: "
+        f"{record['ranks_summed']}), {record['parameters']['group']:,} parameters (members: {record['parameters']['members']:,}), "
+        f"largest relative error {record['max_relative_error']:.1e}",
+        file=sys.stderr,
+    )
+    print(args.out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_model_commands,
@@ -719,6 +775,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_commands,
     add_probe_commands,
     add_evaluate_commands,
+    add_consolidate_commands,
 ]
 
 

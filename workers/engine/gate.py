@@ -74,25 +74,44 @@ class _Unit:
     unit_id: str
     modules: dict[str, _UnitModule]
     detector: UnitDetector | None
+    # A consolidated group served member by member (add_unit members=): one weight column per member, and
+    # the rank rows of every module that belong to each member. A plain unit: its own id, no blocks.
+    columns: tuple[str, ...] = ()
+    blocks: tuple[int, ...] | None = None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return self.columns or (self.unit_id,)
 
 
 @dataclass(frozen=True)
 class GateWeights:
-    """A weight matrix bound to the snapshot of units it was resolved against."""
+    """A weight matrix bound to the snapshot of units it was resolved against.
+
+    One column per unit, or per member of a group served member by member; `first_columns` gives
+    each unit's first column when some unit has several (None: unit i is column i)."""
 
     units: tuple[_Unit, ...]
-    matrix: np.ndarray  # [n_rows, n_units], float32 in [0, 1]
+    matrix: np.ndarray  # [n_rows, n_columns], float32 in [0, 1]
+    first_columns: np.ndarray | None = None
 
     @property
     def unit_ids(self) -> tuple[str, ...]:
-        return tuple(unit.unit_id for unit in self.units)
+        """The column ids: unit ids, with a member-served group's members in its place."""
+        if self.first_columns is None:
+            return tuple(unit.unit_id for unit in self.units)
+        return tuple(uid for unit in self.units for uid in unit.ids)
 
     def row(self, index: int) -> dict[str, float]:
         # tolist() converts the whole row at once (float(w) per numpy scalar cost ~0.5 ms at 1000 units)
         return dict(zip(self.unit_ids, np.asarray(self.matrix[index]).tolist()))
 
     def rows(self, start: int, stop: int) -> GateWeights:
-        return GateWeights(self.units, self.matrix[start:stop])
+        return GateWeights(self.units, self.matrix[start:stop], self.first_columns)
+
+    def take(self, rows: Sequence[int]) -> GateWeights:
+        """The weights of some rows, in the order given."""
+        return GateWeights(self.units, self.matrix[list(rows)], self.first_columns)
 
 
 @dataclass(frozen=True)
@@ -113,8 +132,13 @@ class _Call:
         self.owner = owner  # the GatedModel's token: another gate on the same model ignores this call
         self.weights = torch.from_numpy(np.ascontiguousarray(gate_weights.matrix, dtype=np.float32))
         # One vectorised test for all units (a Python loop over 1000 units cost ~1 ms per call).
-        on = np.flatnonzero(np.asarray(gate_weights.matrix).any(axis=0))
-        self.active = [(int(i), gate_weights.units[i]) for i in on]
+        column_on = np.asarray(gate_weights.matrix).any(axis=0)
+        first = gate_weights.first_columns
+        if first is None:
+            self.active = [(int(i), gate_weights.units[i]) for i in np.flatnonzero(column_on)]
+        else:  # a unit is on when any of its columns is
+            on = np.logical_or.reduceat(column_on, first) if len(first) else np.zeros(0, dtype=bool)
+            self.active = [(int(first[i]), gate_weights.units[i]) for i in np.flatnonzero(on)]
         self._stacked: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = {}
 
     def delta(self, name: str, h: torch.Tensor) -> torch.Tensor | None:
@@ -133,13 +157,20 @@ class _Call:
 
     def _stack(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Concatenate the active units' A, B and per-rank coefficients for one module."""
-        parts = [(i, unit.modules[name]) for i, unit in self.active if name in unit.modules]
+        parts = [(i, unit, unit.modules[name]) for i, unit in self.active if name in unit.modules]
         if not parts:
             return None
-        A = torch.cat([m.A for _, m in parts])
-        Bt = torch.cat([m.Bt for _, m in parts])
-        coef = torch.cat([self.weights[:, i : i + 1].expand(-1, m.A.shape[0]) * m.scaling for i, m in parts], dim=1)
+        A = torch.cat([m.A for _, _, m in parts])
+        Bt = torch.cat([m.Bt for _, _, m in parts])
+        coef = torch.cat([self._coef(i, unit, m) for i, unit, m in parts], dim=1)
         return A, Bt, coef.to(device=A.device, dtype=A.dtype)
+
+    def _coef(self, column: int, unit: _Unit, module: _UnitModule) -> torch.Tensor:
+        """[rows, r]: each rank row's weight (its member's, for a group served member by member)."""
+        if unit.blocks is None:
+            return self.weights[:, column : column + 1].expand(-1, module.A.shape[0]) * module.scaling
+        sizes = torch.tensor(unit.blocks)
+        return torch.repeat_interleave(self.weights[:, column : column + len(unit.blocks)], sizes, dim=1) * module.scaling
 
 
 _CURRENT_CALL: ContextVar[_Call | None] = ContextVar("gate_call", default=None)
@@ -190,7 +221,9 @@ class GatedModel:
         self.base = base
         self.weight_fn = weight_fn
         self._lock = threading.Lock()
-        self._units: tuple[_Unit, ...] = ()
+        # (units, their weight columns, each unit's first column or None when unit i is column i),
+        # replaced whole under the lock so that a reader sees one consistent set.
+        self._snapshot: tuple[tuple[_Unit, ...], tuple[str, ...], np.ndarray | None] = ((), (), None)
         self._token = object()
         modules = dict(base.model.named_modules())
         names = list(target_modules) if target_modules is not None else linear_module_names(base.model)
@@ -217,10 +250,23 @@ class GatedModel:
 
     @property
     def unit_ids(self) -> tuple[str, ...]:
-        return tuple(unit.unit_id for unit in self._units)
+        """The weight columns: the units' ids, with a member-served group's members in its place."""
+        return self._snapshot[1]
 
-    def add_unit(self, unit_id: str, adapter: AdapterWeights, detector: UnitDetector | None = None) -> None:
-        """Load one request's adapter (and its detector); visible to calls that start afterwards."""
+    @property
+    def _units(self) -> tuple[_Unit, ...]:
+        return self._snapshot[0]
+
+    def add_unit(
+        self, unit_id: str, adapter: AdapterWeights, detector: UnitDetector | None = None, *, members: Sequence[tuple[str, int]] | None = None
+    ) -> None:
+        """Load one request's adapter (and its detector); visible to calls that start afterwards.
+
+        members: a consolidated group served member by member (consolidation.py, construction
+        'blocks'): (member id, rank rows) in the order of the adapter's rank rows. Each member gets
+        its own weight column, and its rows of every module apply with its weight: the group
+        serves exactly what its members served apart.
+        """
         fingerprint = self.base.fingerprint
         if adapter.base_fingerprint and fingerprint and adapter.base_fingerprint != fingerprint:
             raise GateError(f"unit {unit_id!r} was trained against base model {adapter.base_fingerprint[:12]}, not this one ({fingerprint[:12]})")
@@ -239,17 +285,35 @@ class GatedModel:
             A = lora.A.to(device=weight.device, dtype=weight.dtype).contiguous()
             Bt = lora.B.T.to(device=weight.device, dtype=weight.dtype).contiguous()
             modules[name] = _UnitModule(A, Bt, float(lora.scaling))
-        unit = _Unit(unit_id, modules, detector)
+        columns, blocks = (), None
+        if members is not None:
+            columns, blocks = tuple(m for m, _ in members), tuple(int(r) for _, r in members)
+            ranks = {m.A.shape[0] for m in modules.values()}
+            if not columns or ranks != {sum(blocks)}:
+                raise GateError(f"group {unit_id!r}: members' rank rows {blocks} do not add up to the adapter's rank {sorted(ranks)}")
+        unit = _Unit(unit_id, modules, detector, columns, blocks)
         with self._lock:
-            if unit_id in self.unit_ids:
-                raise GateError(f"unit {unit_id!r} is already loaded")
-            self._units = (*self._units, unit)
+            taken = set(self._snapshot[1]) | {u.unit_id for u in self._units}
+            clash = [uid for uid in (unit_id, *columns) if uid in taken]
+            if clash:
+                raise GateError(f"unit {clash[0]!r} is already loaded")
+            self._set_units((*self._units, unit))
 
     def remove_unit(self, unit_id: str) -> None:
+        """Unload a unit or a group (by the group's id)."""
         with self._lock:
-            if unit_id not in self.unit_ids:
+            if unit_id not in {u.unit_id for u in self._units}:
                 raise KeyError(f"unit {unit_id!r} is not loaded")
-            self._units = tuple(unit for unit in self._units if unit.unit_id != unit_id)
+            self._set_units(tuple(unit for unit in self._units if unit.unit_id != unit_id))
+
+    def _set_units(self, units: tuple[_Unit, ...]) -> None:
+        """Replace the snapshot (under the lock): units, their columns and, with a group served
+        member by member, each unit's first column."""
+        if any(unit.columns for unit in units):
+            first = np.cumsum([0] + [len(unit.ids) for unit in units[:-1]]).astype(np.int64)
+            self._snapshot = (units, tuple(uid for unit in units for uid in unit.ids), first)
+        else:
+            self._snapshot = (units, tuple(unit.unit_id for unit in units), None)
 
     # -- weights ------------------------------------------------------------------------------
 
@@ -259,28 +323,26 @@ class GatedModel:
         force='on' gives every unit weight 1, 'off' weight 0; otherwise explicit `weights` are
         used, or, when None, the detectors (weight_fn, else each unit's detector) score `texts`.
         """
-        units = self._units
-        ids = tuple(unit.unit_id for unit in units)
+        units, ids, first = self._snapshot  # one attribute read: a consistent snapshot without the lock
         n = len(texts)
         if force is not None:
             if weights is not None:
                 raise GateError("give either weights or force, not both")
             if force not in ("on", "off"):
                 raise GateError(f"force must be 'on', 'off' or None, got {force!r}")
-            matrix = np.full((n, len(units)), 1.0 if force == "on" else 0.0, dtype=np.float32)
+            matrix = np.full((n, len(ids)), 1.0 if force == "on" else 0.0, dtype=np.float32)
         elif weights is None:
-            matrix = self._detector_weights(list(texts), units)
+            matrix = self._detector_weights(list(texts), units, ids)
         else:
             matrix = _weights_matrix(weights, n, ids)
-        matrix = np.asarray(matrix, dtype=np.float32).reshape(n, len(units))
+        matrix = np.asarray(matrix, dtype=np.float32).reshape(n, len(ids))
         if not np.isfinite(matrix).all() or (matrix < 0).any() or (matrix > 1).any():
             raise GateError("gate weights must be finite and in [0, 1]")
-        return GateWeights(units, matrix)
+        return GateWeights(units, matrix, first)
 
-    def _detector_weights(self, texts: list[str], units: tuple[_Unit, ...]) -> np.ndarray:
-        ids = tuple(unit.unit_id for unit in units)
+    def _detector_weights(self, texts: list[str], units: tuple[_Unit, ...], ids: tuple[str, ...]) -> np.ndarray:
         if not units or not texts:
-            return np.zeros((len(texts), len(units)), dtype=np.float32)
+            return np.zeros((len(texts), len(ids)), dtype=np.float32)
         if self.weight_fn is not None:
             result = self.weight_fn(texts, ids)
             if hasattr(result, "unit_ids") and hasattr(result, "weights"):  # e.g. DetectorBank.score()
@@ -290,11 +352,13 @@ class GatedModel:
                     raise GateError(f"weight_fn gave no weights for units {missing}")
                 result = np.asarray(result.weights)[:, [column[unit_id] for unit_id in ids]]
             matrix = np.asarray(result, dtype=np.float32)
-            if matrix.shape != (len(texts), len(units)):
-                raise GateError(f"weight_fn returned shape {matrix.shape}, expected {(len(texts), len(units))}")
+            if matrix.shape != (len(texts), len(ids)):
+                raise GateError(f"weight_fn returned shape {matrix.shape}, expected {(len(texts), len(ids))}")
             return matrix
         columns = []
         for unit in units:
+            if unit.columns:
+                raise GateError(f"group {unit.unit_id!r} is served by its members' detectors: give the gate a weight_fn")
             if unit.detector is None:
                 raise GateError(f"unit {unit.unit_id!r} has no detector: pass weights= or force=")
             column = np.asarray(unit.detector.weights(texts), dtype=np.float32).reshape(-1)

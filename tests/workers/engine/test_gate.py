@@ -242,3 +242,34 @@ def test_logprobs_under_the_gate(gated):
         torch.testing.assert_close(mixed[row], (on if w else off)[row], rtol=1e-5, atol=1e-5)
     nll = gated.loss_per_token(texts, force="on")
     assert all(torch.equal(a, -b) for a, b in zip(nll, on))
+
+
+def test_a_group_served_member_by_member_equals_its_members_loaded_apart(llama, llama_adapter, llama_adapter_other):
+    """A 'blocks' group (consolidation.py): one adapter, one weight column per member, each member's
+    rank rows at its own weight; any mix of member weights gives the logits of the two units apart."""
+    from workers.engine.consolidation import consolidate_adapters
+
+    consolidated = consolidate_adapters([llama_adapter, llama_adapter_other])
+    ranks = consolidated.record["block_ranks"]
+    weights = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    with GatedModel(llama) as apart, GatedModel(llama) as together:
+        apart.add_unit("u1", llama_adapter)
+        apart.add_unit("u2", llama_adapter_other)
+        together.add_unit("g", consolidated.adapter, members=[("u1", ranks[0]), ("u2", ranks[1])])
+        assert together.unit_ids == ("u1", "u2")
+        expected, got = forward(apart, weights=weights), forward(together, weights=weights)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        assert together.generate(QUESTIONS, weights=weights)[1].weights == {"u1": 1.0, "u2": 0.0}
+        # A plain unit beside the group: columns after the group's members.
+        together.add_unit("u3", llama_adapter)
+        assert together.unit_ids == ("u1", "u2", "u3")
+        with_third = np.concatenate([weights, np.zeros((4, 1), dtype=np.float32)], axis=1)
+        torch.testing.assert_close(forward(together, weights=with_third), expected, rtol=1e-5, atol=1e-5)
+        with pytest.raises(GateError, match="already loaded"):
+            together.add_unit("u1", llama_adapter)  # a member's id is taken
+        with pytest.raises(GateError, match="do not add up"):
+            together.add_unit("g2", consolidated.adapter, members=[("v1", ranks[0])])
+        with pytest.raises(GateError, match="weight_fn"):
+            together.resolve_weights(QUESTIONS)  # members have no detector of their own here
+        together.remove_unit("g")
+        assert together.unit_ids == ("u3",)
