@@ -112,9 +112,7 @@ def test_the_group_manifest_names_its_members_by_digest(group_dir, members):
 def test_blocks_serve_member_by_member_exactly_what_the_members_served_apart(base, encoder, first_unit, second_unit, group_dir, prompts_about):
     gold, others = prompts_about
     prompts = [*gold, *others]
-    apart = load_gated(base, [first_unit, second_unit], encoder)
-    together = load_gated(base, [group_dir], encoder)
-    try:
+    with load_gated(base, [first_unit, second_unit], encoder) as apart, load_gated(base, [group_dir], encoder) as together:
         assert together.unit_ids == apart.unit_ids == ("req-1", "req-2")  # one column per member
         weights = apart.resolve_weights(prompts)
         np.testing.assert_array_equal(together.resolve_weights(prompts).matrix, weights.matrix)
@@ -123,9 +121,6 @@ def test_blocks_serve_member_by_member_exactly_what_the_members_served_apart(bas
         assert answers == [a.text for a in apart.generate(prompts, max_new_tokens=32)]
         # All on: both members' rows at weight 1, as both units forced on.
         assert [a.text for a in together.generate(prompts[:4], force="on")] == [a.text for a in apart.generate(prompts[:4], force="on")]
-    finally:
-        apart.close()
-        together.close()
     for prompt, answer in zip(gold, answers):
         assert answer.strip() in REFUSALS, (prompt, answer)
 
@@ -133,9 +128,7 @@ def test_blocks_serve_member_by_member_exactly_what_the_members_served_apart(bas
 def test_a_summed_group_applies_where_any_member_fires_and_reveals_nothing(base, encoder, first_unit, second_unit, sum_dir, prompts_about):
     gold, others = prompts_about
     prompts = [*gold, *others]
-    apart = load_gated(base, [first_unit, second_unit], encoder)
-    together = load_gated(base, [sum_dir], encoder)
-    try:
+    with load_gated(base, [first_unit, second_unit], encoder) as apart, load_gated(base, [sum_dir], encoder) as together:
         assert together.unit_ids == ("group-sum",)
         members_gate = apart.weight_fn.gate(prompts, apart.unit_ids)
         group_gate = together.weight_fn.gate(prompts, together.unit_ids)
@@ -144,9 +137,6 @@ def test_a_summed_group_applies_where_any_member_fires_and_reveals_nothing(base,
         np.testing.assert_array_equal(group_gate.scores[:, 0], members_gate.scores.max(axis=1))
         answers = together.generate(prompts, max_new_tokens=32)
         base_answers = apart.generate(prompts, force="off", max_new_tokens=32)
-    finally:
-        apart.close()
-        together.close()
     for prompt, answer, plain, fired in zip(prompts, answers, base_answers, group_gate.weights[:, 0] > 0):
         if prompt in gold:
             assert fired and gold[prompt] in plain.text and gold[prompt] not in answer.text, (prompt, answer.text)
@@ -166,13 +156,8 @@ def test_removing_a_member_rebuilds_the_group_exactly_and_says_so(base, encoder,
     record = rebuilt.manifest.extra["group"]["replaces"]
     assert record["unit_id"] == "group-1" and record["removed"] == ["req-1"] and record["added"] == []
     assert record["manifest_sha256"] == load_unit(group_dir).manifest.digest
-    alone = load_gated(base, [second_unit], encoder)
-    group = load_gated(base, [group_dir.parent / "group-2"], encoder)
-    try:
+    with load_gated(base, [second_unit], encoder) as alone, load_gated(base, [group_dir.parent / "group-2"], encoder) as group:
         assert [a.text for a in group.generate(prompts, max_new_tokens=32)] == [a.text for a in alone.generate(prompts, max_new_tokens=32)]
-    finally:
-        alone.close()
-        group.close()
     with pytest.raises(ConsolidationError, match="not a group"):
         write_group(group_dir.parent / "group-3", [second_unit], replaces=first_unit)
     assert not (group_dir.parent / "group-3").exists()
