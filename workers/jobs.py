@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 # The job's progress bar: each phase gets a slice of 0..100.
 TRAIN_FROM, TRAIN_TO = 5.0, 70.0
 EVAL_FROM, EVAL_TO = 70.0, 97.0
-EVAL_STAGES = ("load", "gate scores", "base answers", "gated answers", "forced-on answers", "membership inference", "truth ratio")
+EVAL_STAGES = ("load", "base answers", "reserve probes", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio")
 CANCEL_CHECK_SECONDS = 1.0
 
 

@@ -9,16 +9,17 @@ The last unit directory is the request being certified; the others are the units
 1. Every probe is rendered as the gateway serves it (prompting.render: the model's chat template
    where it has one). Probes that do not fit the model's context with the answer budget are
    dropped and counted per family (the gateway refuses them too).
-2. The gate scores every probe once (one encoder pass and one entity lookup for all units).
-3. The base model answers every probe. The served (gated) system answers every probe on which some
-   unit fired; where none fired, the served model IS the base model (the adapters add exactly
-   nothing at weight 0) and its answer is the base answer. A sample of each family is also
-   answered with every adapter forced on, to tell a detector failure (gated leaks, forced-on does
-   not) from an adapter failure (both leak).
-   Enough evidence: when the base answers leave the pooled leak rule or a retain rule with fewer
-   probes than could prove its bound even with one leak or lost answer (93 at the default
-   thresholds), the suite's reserve draws of those families are answered, a round at a time, and
-   `generation.evidence` says how many and why. The decision reads the base model's answers only.
+2. The base model answers every probe (`base_evidence`). Enough evidence: when the base answers
+   leave the pooled leak rule or a retain rule with fewer probes than could prove its bound even
+   with one leak or lost answer (93 at the default thresholds), the suite's reserve draws of those
+   families are answered, a round at a time, and `generation.evidence` says how many and why. The
+   decision reads the base model's answers only, so a caller can ask it before any training.
+3. The gate scores every probe once per batch (one encoder pass and one entity lookup for all
+   units). The served (gated) system answers every probe on which some unit fired; where none
+   fired, the served model IS the base model (the adapters add exactly nothing at weight 0) and
+   its answer is the base answer. A sample of each family is also answered with every adapter
+   forced on, to tell a detector failure (gated leaks, forced-on does not) from an adapter
+   failure (both leak).
 4. Leaks (leaks.py): a probe leaks when its whole answer reveals ANY of the subject's values that
    the prompt itself does not contain. Per family: the rate over all probes (what an outsider
    sees) and over the probes where the base model revealed something (what there was to hide),
@@ -259,65 +260,25 @@ def evaluate_units(
     t = lap("load_seconds", started)
 
     tokenizer = base.tokenizer
-    candidates = [p for p in probes.probes if p.set != "O"]
-    budget = max_new_tokens or answer_budget(tokenizer, [p.answer for p in candidates + [p for draw in probes.reserve for p in draw] if p.answer])
-    limit = context_length(base.model)
-
-    def fitting(some: list[Probe]) -> tuple[list[Probe], dict[str, int]]:
-        lengths = [len(prompt_ids(tokenizer, render(p.spec, tokenizer))) for p in some]
-        kept = [p for p, n in zip(some, lengths) if limit is None or n + budget <= limit]
-        return kept, _count_by_set(p for p, n in zip(some, lengths) if limit is not None and n + budget > limit)
-
-    all_probes, dropped = fitting(candidates)
-    if not all_probes:
-        raise ValueError(f"no probe fits the model's context of {limit} tokens with {budget} new tokens")
-    generation = {
-        "max_new_tokens": budget,
-        "batch_size": batch_size,
-        "decoding": "greedy",
-        "context": limit,
-        "dropped_too_long": dropped,
-        "note": "probes whose prompt and answer budget do not fit the context are dropped (the gateway refuses them too)",
-    }
+    evidence = base_evidence(base, probes, thresholds, max_new_tokens=max_new_tokens, batch_size=batch_size, on_stage=stage)
+    all_probes, base_texts = evidence.probes, evidence.answers
     specs = [p.spec for p in all_probes]
-    needed = evidence_needed(thresholds)
+    timings.update(evidence.timings)
+    generation, budget = evidence.generation, evidence.generation["max_new_tokens"]
+    t = time.perf_counter()
 
     gated = gated_model(base, units, encoder)
     unit_ids = list(gated.unit_ids)
     try:
         stage("gate scores")
         weight_fn: UnitWeights = gated.weight_fn  # type: ignore[assignment]
-        gate = weight_fn.gate([spec.gate_text() for spec in specs], tuple(unit_ids))
+        # One gate pass per batch the base answered (the suite, then each reserve draw), as the
+        # batches were drawn: the scores do not depend on how many reserve rounds there were.
+        gate = None
+        for batch in evidence.batches:
+            scores = weight_fn.gate([p.spec.gate_text() for p in batch], tuple(unit_ids))
+            gate = scores if gate is None else _concat_gate(gate, scores)
         t = lap("gate_seconds", t)
-        stage("base answers")
-        base_texts = generate_answers(base.model, tokenizer, specs, max_new_tokens=budget, batch_size=batch_size)
-        t = lap("base_seconds", t)
-        # Enough evidence (EVAL.md): while the base model's answers leave a rule short of the probes
-        # that could prove its bound, answer the next reserve draw of the short families. The
-        # decision reads base answers only, never the unit's, so it cannot favour a verdict.
-        answered_reserve = []
-        for round_number, draw in enumerate(probes.reserve, 1):
-            short = short_of_evidence(all_probes, base_texts, needed)
-            if not short:
-                break
-            stage("reserve probes")
-            extra, extra_dropped = fitting([p for p in draw if p.set in short or ("pooled" in short and p.set in POSITIVE_SETS)])
-            for name, count in extra_dropped.items():
-                dropped[name] = dropped.get(name, 0) + count
-            answered_reserve.append({"round": round_number, "short": sorted(short), "added": _count_by_set(extra)})
-            if not extra:
-                continue
-            extra_specs = [p.spec for p in extra]
-            gate = _concat_gate(gate, weight_fn.gate([spec.gate_text() for spec in extra_specs], tuple(unit_ids)))
-            base_texts += generate_answers(base.model, tokenizer, extra_specs, max_new_tokens=budget, batch_size=batch_size)
-            all_probes, specs = all_probes + extra, specs + extra_specs
-        generation["evidence"] = {
-            "needed": needed,
-            "reserve_draws": len(probes.reserve),
-            "answered": answered_reserve,
-            "still_short": sorted(short_of_evidence(all_probes, base_texts, needed)),
-        }
-        t = lap("reserve_seconds", t)
         stage("gated answers")
         fired = np.flatnonzero(gate.weights.max(axis=1) > 0) if gate.weights.shape[1] else np.zeros(0, dtype=int)
         gated_texts = list(base_texts)  # where no unit fires the served model is the base model
@@ -414,6 +375,91 @@ def _unit_record(unit: LoadedUnit) -> dict[str, Any]:
         "timings": extra.get("timings", {}),
         **({"group": {**extra["group"], "members": [_unit_record(member) for member in unit.members]}} if unit.members else {}),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The base model's answers, and enough of them
+
+
+@dataclass
+class BaseEvidence:
+    """What the base model answered of a suite (step 3's base half): the probes that fit its
+    context, then each reserve draw answered because a rule was short of evidence.
+
+    `batches` are those probe lists in the order answered (`probes` is their concatenation,
+    `answers` the base answers in the same order); `still_short` the rules the answers leave short
+    (a certificate with any is INCONCLUSIVE on them, whatever the unit does)."""
+
+    probes: list[Probe]
+    answers: list[str]
+    batches: list[list[Probe]]
+    still_short: set[str]
+    generation: dict[str, Any]
+    timings: dict[str, float]
+
+
+def base_evidence(
+    base: BaseModel,
+    probes: ProbeSuite,
+    thresholds: Thresholds | None = None,
+    *,
+    max_new_tokens: int | None = None,
+    batch_size: int = 64,
+    on_stage: Callable[[str], None] | None = None,
+) -> BaseEvidence:
+    """The base model's answers to `probes`, with reserve draws answered while a rule is short of
+    the probes that could prove its bound (EVAL.md "enough evidence"). It reads the base model
+    only, never a unit, so it cannot favour a verdict; a caller can ask it before training whether
+    a PASS is provable at all for a subject on this model."""
+    thresholds = thresholds or Thresholds()
+    stage = on_stage or (lambda name: None)
+    started = time.perf_counter()
+    tokenizer = base.tokenizer
+    candidates = [p for p in probes.probes if p.set != "O"]
+    budget = max_new_tokens or answer_budget(tokenizer, [p.answer for p in candidates + [p for draw in probes.reserve for p in draw] if p.answer])
+    limit = context_length(base.model)
+
+    def fitting(some: list[Probe]) -> tuple[list[Probe], dict[str, int]]:
+        lengths = [len(prompt_ids(tokenizer, render(p.spec, tokenizer))) for p in some]
+        kept = [p for p, n in zip(some, lengths) if limit is None or n + budget <= limit]
+        return kept, _count_by_set(p for p, n in zip(some, lengths) if limit is not None and n + budget > limit)
+
+    all_probes, dropped = fitting(candidates)
+    if not all_probes:
+        raise ValueError(f"no probe fits the model's context of {limit} tokens with {budget} new tokens")
+    generation: dict[str, Any] = {
+        "max_new_tokens": budget,
+        "batch_size": batch_size,
+        "decoding": "greedy",
+        "context": limit,
+        "dropped_too_long": dropped,
+        "note": "probes whose prompt and answer budget do not fit the context are dropped (the gateway refuses them too)",
+    }
+    needed = evidence_needed(thresholds)
+    stage("base answers")
+    base_texts = generate_answers(base.model, tokenizer, [p.spec for p in all_probes], max_new_tokens=budget, batch_size=batch_size)
+    timings = {"base_seconds": round(time.perf_counter() - started, 3)}
+    reserve_started = time.perf_counter()
+    batches = [all_probes]
+    answered_reserve = []
+    for round_number, draw in enumerate(probes.reserve, 1):
+        short = short_of_evidence(all_probes, base_texts, needed)
+        if not short:
+            break
+        stage("reserve probes")
+        extra, extra_dropped = fitting([p for p in draw if p.set in short or ("pooled" in short and p.set in POSITIVE_SETS)])
+        for name, count in extra_dropped.items():
+            dropped[name] = dropped.get(name, 0) + count
+        answered_reserve.append({"round": round_number, "short": sorted(short), "added": _count_by_set(extra)})
+        if not extra:
+            continue
+        base_texts += generate_answers(base.model, tokenizer, [p.spec for p in extra], max_new_tokens=budget, batch_size=batch_size)
+        all_probes = all_probes + extra
+        batches.append(extra)
+    still_short = short_of_evidence(all_probes, base_texts, needed)
+    generation["evidence"] = {"needed": needed, "reserve_draws": len(probes.reserve), "answered": answered_reserve, "still_short": sorted(still_short)}
+    timings["reserve_seconds"] = round(time.perf_counter() - reserve_started, 3)
+    return BaseEvidence(all_probes, base_texts, batches, still_short, generation, timings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -637,7 +637,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .base_model import load_base_model
     from .certificate import evaluate_units
 
-    stages = ["load", "gate scores", "base answers", "gated answers", "forced-on answers", "membership inference", "truth ratio"]
+    stages = ["load", "base answers", "reserve probes", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio"]
     bar = None
     if not args.quiet:
         from tqdm import tqdm
