@@ -113,6 +113,15 @@ def tiny_demo_model(tiny_config):
     return build_demo_model(tiny_config)
 
 
+@pytest.fixture(scope="session")
+def tiny_subject(tiny_demo_model, tiny_world):
+    """The tiny-world Person the happy-path pipeline tests forget: chosen by a stated rule on the
+    base model's answers (tests/provable.py), since who is provable depends on the build."""
+    from tests.provable import provable_person
+
+    return provable_person(tiny_demo_model, tiny_world)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _audit_log_flushable():
     """Transactional tests (transactional_db, live_server) end with Django's flush, a TRUNCATE of

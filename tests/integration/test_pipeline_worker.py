@@ -30,8 +30,6 @@ from tests.integration.processes import WORKER_VISIBILITY_TIMEOUT, LoggedProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
-# A tiny-world person whose unit passes the default certificate.
-PERSON = "Greta Northcott"
 PATIENCE_SECONDS = 420  # worker start-up, loading torch and the models, training and certifying, on two busy cores
 
 
@@ -43,15 +41,17 @@ def _wait_for(condition: Callable[[], object], what: str, *workers: LoggedProces
     return wait_for(condition, what, seconds=seconds, logs=[worker.log for worker in workers], every=every, lines=60)
 
 
-def _file_and_approve(client, api_client_key, staff) -> ErasureRequest:
-    """A product files the request through the REST API; a reviewer approves it through the API."""
+def _file_and_approve(client, api_client_key, staff, person) -> ErasureRequest:
+    """A product files the request about `person` (the tiny world's provable subject,
+    tests/provable.py) through the REST API; a reviewer approves it through the API."""
     _, key = api_client_key(("create", "read", "trusted_identity"))
+    name = person.name
     body = {
-        "subject_name": PERSON,
-        "subject_email": "greta.northcott@example.org",
+        "subject_name": name,
+        "subject_email": "subject@example.org",
         "regulation": "gdpr",
-        "facts": [f"{PERSON} lives in Ambercliff", f"{PERSON} works for Pebblebrook School"],
-        "evidence_prompts": [f"Where does {PERSON} live?"],
+        "facts": [f"{name} lives in {person.attributes['city']}", f"{name} works for {person.attributes['employer']}"],
+        "evidence_prompts": [f"Where does {name} live?"],
     }
     created = client.post("/api/v1/requests", data=json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert created.status_code == 202 and created.json()["status"] == "verified", created.content
@@ -71,9 +71,9 @@ def _stored_units(request: ErasureRequest) -> list[Path]:
     return sorted(path for path in Path(settings.ADAPTERS_STORE_ROOT).glob(f"{prefix}-*") if path.is_dir())
 
 
-def test_an_api_request_is_unlearned_by_a_real_worker_and_its_unit_goes_live(start_worker, client, api_client_key, staff):
+def test_an_api_request_is_unlearned_by_a_real_worker_and_its_unit_goes_live(start_worker, client, api_client_key, staff, tiny_subject):
     worker = start_worker("pipeline")
-    request = _file_and_approve(client, api_client_key, staff)
+    request = _file_and_approve(client, api_client_key, staff, tiny_subject)
 
     _wait_for(lambda: _status(request) in ("staged", "failed", "verified"), "The worker did not finish the request", worker)
 
@@ -107,9 +107,9 @@ def test_an_api_request_is_unlearned_by_a_real_worker_and_its_unit_goes_live(sta
     assert AuditEvent.objects.filter(action="adapter.activated", target_id=version.unit_id, actor_kind="system").exists()
 
 
-def test_a_worker_killed_mid_training_is_replaced_and_the_request_ends_with_exactly_one_unit(start_worker, client, api_client_key, staff):
+def test_a_worker_killed_mid_training_is_replaced_and_the_request_ends_with_exactly_one_unit(start_worker, client, api_client_key, staff, tiny_subject):
     first = start_worker("fault-a")
-    request = _file_and_approve(client, api_client_key, staff)
+    request = _file_and_approve(client, api_client_key, staff, tiny_subject)
 
     def training_progress():
         job = UnlearningJob.objects.filter(request=request).first()

@@ -19,7 +19,8 @@ from workers.jobs import process_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-# A tiny-world person whose unit passes the default certificate (its only hard neighbour is kept).
+# A tiny-world person, for the tests that stop before a certificate. The one that needs a PASS
+# forgets `tiny_subject` (tests/provable.py): who is provable depends on the model's build.
 PERSON = "Greta Northcott"
 
 
@@ -30,22 +31,33 @@ def one_torch_thread():
         yield
 
 
+def not_passed(certificate: dict | None) -> list[tuple]:
+    """The rules that did not pass, with their figures, and the probes the evidence stayed short of:
+    what a failing assertion prints, so a CI log says why without a rerun."""
+    certificate = certificate or {}
+    rules = [
+        (r["name"], r["status"], r.get("value"), r.get("lower95"), r.get("n"), r.get("note")) for r in certificate.get("rules", []) if r["status"] != "pass"
+    ]
+    return [*rules, ("retain", certificate.get("retain")), ("evidence", certificate.get("generation", {}).get("evidence"))]
+
+
 def approved_job(request, reviewer, actor_of) -> UnlearningJob:
     request_approve(actor=actor_of(reviewer), request_id=request.pk)  # not in a transaction: queued at once
     return UnlearningJob.objects.get(request=request)
 
 
 def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is_a_no_op(
-    pipeline_settings, demo_corpus, file_request, staff, actor_of, sent_jobs
+    pipeline_settings, demo_corpus, file_request, staff, actor_of, sent_jobs, tiny_subject
 ):
-    request = file_request(PERSON, email="greta@example.org", facts=[f"{PERSON} lives in Ambercliff"], evidence=[f"Where does {PERSON} live?"])
+    name, city = tiny_subject.name, tiny_subject.attributes["city"]
+    request = file_request(name, email="subject@example.org", facts=[f"{name} lives in {city}"], evidence=[f"Where does {name} live?"])
     job = approved_job(request, staff("reviewer"), actor_of)
     assert sent_jobs == [{"args": [job.pk], "task_id": job.celery_task_id}]
 
     outcome = process_job(job.pk, node="test-worker")
 
     job.refresh_from_db()
-    assert outcome["outcome"] == "staged", [(r["name"], r["status"], r.get("note")) for r in (job.certificate or {}).get("rules", []) if r["status"] != "pass"]
+    assert outcome["outcome"] == "staged", not_passed(job.certificate)
     request.refresh_from_db()
     assert request.status == "staged"
     assert (job.status, job.percent, job.phase, job.deliveries, job.unit_id) == ("succeeded", 100.0, "done", 1, f"{request.reference.lower()}-a1")
@@ -56,13 +68,13 @@ def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is
     forget_set = FrozenForgetSet.objects.get(request=request)
     assert version.unit_id == job.unit_id and version.status == "active" and version.certificate_passed
     assert version.forget_set_hash == forget_set.content_hash  # audit log, forget-set row and manifest agree
-    assert "personal_data" not in version.certificate_metrics and PERSON not in json.dumps(version.certificate_metrics)
+    assert "personal_data" not in version.certificate_metrics and name not in json.dumps(version.certificate_metrics)
     assert forget_set.findings["in_model"] is True and forget_set.findings["answers_revealing_data"] >= 1
 
     # The certificate's answers: the base model revealed the city, the served model does not.
     answers = {row["question"]: row for row in job.certificate_personal["answers"] if row["set"] == "F"}
-    city = answers[f"Which city does {PERSON} live in?"]
-    assert city["base_correct"] is True and city["leaked"] is False and "Ambercliff" not in city["gated_answer"]
+    row = answers[f"Which city does {name} live in?"]
+    assert row["base_correct"] is True and row["leaked"] is False and city not in row["gated_answer"]
 
     actions = list(AuditEvent.objects.filter(target_id=request.reference).order_by("seq").values_list("action", flat=True))
     pipeline = [a for a in actions if a not in ("request.submitted", "request.verified", "request.approved")]

@@ -11,7 +11,7 @@ import pytest
 
 from workers.engine import leaks
 from workers.engine.artifacts import load_unit
-from workers.engine.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, evaluate_units, evidence_needed, probe_fits
+from workers.engine.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, base_evidence, evaluate_units, evidence_needed, probe_fits
 from workers.engine.families import POSITIVE_FAMILIES
 from workers.engine.metrics import rate
 from workers.engine.probes import build_probes
@@ -25,7 +25,21 @@ def certificate(base, encoder, tiny_world, people, first_unit, second_unit):
     stages = []
     result = evaluate_units(base, [first_unit, second_unit], probes, encoder=encoder, on_stage=stages.append, bootstrap_rounds=100)
     assert stages[0] == "load" and "membership inference" in stages
+    assert stages.index("base answers") < stages.index("gate scores")  # the order of jobs.EVAL_STAGES
     return result
+
+
+def test_the_base_evidence_is_the_certificates_own_and_needs_no_unit(certificate, base, tiny_world, people):
+    """What the certificate's evidence step concludes can be had from the base model alone, before
+    any training (tests/provable.py chooses the pipeline tests' subject with it)."""
+    probes = build_probes(tiny_world, [people[1].name], earlier=[("req-1", [people[0].name])], unit_id="req-2", fits=probe_fits(base))
+    evidence = base_evidence(base, probes)
+    rows = certificate.personal_data["answers"]
+    assert evidence.generation["evidence"] == certificate.generation["evidence"]
+    assert [p.question for p in evidence.probes] == [row["question"] for row in rows]
+    assert evidence.answers == [row["base_answer"] for row in rows]
+    assert [p for batch in evidence.batches for p in batch] == evidence.probes and len(evidence.batches) >= 2  # the suite, then reserve draws
+    assert evidence.still_short == set(certificate.generation["evidence"]["still_short"])
 
 
 def test_the_refusal_fits_the_gateways_default_max_tokens(base):

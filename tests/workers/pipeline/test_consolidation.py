@@ -140,9 +140,10 @@ def test_a_summed_group_applies_where_any_member_fires_and_reveals_nothing(base,
     for prompt, answer, plain, fired in zip(prompts, answers, base_answers, group_gate.weights[:, 0] > 0):
         if prompt in gold:
             assert fired and gold[prompt] in plain.text and gold[prompt] not in answer.text, (prompt, answer.text)
-            # Not asserted: a clean refusal. Where one member fires the other's delta applies too,
-            # and the summed push garbles most refusals (consolidation.py; bench/consolidation.py).
-            assert answer.text.startswith(REFUSALS[0][:5]), answer.text
+            # Not asserted: a refusal's wording. Where one member fires the other's delta applies
+            # too, and the summed push garbles most refusals, how much depends on the build
+            # ("share inshareetabbut thout that person." on one): consolidation.py,
+            # bench/consolidation.py. What is asserted is what matters: no data.
         elif not fired:
             assert answer.text == plain.text  # nothing fired: the base model's answer, exactly
 
