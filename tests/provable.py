@@ -41,3 +41,12 @@ def provable_person(model_dir: str | Path, world: Any, **probe_config: Any) -> A
                 return person
             shortfalls.append(f"{person.name}: city revealed on {revealed} of {len(city)}, short of evidence on {sorted(evidence.still_short)}")
     raise AssertionError("No person of the world has a provable certificate on this build of the model:\n" + "\n".join(shortfalls))
+
+
+def why_not_passed(certificate: dict | None) -> list[tuple]:
+    """What a failing "staged" assertion prints, so a CI log says why without a rerun: each rule
+    that did not pass with its figures, the retain section and the evidence record."""
+    certificate = certificate or {}
+    fields = ("name", "status", "value", "lower95", "n", "note")
+    rules = [tuple(r.get(f) for f in fields) for r in certificate.get("rules", []) if r["status"] != "pass"]
+    return [*rules, ("retain", certificate.get("retain")), ("evidence", certificate.get("generation", {}).get("evidence"))]

@@ -48,7 +48,7 @@ from service.unlearning import forget_set_builder, selectors, services
 from service.unlearning.models import JobPhase, UnlearningJob
 from workers import runtime
 from workers.engine import remediation
-from workers.engine.certificate import Thresholds, answer_budget, evaluate_units, probe_fits
+from workers.engine.certificate import EVALUATION_STAGES, Thresholds, answer_budget, evaluate_units, probe_fits
 from workers.engine.config import UnlearnConfig
 from workers.engine.detector import DetectorConfig
 from workers.engine.families import Fact, classify_attribute
@@ -66,7 +66,6 @@ logger = logging.getLogger(__name__)
 # The job's progress bar: each phase gets a slice of 0..100.
 TRAIN_FROM, TRAIN_TO = 5.0, 70.0
 EVAL_FROM, EVAL_TO = 70.0, 97.0
-EVAL_STAGES = ("load", "base answers", "reserve probes", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio")
 CANCEL_CHECK_SECONDS = 1.0
 
 
@@ -496,8 +495,10 @@ class _JobRun:
     def _evaluate(self, base, previous, unit_dir: Path, probes) -> dict[str, Any]:
 
         def on_stage(name: str) -> None:
-            index = EVAL_STAGES.index(name) if name in EVAL_STAGES else 0
-            self.reporter.report(JobPhase.EVALUATING, EVAL_FROM + (EVAL_TO - EVAL_FROM) * index / len(EVAL_STAGES), index + 1, len(EVAL_STAGES), force=True)
+            index = EVALUATION_STAGES.index(name) if name in EVALUATION_STAGES else 0
+            self.reporter.report(
+                JobPhase.EVALUATING, EVAL_FROM + (EVAL_TO - EVAL_FROM) * index / len(EVALUATION_STAGES), index + 1, len(EVALUATION_STAGES), force=True
+            )
             if self.reporter.should_stop():
                 raise _Stop()
 

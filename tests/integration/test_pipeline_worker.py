@@ -27,6 +27,7 @@ from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
 from service.unlearning.models import UnlearningJob
 from tests.integration.processes import WORKER_VISIBILITY_TIMEOUT, LoggedProcess, tails, wait_for
+from tests.provable import why_not_passed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -78,7 +79,7 @@ def test_an_api_request_is_unlearned_by_a_real_worker_and_its_unit_goes_live(sta
     _wait_for(lambda: _status(request) in ("staged", "failed", "verified"), "The worker did not finish the request", worker)
 
     job = UnlearningJob.objects.get(request=request)
-    assert _status(request) == "staged", f"{job.status}: {job.failure_reason}\n{_logs(worker)}"
+    assert _status(request) == "staged", f"{job.status}: {job.failure_reason} {why_not_passed(job.certificate)}\n{_logs(worker)}"
     assert (job.status, job.attempt, job.deliveries, job.percent) == ("succeeded", 1, 1, 100.0)
     assert job.worker.startswith(f"pipeline-{os.getpid()}@")
     version = AdapterVersion.objects.get(request=request)
@@ -129,7 +130,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_request_ends_with_exac
     _wait_for(lambda: _status(request) in ("staged", "failed"), "The second worker did not finish the redelivered job", first, second)
 
     job = UnlearningJob.objects.get(request=request)  # still one attempt: the same job, resumed
-    assert _status(request) == "staged", f"{job.status}: {job.failure_reason}\n{_logs(first, second)}"
+    assert _status(request) == "staged", f"{job.status}: {job.failure_reason} {why_not_passed(job.certificate)}\n{_logs(first, second)}"
     assert (job.status, job.attempt, job.deliveries) == ("succeeded", 1, 2)
     assert job.worker.startswith(f"fault-b-{os.getpid()}@")
     resumed = AuditEvent.objects.get(action="unlearning.job_resumed", target_id=request.reference)

@@ -74,6 +74,9 @@ ZERO_LEAK_SETS = ("F", "F<t")
 MIN_ANSWER_TOKENS = 48
 # Per positive family (and per negative set), how many probes are also answered with every
 # adapter forced on (the decomposition).
+# The stage names evaluate_units passes to on_stage, in the order it passes them (a progress bar's
+# steps: the job's and `unlearn evaluate`'s); "reserve probes" only when a rule is short.
+EVALUATION_STAGES = ("load", "base answers", "reserve probes", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio")
 FORCED_SAMPLE = 16
 # Enough evidence: a rule gets reserve probes until this many leaks (lost answers) would still
 # prove its bound: with 0 a single garbled answer would make a sound unit INCONCLUSIVE.
@@ -383,19 +386,22 @@ def _unit_record(unit: LoadedUnit) -> dict[str, Any]:
 
 @dataclass
 class BaseEvidence:
-    """What the base model answered of a suite (step 3's base half): the probes that fit its
+    """What the base model answered of a suite (step 2): the probes that fit its
     context, then each reserve draw answered because a rule was short of evidence.
 
     `batches` are those probe lists in the order answered (`probes` is their concatenation,
     `answers` the base answers in the same order); `still_short` the rules the answers leave short
     (a certificate with any is INCONCLUSIVE on them, whatever the unit does)."""
 
-    probes: list[Probe]
-    answers: list[str]
     batches: list[list[Probe]]
+    answers: list[str]
     still_short: set[str]
     generation: dict[str, Any]
     timings: dict[str, float]
+
+    @property
+    def probes(self) -> list[Probe]:
+        return [p for batch in self.batches for p in batch]
 
 
 def base_evidence(
@@ -459,7 +465,7 @@ def base_evidence(
     still_short = short_of_evidence(all_probes, base_texts, needed)
     generation["evidence"] = {"needed": needed, "reserve_draws": len(probes.reserve), "answered": answered_reserve, "still_short": sorted(still_short)}
     timings["reserve_seconds"] = round(time.perf_counter() - reserve_started, 3)
-    return BaseEvidence(all_probes, base_texts, batches, still_short, generation, timings)
+    return BaseEvidence(batches, base_texts, still_short, generation, timings)
 
 
 # ---------------------------------------------------------------------------------------------

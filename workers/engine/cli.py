@@ -635,9 +635,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             probes = _default_probes(args)
     _prepare_torch(args.threads)
     from .base_model import load_base_model
-    from .certificate import evaluate_units
+    from .certificate import EVALUATION_STAGES, evaluate_units
 
-    stages = ["load", "base answers", "reserve probes", "gate scores", "gated answers", "forced-on answers", "membership inference", "truth ratio"]
+    stages = list(EVALUATION_STAGES)
     bar = None
     if not args.quiet:
         from tqdm import tqdm

@@ -14,6 +14,7 @@ from service.audit.models import AuditEvent
 from service.requests.models import ErasureRequest
 from service.requests.services import request_approve
 from service.unlearning.models import FrozenForgetSet, UnlearningJob
+from tests.provable import why_not_passed
 from tests.torch_threads import one_intra_op_thread
 from workers.jobs import process_job
 
@@ -29,16 +30,6 @@ def one_torch_thread():
     """One intra-op torch thread for each test here (tests/torch_threads.py)."""
     with one_intra_op_thread():
         yield
-
-
-def not_passed(certificate: dict | None) -> list[tuple]:
-    """The rules that did not pass, with their figures, and the probes the evidence stayed short of:
-    what a failing assertion prints, so a CI log says why without a rerun."""
-    certificate = certificate or {}
-    rules = [
-        (r["name"], r["status"], r.get("value"), r.get("lower95"), r.get("n"), r.get("note")) for r in certificate.get("rules", []) if r["status"] != "pass"
-    ]
-    return [*rules, ("retain", certificate.get("retain")), ("evidence", certificate.get("generation", {}).get("evidence"))]
 
 
 def approved_job(request, reviewer, actor_of) -> UnlearningJob:
@@ -57,7 +48,7 @@ def test_an_approved_request_ends_staged_with_an_active_unit_and_a_redelivery_is
     outcome = process_job(job.pk, node="test-worker")
 
     job.refresh_from_db()
-    assert outcome["outcome"] == "staged", not_passed(job.certificate)
+    assert outcome["outcome"] == "staged", why_not_passed(job.certificate)
     request.refresh_from_db()
     assert request.status == "staged"
     assert (job.status, job.percent, job.phase, job.deliveries, job.unit_id) == ("succeeded", 100.0, "done", 1, f"{request.reference.lower()}-a1")

@@ -11,7 +11,19 @@ import pytest
 
 from workers.engine import leaks
 from workers.engine.artifacts import load_unit
-from workers.engine.certificate import VERDICTS, Thresholds, _judge, _rules, _verdict, answer_budget, base_evidence, evaluate_units, evidence_needed, probe_fits
+from workers.engine.certificate import (
+    EVALUATION_STAGES,
+    VERDICTS,
+    Thresholds,
+    _judge,
+    _rules,
+    _verdict,
+    answer_budget,
+    base_evidence,
+    evaluate_units,
+    evidence_needed,
+    probe_fits,
+)
 from workers.engine.families import POSITIVE_FAMILIES
 from workers.engine.metrics import rate
 from workers.engine.probes import build_probes
@@ -25,7 +37,8 @@ def certificate(base, encoder, tiny_world, people, first_unit, second_unit):
     stages = []
     result = evaluate_units(base, [first_unit, second_unit], probes, encoder=encoder, on_stage=stages.append, bootstrap_rounds=100)
     assert stages[0] == "load" and "membership inference" in stages
-    assert stages.index("base answers") < stages.index("gate scores")  # the order of jobs.EVAL_STAGES
+    assert stages.index("base answers") < stages.index("gate scores")
+    assert list(dict.fromkeys(stages)) == [name for name in EVALUATION_STAGES if name in stages]  # what the progress bars count
     return result
 
 
@@ -38,7 +51,10 @@ def test_the_base_evidence_is_the_certificates_own_and_needs_no_unit(certificate
     assert evidence.generation["evidence"] == certificate.generation["evidence"]
     assert [p.question for p in evidence.probes] == [row["question"] for row in rows]
     assert evidence.answers == [row["base_answer"] for row in rows]
-    assert [p for batch in evidence.batches for p in batch] == evidence.probes and len(evidence.batches) >= 2  # the suite, then reserve draws
+    # The suite's own probes first, then reserve draws (never F or F<t, which have no reserve).
+    suite = {id(p) for p in probes.probes}
+    assert len(evidence.batches) >= 2 and all(id(p) in suite for p in evidence.batches[0])
+    assert all(id(p) not in suite and p.set not in ("F", "F<t") for batch in evidence.batches[1:] for p in batch)
     assert evidence.still_short == set(certificate.generation["evidence"]["still_short"])
 
 
